@@ -2,6 +2,7 @@
 // every shape against config.json.
 #include "model/model.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 

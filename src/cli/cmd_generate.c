@@ -1,0 +1,330 @@
+// cli/cmd_generate.c: `janus generate`: MPI set-up, model and requests loading
+// on every rank, requests shared out (monolithic data-parallel mode: every rank
+// holds the whole model), generation, results gathered on rank 0 and written
+// atomically in request order.
+#include <getopt.h>
+#include <libgen.h>
+#include <mpi.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "engine/generate.h"
+#include "io/requests.h"
+#include "io/results.h"
+#include "model/model.h"
+
+static const char *HELP =
+    "usage: mpirun -np N janus generate --model DIR --requests IN.h5 --out OUT.h5 [options]\n"
+    "\n"
+    "Runs every request of IN.h5 through the model and writes OUT.h5 (written to a\n"
+    "temporary file and renamed when complete). Requests are shared out among the\n"
+    "ranks; every rank holds the whole model (monolithic mode).\n"
+    "\n"
+    "required:\n"
+    "  --model DIR            Hugging Face checkpoint: config.json + *.safetensors\n"
+    "  --requests FILE        requests file (HDF5, format janus-requests)\n"
+    "  --out FILE             results file to write (HDF5, format janus-results)\n"
+    "\n"
+    "batching and memory (per rank):\n"
+    "  --max-batch N          sequences in flight (default 64)\n"
+    "  --max-step-tokens N    tokens per forward step, decode + chunked prefill (default 512)\n"
+    "  --kv-cache-mb N        paged KV cache budget in MiB (default 1024)\n"
+    "  --block-size N         KV cache positions per block (default 16)\n"
+    "\n"
+    "running:\n"
+    "  --backend cpu          compute backend (cpu; cuda arrives with the GPU build)\n"
+    "  --threads N            OpenMP threads per rank (default: OMP_NUM_THREADS, else\n"
+    "                         the CPUs the rank is bound to, else cores / ranks per node)\n"
+    "  --progress-interval S  seconds between progress lines on stderr (default 10, 0: off)\n"
+    "  --quiet                only errors\n"
+    "  --verbose              per-rank timing breakdown\n"
+    "  -h, --help             this text\n"
+    "\n"
+    "exit status: 0 success, 2 bad input or failure (message names the file and field).\n";
+
+typedef struct {
+    const char *model, *requests, *out, *backend;
+    int max_batch, max_step_tokens, kv_mb, block_size, threads;
+    double progress_s;
+} gen_args;
+
+static void parse(int argc, char **argv, gen_args *a) {
+    *a = (gen_args){.backend = "cpu", .max_batch = 64, .max_step_tokens = 512, .kv_mb = 1024, .block_size = 16,
+                    .progress_s = 10};
+    static struct option opts[] = {
+        {"model", required_argument, 0, 'm'},          {"requests", required_argument, 0, 'r'},
+        {"out", required_argument, 0, 'o'},            {"max-batch", required_argument, 0, 'b'},
+        {"max-step-tokens", required_argument, 0, 's'}, {"kv-cache-mb", required_argument, 0, 'k'},
+        {"block-size", required_argument, 0, 'B'},     {"threads", required_argument, 0, 't'},
+        {"progress-interval", required_argument, 0, 'p'}, {"backend", required_argument, 0, 'x'},
+        {"quiet", no_argument, 0, 'q'},                {"verbose", no_argument, 0, 'v'},
+        {"help", no_argument, 0, 'h'},                 {0, 0, 0, 0}};
+    int c;
+    opterr = 0;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'm': a->model = optarg; break;
+        case 'r': a->requests = optarg; break;
+        case 'o': a->out = optarg; break;
+        case 'b': a->max_batch = (int)cli_int("--max-batch", optarg, 1, 1 << 20); break;
+        case 's': a->max_step_tokens = (int)cli_int("--max-step-tokens", optarg, 1, 1 << 24); break;
+        case 'k': a->kv_mb = (int)cli_int("--kv-cache-mb", optarg, 1, 1 << 30); break;
+        case 'B': a->block_size = (int)cli_int("--block-size", optarg, 1, 4096); break;
+        case 't': a->threads = (int)cli_int("--threads", optarg, 1, 4096); break;
+        case 'p': a->progress_s = cli_num("--progress-interval", optarg, 0, 1e9); break;
+        case 'x': a->backend = optarg; break;
+        case 'q': janus_verbosity = 0; break;
+        case 'v': janus_verbosity = 2; break;
+        case 'h':
+            if (janus_rank() == 0) fputs(HELP, stdout);
+            MPI_Finalize();
+            exit(0);
+        default:
+            janus_die_all(NULL, "generate: unknown or incomplete option \"%s\" (janus generate --help)", argv[optind - 1]);
+        }
+    }
+    if (optind < argc) janus_die_all(NULL, "generate: unexpected argument \"%s\"", argv[optind]);
+    if (!a->model) janus_die_all(NULL, "generate: --model DIR is required (janus generate --help)");
+    if (!a->requests) janus_die_all(NULL, "generate: --requests FILE is required");
+    if (!a->out) janus_die_all(NULL, "generate: --out FILE is required");
+    if (strcmp(a->backend, "cpu") != 0)
+        janus_die_all(NULL, "--backend: \"%s\" is not available in this build (cpu)", a->backend);
+    if (a->max_step_tokens < a->max_batch) a->max_step_tokens = a->max_batch; // every decode token fits a step
+}
+
+// The output's directory must exist and be writable before hours of compute.
+static void check_out_path(const char *out) {
+    char *dup = xstrdup(out);
+    const char *dir = dirname(dup);
+    if (access(dir, W_OK) != 0) janus_die_all(out, "the directory %s does not exist or is not writable", dir);
+    free(dup);
+}
+
+// Gathers this rank's results to rank 0 and fills res in request order.
+static void gather_results(const janus_requests *R, const int64_t *mine, int64_t n_mine, janus_gen_out *g,
+                           janus_results *res) {
+    int rank = janus_rank(), size = janus_nranks();
+    // Fixed part per request: idx, n_gen, finish (as doubles for one message), ttft, tpot.
+    int64_t ntok = 0;
+    for (int64_t i = 0; i < n_mine; i++) ntok += g->n_gen[mine[i]];
+    double *meta = xmalloc(sizeof(double) * 5 * (n_mine ? n_mine : 1));
+    int32_t *tok = xmalloc(sizeof(int32_t) * (ntok ? ntok : 1));
+    float *lp = xmalloc(sizeof(float) * (ntok ? ntok : 1));
+    int64_t k = 0;
+    for (int64_t i = 0; i < n_mine; i++) {
+        int64_t r = mine[i];
+        meta[5 * i + 0] = (double)r;
+        meta[5 * i + 1] = g->n_gen[r];
+        meta[5 * i + 2] = g->finish[r];
+        meta[5 * i + 3] = g->ttft_s[r];
+        meta[5 * i + 4] = g->tpot_s[r];
+        memcpy(tok + k, g->tokens[r], sizeof(int32_t) * g->n_gen[r]);
+        memcpy(lp + k, g->logprobs[r], sizeof(float) * g->n_gen[r]);
+        k += g->n_gen[r];
+    }
+    int counts[2] = {(int)(5 * n_mine), (int)ntok};
+    int *all = rank == 0 ? xmalloc(sizeof(int) * 2 * size) : NULL;
+    MPI_Gather(counts, 2, MPI_INT, all, 2, MPI_INT, 0, MPI_COMM_WORLD);
+    int *cm = NULL, *dm = NULL, *ct = NULL, *dt = NULL;
+    double *meta_all = NULL;
+    int32_t *tok_all = NULL;
+    float *lp_all = NULL;
+    if (rank == 0) {
+        cm = xmalloc(sizeof(int) * size), dm = xmalloc(sizeof(int) * size);
+        ct = xmalloc(sizeof(int) * size), dt = xmalloc(sizeof(int) * size);
+        int64_t sm = 0, st = 0;
+        for (int q = 0; q < size; q++) {
+            cm[q] = all[2 * q];
+            ct[q] = all[2 * q + 1];
+            dm[q] = (int)sm;
+            dt[q] = (int)st;
+            sm += cm[q];
+            st += ct[q];
+        }
+        meta_all = xmalloc(sizeof(double) * (sm ? sm : 1));
+        tok_all = xmalloc(sizeof(int32_t) * (st ? st : 1));
+        lp_all = xmalloc(sizeof(float) * (st ? st : 1));
+    }
+    MPI_Gatherv(meta, counts[0], MPI_DOUBLE, meta_all, cm, dm, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+    MPI_Gatherv(tok, counts[1], MPI_INT32_T, tok_all, ct, dt, MPI_INT32_T, 0, MPI_COMM_WORLD);
+    MPI_Gatherv(lp, counts[1], MPI_FLOAT, lp_all, ct, dt, MPI_FLOAT, 0, MPI_COMM_WORLD);
+    free(meta);
+    free(tok);
+    free(lp);
+    if (rank == 0) {
+        const int64_t N = R->n;
+        res->n = N;
+        res->ids = xmalloc(sizeof(int64_t) * (N ? N : 1));
+        res->offsets = xcalloc(N + 1, sizeof(int64_t));
+        res->finish_reason = xcalloc(N ? N : 1, 1);
+        res->ttft_s = xcalloc(N ? N : 1, sizeof(double));
+        res->tpot_s = xcalloc(N ? N : 1, sizeof(double));
+        int32_t *ng = xcalloc(N ? N : 1, sizeof(int32_t));
+        int64_t *src = xcalloc(N ? N : 1, sizeof(int64_t)); // where request r's tokens start in tok_all
+        int64_t nreq = 0;
+        for (int q = 0; q < size; q++) {
+            int64_t at = dt[q];
+            for (int i = 0; i < cm[q] / 5; i++) {
+                const double *mm = meta_all + dm[q] + 5 * i;
+                int64_t r = (int64_t)mm[0];
+                ng[r] = (int32_t)mm[1];
+                res->finish_reason[r] = (uint8_t)mm[2];
+                res->ttft_s[r] = mm[3];
+                res->tpot_s[r] = mm[4];
+                src[r] = at;
+                at += ng[r];
+                nreq++;
+            }
+        }
+        if (nreq != N) janus_die(NULL, "internal: gathered %lld results for %lld requests", (long long)nreq, (long long)N);
+        for (int64_t r = 0; r < N; r++) {
+            res->ids[r] = R->ids[r];
+            res->offsets[r + 1] = res->offsets[r] + ng[r];
+        }
+        int64_t G = res->offsets[N];
+        res->tokens = xmalloc(sizeof(int32_t) * (G ? G : 1));
+        res->logprobs = xmalloc(sizeof(float) * (G ? G : 1));
+        for (int64_t r = 0; r < N; r++) {
+            memcpy(res->tokens + res->offsets[r], tok_all + src[r], sizeof(int32_t) * ng[r]);
+            memcpy(res->logprobs + res->offsets[r], lp_all + src[r], sizeof(float) * ng[r]);
+        }
+        free(ng);
+        free(src);
+        free(all);
+        free(cm);
+        free(dm);
+        free(ct);
+        free(dt);
+        free(meta_all);
+        free(tok_all);
+        free(lp_all);
+    }
+}
+
+int cmd_generate(int argc, char **argv) {
+    int provided;
+    MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
+    int rank, size;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    janus_set_rank(rank, size);
+    double t0 = janus_now_s();
+    gen_args a;
+    parse(argc, argv, &a);
+    MPI_Comm node;
+    MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node);
+    int local_size;
+    MPI_Comm_size(node, &local_size);
+    MPI_Comm_free(&node);
+    int threads = a.threads ? a.threads : cli_threads(local_size);
+    omp_set_num_threads(threads);
+    check_out_path(a.out);
+
+    // Every rank checks the same inputs, so a bad file fails everywhere alike.
+    janus_model m;
+    janus_err e;
+    if (janus_model_load(a.model, &m, JANUS_LOAD_ALL, NULL, &e)) janus_die_all(NULL, "%s", e.msg);
+    janus_requests R;
+    if (janus_requests_read(a.requests, &R, &e)) janus_die_all(NULL, "%s", e.msg);
+    if (janus_requests_check_model(&R, m.cfg.vocab, m.cfg.max_ctx, &e)) janus_die_all(NULL, "%s", e.msg);
+    janus_log("model %s (%s): %d layers, hidden %d, %d experts top-%d, %.1f MiB of weights", a.model,
+              m.cfg.model_type, m.cfg.n_layers, m.cfg.hidden, m.cfg.n_experts, m.cfg.top_k,
+              m.weight_bytes / 1048576.0);
+    janus_log("requests %s: %lld requests, %lld prompt tokens; %d ranks (monolithic), %d threads per rank",
+              a.requests, (long long)R.n, (long long)(R.n ? R.offsets[R.n] : 0), size, threads);
+
+    // Share out: request i goes to rank i mod size.
+    int64_t n_mine = 0;
+    int64_t *mine = xmalloc(sizeof(int64_t) * (R.n / size + 1));
+    for (int64_t i = rank; i < R.n; i += size) mine[n_mine++] = i;
+
+    size_t block_bytes = janus_kv_block_bytes(&m.cfg, a.block_size);
+    int kv_blocks = (int)(((size_t)a.kv_mb << 20) / block_bytes);
+    if (kv_blocks < 1)
+        janus_die_all(NULL, "--kv-cache-mb: %d MiB holds no KV block (one block of %d positions takes %.2f MiB)", a.kv_mb,
+                      a.block_size, block_bytes / 1048576.0);
+    janus_engine en;
+    janus_engine_init(&en, &m, a.max_step_tokens, kv_blocks, a.block_size);
+    janus_gen_opts go = {a.max_batch, a.max_step_tokens, a.block_size, kv_blocks, janus_verbosity ? a.progress_s : 0};
+    janus_gen_out g;
+    janus_gen_out_init(&g, R.n);
+    double tg0 = janus_now_s();
+    janus_generate(&en, &R, mine, n_mine, &go, &g);
+    double gen_s = janus_now_s() - tg0;
+
+    // Expert activations and timing reach rank 0.
+    const int L = m.cfg.n_layers, E = m.cfg.n_experts;
+    int64_t *counts = rank == 0 ? xcalloc((size_t)L * E, sizeof(int64_t)) : NULL;
+    MPI_Reduce(en.expert_counts, counts, L * E, MPI_INT64_T, MPI_SUM, 0, MPI_COMM_WORLD);
+    double tl[7] = {en.times.attn_s, en.times.router_s, en.times.experts_s, en.times.combine_s, en.times.dense_s,
+                    en.times.lm_head_s, gen_s};
+    double tmax[7];
+    MPI_Reduce(tl, tmax, 7, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
+    janus_vlog("rank %d: %lld requests, %lld tokens, %lld steps; attention %.3f s, router %.3f s, experts %.3f s, "
+               "combine %.3f s, dense %.3f s, lm_head %.3f s",
+               rank, (long long)n_mine, (long long)g.gen_tokens, (long long)g.steps, tl[0], tl[1], tl[2], tl[3], tl[4],
+               tl[5]);
+    janus_results res = {0};
+    gather_results(&R, mine, n_mine, &g, &res);
+    if (rank == 0) {
+        double wall = janus_now_s() - t0;
+        int64_t G = res.offsets[res.n];
+        char layout[128], cmdline[2048] = "";
+        snprintf(layout, sizeof layout, "monolithic: %d ranks x (attention + all experts), %d threads each", size, threads);
+        for (int i = 0, k = 0; i < argc && k < (int)sizeof cmdline - 2; i++)
+            k += snprintf(cmdline + k, sizeof cmdline - k, "%s%s", i ? " " : "janus ", argv[i]);
+        janus_attr attrs[] = {
+            {"model", a.model, 0},
+            {"model_type", m.cfg.model_type, 0},
+            {"requests", a.requests, 0},
+            {"layout", layout, 0},
+            {"plan", "{\"mode\": \"monolithic\"}", 0},
+            {"janus_version", JANUS_VERSION, 0},
+            {"backend", a.backend, 0},
+            {"command", cmdline, 0},
+            {"ranks", NULL, size},
+            {"attn_ranks", NULL, size},
+            {"moe_ranks", NULL, 0},
+            {"threads_per_rank", NULL, threads},
+            {"wall_s", NULL, wall},
+            {"generate_s", NULL, tmax[6]},
+            {"generated_tokens", NULL, (double)G},
+            {"tokens_per_s", NULL, tmax[6] > 0 ? G / tmax[6] : 0},
+            {"time_attention_s", NULL, tmax[0]},
+            {"time_router_s", NULL, tmax[1]},
+            {"time_experts_s", NULL, tmax[2]},
+            {"time_combine_s", NULL, tmax[3]},
+            {"time_dense_s", NULL, tmax[4]},
+            {"time_lm_head_s", NULL, tmax[5]},
+        };
+        res.n_layers = L;
+        res.n_experts = E;
+        res.expert_counts = counts;
+        res.attrs = attrs;
+        res.n_attrs = (int)(sizeof attrs / sizeof attrs[0]);
+        if (janus_results_write(a.out, &res, &e)) janus_die(NULL, "%s", e.msg);
+        int64_t n_eos = 0;
+        for (int64_t i = 0; i < res.n; i++) n_eos += res.finish_reason[i];
+        janus_log("done: %lld requests (%lld stopped at EOS), %lld tokens generated in %.2f s: %.1f tokens/s -> %s",
+                  (long long)res.n, (long long)n_eos, (long long)G, tmax[6], tmax[6] > 0 ? G / tmax[6] : 0.0, a.out);
+        free(res.ids);
+        free(res.offsets);
+        free(res.tokens);
+        free(res.logprobs);
+        free(res.finish_reason);
+        free(res.ttft_s);
+        free(res.tpot_s);
+        free(counts);
+    }
+    janus_gen_out_free(&g);
+    janus_engine_free(&en);
+    free(mine);
+    janus_requests_free(&R);
+    janus_model_free(&m);
+    MPI_Finalize();
+    return 0;
+}

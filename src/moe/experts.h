@@ -1,0 +1,32 @@
+// moe/experts.h: routed-expert compute on the CPU: a SwiGLU FFN per expert over
+// the rows routed to it, and the combine step (weighted sum in ascending expert
+// order, as transformers does) that turns per-(token, slot) expert outputs back
+// into one row per token. Split so that the expert compute can run on another
+// rank (the MoE pool) while the combine stays on the attention rank.
+#ifndef JANUS_MOE_EXPERTS_H
+#define JANUS_MOE_EXPERTS_H
+
+#include "model/model.h"
+
+// Scratch of one expert FFN over up to max_rows rows.
+typedef struct {
+    int max_rows, max_inter;
+    float *g, *u; // [max_rows, max_inter]
+} janus_ffn_scratch;
+void janus_ffn_scratch_init(janus_ffn_scratch *s, int max_rows, int max_inter);
+void janus_ffn_scratch_free(janus_ffn_scratch *s);
+
+// Y: [n, H] = down( silu(X gate^T) * (X up^T) ), X: [n, H].
+void janus_swiglu_ffn(float *Y, const float *X, int n, const janus_w *gate, const janus_w *up, const janus_w *down,
+                      janus_ffn_scratch *s);
+
+// Run every (token, slot) pair of one layer locally.
+// x: [T, H]; ids: [T, k]; y: [T*k, H] output of expert ids[t*k+j] on row t.
+// Pairs are grouped by expert (ascending); gather/scatter buffers: xs, ys [T*k, H].
+void janus_experts_local(const janus_layer *L, int H, const float *x, const int32_t *ids, int T, int k, float *y,
+                         float *xs, float *ys, int32_t *order, janus_ffn_scratch *s);
+
+// out: [T, H] = sum_j w[t, j] * y[t*k + j], in ascending order of ids[t, j].
+void janus_combine(float *out, const float *y, const int32_t *ids, const float *w, int T, int k, int H);
+
+#endif

@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""golden.py: runs `janus generate` on transformers-made fixtures and compares
+the result file with the greedy tokens and logprobs transformers computed
+(expected.json beside each checkpoint).
+
+usage: golden.py JANUS FIXTURE_DIR [FIXTURE_DIR...] [--np N] [--tol 1e-3] [-- extra janus args]
+
+Each FIXTURE_DIR holds config.json, *.safetensors and expected.json. Prints one
+line per fixture and a closing 'N passed, N failed'; exits non-zero on any failure.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
+import janus_h5  # noqa: E402
+
+
+def mpirun_prefix(np_):
+    if np_ <= 0:
+        return []
+    return ["mpirun", "--oversubscribe", "--allow-run-as-root", "-np", str(np_),
+            "--mca", "btl", "self,vader,tcp", "--mca", "btl_vader_single_copy_mechanism", "none"]
+
+
+def run_one(janus, fixture, np_, tol, extra, tmp):
+    exp = json.load(open(os.path.join(fixture, "expected.json")))
+    reqs = exp["requests"]
+    req_path = os.path.join(tmp, "requests.h5")
+    out_path = os.path.join(tmp, "out.h5")
+    janus_h5.write_requests(req_path, [r["prompt"] for r in reqs], [r["max_new_tokens"] for r in reqs],
+                            ids=[r["id"] for r in reqs])
+    cmd = mpirun_prefix(np_) + [janus, "generate", "--model", fixture, "--requests", req_path, "--out", out_path,
+                                "--quiet"] + extra
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if p.returncode != 0:
+        return [f"janus exited {p.returncode}: {p.stderr.strip()[-2000:]}"]
+    res = janus_h5.read_results(out_path)
+    errs = []
+    if list(res["ids"]) != [r["id"] for r in reqs]:
+        errs.append(f"ids {list(res['ids'])} != {[r['id'] for r in reqs]}")
+    worst = 0.0
+    for i, r in enumerate(reqs):
+        toks = [int(t) for t in res["tokens"][i]]
+        if toks != r["tokens"]:
+            errs.append(f"request {r['id']} (prompt {len(r['prompt'])} tokens): tokens {toks} != transformers {r['tokens']}")
+            continue
+        d = max([abs(float(a) - b) for a, b in zip(res["logprobs"][i], r["logprobs"])] or [0.0])
+        worst = max(worst, d)
+        if d > tol:
+            errs.append(f"request {r['id']}: logprob differs by {d:.2e} > {tol:g}")
+        if int(res["finish_reason"][i]) != r["finish_reason"]:
+            errs.append(f"request {r['id']}: finish_reason {int(res['finish_reason'][i])} != {r['finish_reason']}")
+    return errs, worst
+
+
+def main():
+    argv = sys.argv[1:]
+    extra = []
+    if "--" in argv:
+        k = argv.index("--")
+        argv, extra = argv[:k], argv[k + 1:]
+    ap = argparse.ArgumentParser()
+    ap.add_argument("janus")
+    ap.add_argument("fixtures", nargs="+")
+    ap.add_argument("--np", type=int, default=0, help="run under mpirun -np N (0: no mpirun)")
+    ap.add_argument("--tol", type=float, default=1e-3)
+    a = ap.parse_args(argv)
+    passed = failed = 0
+    for fx in a.fixtures:
+        with tempfile.TemporaryDirectory() as tmp:
+            out = run_one(a.janus, fx, a.np, a.tol, extra, tmp)
+        if isinstance(out, list):
+            errs, worst = out, float("nan")
+        else:
+            errs, worst = out
+        name = os.path.basename(os.path.normpath(fx))
+        if errs:
+            failed += 1
+            print(f"FAIL {name} (np={a.np} {' '.join(extra)}):")
+            for e in errs[:10]:
+                print("   ", e)
+        else:
+            passed += 1
+            print(f"ok   {name} (np={a.np} {' '.join(extra)}): tokens exact, max |dlogprob| {worst:.2e}")
+    print(f"{passed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
