@@ -139,11 +139,21 @@ def build_cases(env):
     # -- positive control
     add("control_mixtral", model=FIX_MIXTRAL, ok=True, mpi=True)
     add("control_sharded", model=FIX_SHARDED, ok=True)
+    d = env.case_dir("control_use_sliding_window_without_window")
+    m = env.model_copy(d, FIX_QWEN2)
+    edit_config(m, use_sliding_window=True, sliding_window=None)  # no window: full attention
+    add("control_use_sliding_window_without_window", model=m, ok=True, d=d)
 
     # -- model directory and config.json
     d = env.case_dir("model_dir_missing")
     missing = os.path.join(d, "no_such_model")
-    add("model_dir_missing", model=missing, expect=[missing], d=d)
+    add("model_dir_missing", model=missing, expect=[missing, "model directory"], d=d)
+
+    d = env.case_dir("model_dir_is_a_file")
+    notdir = os.path.join(d, "model_file")
+    with open(notdir, "w") as f:
+        f.write("{}")
+    add("model_dir_is_a_file", model=notdir, expect=[notdir, "model directory"], d=d)
 
     d = env.case_dir("config_missing")
     m = env.model_copy(d)
@@ -193,6 +203,22 @@ def build_cases(env):
     m = env.model_copy(d)
     p = edit_config(m, num_experts_per_tok=9)
     add("config_top_k_gt_experts", model=m, expect=[p, "num_experts_per_tok"], d=d)
+
+    d = env.case_dir("config_hidden_act_not_string")
+    m = env.model_copy(d)
+    p = edit_config(m, hidden_act=5)
+    add("config_hidden_act_not_string", model=m, expect=[p, "hidden_act"], d=d)
+
+    d = env.case_dir("config_zero_experts")
+    m = env.model_copy(d)
+    p = edit_config(m, num_local_experts=0)
+    add("config_zero_experts", model=m, expect=[p, "num_local_experts"], d=d)
+
+    d = env.case_dir("config_eos_outside_int32")
+    m = env.model_copy(d)
+    os.unlink(os.path.join(m, "generation_config.json"))
+    p = edit_config(m, eos_token_id=2**32 + 5)  # would wrap to 5 when cast to int32
+    add("config_eos_outside_int32", model=m, expect=[p, "eos_token_id"], d=d)
 
     d = env.case_dir("config_missing_field")
     m = env.model_copy(d, FIX_QWEN2)
@@ -244,11 +270,45 @@ def build_cases(env):
         f.write(b"[[[[")
     add("st_header_not_json", model=m, expect=[p, "header"], d=d)
 
+    d = env.case_dir("st_header_json_array")
+    m = env.model_copy(d)
+    p = os.path.join(m, "model.safetensors")
+    header, data = st_read(p)
+    with open(p, "wb") as f:
+        f.write(struct.pack("<Q", 8) + b"[1]     " + data)
+    add("st_header_json_array", model=m, expect=[p, "header", "not an object"], d=d)
+
+    d = env.case_dir("st_shape_overflow")  # 2^32 x 2^32 x 4 bytes wraps to 0 in 64 bits
+    m = env.model_copy(d)
+    p = os.path.join(m, "model.safetensors")
+    header, data = st_read(p)
+    header["model.extra.weight"] = {"dtype": "F32", "shape": [2**32, 2**32], "data_offsets": [0, 0]}
+    st_write_raw(p, header, data)
+    add("st_shape_overflow", model=m, expect=[p, "model.extra.weight", "shape"], d=d)
+
     d = env.case_dir("st_missing_tensor")
     m = env.model_copy(d)
     victim = "model.layers.1.block_sparse_moe.experts.3.w2.weight"
     st_rewrite_without(os.path.join(m, "model.safetensors"), victim)
     add("st_missing_tensor", model=m, expect=[m, victim], d=d)
+
+    d = env.case_dir("st_missing_expert0_w1")  # the tensor the naming scheme was guessed from
+    m = env.model_copy(d)
+    victim = "model.layers.0.block_sparse_moe.experts.0.w1.weight"
+    st_rewrite_without(os.path.join(m, "model.safetensors"), victim)
+    add("st_missing_expert0_w1", model=m, expect=[m, victim], d=d)
+
+    d = env.case_dir("st_missing_router")  # the tensor the block prefix was guessed from
+    m = env.model_copy(d)
+    victim = "model.layers.1.block_sparse_moe.gate.weight"
+    st_rewrite_without(os.path.join(m, "model.safetensors"), victim)
+    add("st_missing_router", model=m, expect=[m, victim], d=d)
+
+    d = env.case_dir("st_missing_fused_gate_up")
+    m = env.model_copy(d, FIX_QWEN2)
+    victim = "model.layers.0.mlp.experts.gate_up_proj"
+    st_rewrite_without(os.path.join(m, "model.safetensors"), victim)
+    add("st_missing_fused_gate_up", model=m, expect=[m, victim], d=d)
 
     d = env.case_dir("st_missing_fused_experts")
     m = env.model_copy(d, FIX_QWEN2)
@@ -288,7 +348,7 @@ def build_cases(env):
     m = env.model_copy(d, FIX_SHARDED)
     shard = "model-00003-of-00006.safetensors"
     os.unlink(os.path.join(m, shard))
-    add("sharded_missing_shard", model=m, expect=[shard], d=d, mpi=True)
+    add("sharded_missing_shard", model=m, expect=["model.safetensors.index.json", "weight_map", shard], d=d, mpi=True)
 
     d = env.case_dir("sharded_index_names_unknown_file")
     m = env.model_copy(d, FIX_SHARDED)
@@ -299,7 +359,19 @@ def build_cases(env):
     idx["weight_map"][victim] = "model-00007-of-00006.safetensors"
     with open(p, "w") as f:
         json.dump(idx, f, indent=2)
-    add("sharded_index_names_unknown_file", model=m, expect=["model-00007-of-00006.safetensors"], d=d)
+    add("sharded_index_names_unknown_file", model=m,
+        expect=["model.safetensors.index.json", victim, "model-00007-of-00006.safetensors"], d=d)
+
+    d = env.case_dir("sharded_index_names_directory")
+    m = env.model_copy(d, FIX_SHARDED)
+    p = os.path.join(m, "model.safetensors.index.json")
+    with open(p) as f:
+        idx = json.load(f)
+    victim = "model.norm.weight"
+    idx["weight_map"][victim] = ".."
+    with open(p, "w") as f:
+        json.dump(idx, f, indent=2)
+    add("sharded_index_names_directory", model=m, expect=["model.safetensors.index.json", victim], d=d)
 
     d = env.case_dir("sharded_truncated_shard")
     m = env.model_copy(d, FIX_SHARDED)
@@ -409,6 +481,7 @@ def run(cmd):
     """(rc, stderr, seconds) or (None, why, seconds) on a hang."""
     t0 = time.monotonic()
     env = dict(os.environ, OMP_NUM_THREADS="1")
+    env.setdefault("OMPI_MCA_btl_vader_single_copy_mechanism", "none")  # as tests/meson.build (containers)
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, env=env)
     try:
         _, err = p.communicate(timeout=TIMEOUT_S)

@@ -2,8 +2,11 @@
 // janus_config, and holds the architecture table.
 #include "model/config.h"
 
+#include <errno.h>
 #include <jansson.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <sys/stat.h>
 
 static const janus_arch_desc ARCHS[] = {
     // model_type   arch            qk norm        shared  norm_topk dense  expert size key
@@ -78,8 +81,11 @@ static int get_eos(cfg_ctx *x, janus_config *c) {
     json_t *v = json_object_get(x->root, "eos_token_id");
     if (!v || json_is_null(v)) return 0;
     if (json_is_integer(v)) {
+        json_int_t t = json_integer_value(v);
+        if (t < 0 || t > INT32_MAX)
+            return janus_errf(x->e, "%s: eos_token_id: %lld is outside the vocabulary", x->path, (long long)t);
         c->n_eos = 1;
-        c->eos[0] = (int32_t)json_integer_value(v);
+        c->eos[0] = (int32_t)t;
     } else if (json_is_array(v)) {
         size_t n = json_array_size(v);
         if (n > JANUS_MAX_EOS) return janus_errf(x->e, "%s: eos_token_id: more than %d ids", x->path, JANUS_MAX_EOS);
@@ -87,6 +93,9 @@ static int get_eos(cfg_ctx *x, janus_config *c) {
         for (size_t i = 0; i < n; i++) {
             json_t *t = json_array_get(v, i);
             if (!json_is_integer(t)) return janus_errf(x->e, "%s: eos_token_id[%zu]: not an integer", x->path, i);
+            if (json_integer_value(t) < 0 || json_integer_value(t) > INT32_MAX)
+                return janus_errf(x->e, "%s: eos_token_id[%zu]: %lld is outside the vocabulary", x->path, i,
+                                  (long long)json_integer_value(t));
             c->eos[c->n_eos++] = (int32_t)json_integer_value(t);
         }
     } else {
@@ -122,7 +131,10 @@ static json_t *load_json(const char *path, janus_err *e, bool must_exist) {
 // The features janus does not implement, refused by name.
 static int refuse_unsupported(cfg_ctx *x) {
     json_t *r = x->root;
-    const char *act = json_string_value(json_object_get(r, "hidden_act"));
+    json_t *actv = json_object_get(r, "hidden_act");
+    if (actv && !json_is_null(actv) && !json_is_string(actv))
+        return janus_errf(x->e, "%s: hidden_act: not a string", x->path);
+    const char *act = json_string_value(actv);
     if (act && strcmp(act, "silu") != 0)
         return janus_errf(x->e, "%s: hidden_act: \"%s\" is not supported (only silu)", x->path, act);
     // Sliding-window attention: active when sliding_window is a positive number
@@ -130,7 +142,7 @@ static int refuse_unsupported(cfg_ctx *x) {
     json_t *sw = json_object_get(r, "sliding_window");
     json_t *use = json_object_get(r, "use_sliding_window");
     bool sw_set = sw && json_is_integer(sw) && json_integer_value(sw) > 0;
-    bool sw_on = use ? json_is_true(use) : sw_set;
+    bool sw_on = sw_set && (!use || json_is_true(use));
     if (sw_on)
         return janus_errf(x->e, "%s: sliding_window: %lld (sliding-window attention is not supported)", x->path,
                           sw && json_is_integer(sw) ? (long long)json_integer_value(sw) : -1LL);
@@ -166,6 +178,10 @@ static int refuse_unsupported(cfg_ctx *x) {
 int janus_config_load(const char *dir, janus_config *c, janus_err *e) {
     memset(c, 0, sizeof *c);
     snprintf(c->dir, sizeof c->dir, "%s", dir);
+    struct stat sb;
+    if (stat(dir, &sb) != 0)
+        return janus_errf(e, "%s: cannot open the model directory: %s", dir, strerror(errno));
+    if (!S_ISDIR(sb.st_mode)) return janus_errf(e, "%s: cannot open the model directory: not a directory", dir);
     char path[1200];
     snprintf(path, sizeof path, "%s/config.json", dir);
     json_t *root = load_json(path, e, true);
@@ -192,7 +208,9 @@ int janus_config_load(const char *dir, janus_config *c, janus_err *e) {
         goto out;
     if (c->n_kv_heads == 0) c->n_kv_heads = c->n_heads;
     // Experts: num_experts or num_local_experts, whichever the file has.
+    const char *ekey = "num_experts";
     if (json_object_get(root, "num_local_experts") && !json_is_null(json_object_get(root, "num_local_experts"))) {
+        ekey = "num_local_experts";
         if (get_int(&x, "num_local_experts", &c->n_experts, true, 0)) goto out;
     } else if (get_int(&x, "num_experts", &c->n_experts, true, 0)) goto out;
     if (c->vocab < 1 || c->hidden < 1 || c->n_layers < 1 || c->n_heads < 1 || c->max_ctx < 1) {
@@ -204,7 +222,7 @@ int janus_config_load(const char *dir, janus_config *c, janus_err *e) {
         janus_errf(e, "%s: num_key_value_heads: %d does not divide num_attention_heads %d", path, c->n_kv_heads, c->n_heads);
         goto out;
     }
-    if (c->n_experts < 1) { janus_errf(e, "%s: num_experts: must be positive for an MoE model", path); goto out; }
+    if (c->n_experts < 1) { janus_errf(e, "%s: %s: must be positive for an MoE model", path, ekey); goto out; }
     if (c->top_k < 1 || c->top_k > c->n_experts) {
         janus_errf(e, "%s: num_experts_per_tok: %d is not in [1, %d]", path, c->top_k, c->n_experts);
         goto out;

@@ -30,6 +30,18 @@ static const janus_tensor *find_checked(binder *b, const char *name, bool requir
     return t;
 }
 
+// Whether any tensor's name starts with prefix (the set is sorted by name).
+static bool any_with_prefix(const janus_st *st, const char *prefix) {
+    size_t n = strlen(prefix);
+    int lo = 0, hi = st->n_tensors;
+    while (lo < hi) { // first name >= prefix
+        int mid = lo + (hi - lo) / 2;
+        if (strcmp(st->tensors[mid].name, prefix) < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < st->n_tensors && strncmp(st->tensors[lo].name, prefix, n) == 0;
+}
+
 // Bind a vector [cols] (rows == 0) or matrix [rows, cols].
 static int bind(binder *b, janus_w *w, const char *name, int64_t rows, int64_t cols, bool required) {
     memset(w, 0, sizeof *w);
@@ -75,13 +87,15 @@ static int bind_experts(binder *b, int l, const char *pfx, const uint8_t *mask) 
     L->up = xcalloc(E, sizeof(janus_w));
     L->down = xcalloc(E, sizeof(janus_w));
     char name[256];
+    char dname[256];
     snprintf(name, sizeof name, "model.layers.%d.%s.experts.gate_up_proj", l, pfx);
-    const janus_tensor *gu = janus_st_find(&b->m->st, name);
-    if (gu) {
-        const janus_tensor *gut = find_checked(b, name, true);
-        snprintf(name, sizeof name, "model.layers.%d.%s.experts.down_proj", l, pfx);
-        const janus_tensor *dn = find_checked(b, name, true);
-        if (!gut || !dn) return -1;
+    snprintf(dname, sizeof dname, "model.layers.%d.%s.experts.down_proj", l, pfx);
+    // Fused when either fused tensor is there (the other one missing is then reported by name).
+    if (janus_st_find(&b->m->st, name) || janus_st_find(&b->m->st, dname)) {
+        const janus_tensor *gu = find_checked(b, name, true);
+        if (!gu) return -1;
+        const janus_tensor *dn = find_checked(b, dname, true);
+        if (!dn) return -1;
         char got[96];
         if (gu->ndim != 3 || gu->shape[0] != E || gu->shape[1] != 2 * I || gu->shape[2] != H) {
             shape_str(got, sizeof got, gu);
@@ -102,11 +116,15 @@ static int bind_experts(binder *b, int l, const char *pfx, const uint8_t *mask) 
         }
         return 0;
     }
-    // Per-expert names: which scheme does expert 0 use?
+    // Per-expert names: which scheme does the layer use? (Any expert's w1/w2/w3
+    // decides, so that a missing tensor is reported under the names in use.)
     static const char *schemes[2][3] = {{"gate_proj", "up_proj", "down_proj"}, {"w1", "w3", "w2"}};
     int s = 0;
-    snprintf(name, sizeof name, "model.layers.%d.%s.experts.0.w1.weight", l, pfx);
-    if (janus_st_find(&b->m->st, name)) s = 1;
+    for (int x = 0; x < E && !s; x++)
+        for (int k = 0; k < 3 && !s; k++) {
+            snprintf(name, sizeof name, "model.layers.%d.%s.experts.%d.%s.weight", l, pfx, x, schemes[1][k]);
+            if (janus_st_find(&b->m->st, name)) s = 1;
+        }
     for (int x = 0; x < E; x++) {
         if (mask && !mask[l * E + x]) continue;
         if (bindf(b, &L->gate[x], I, H, true, "model.layers.%d.%s.experts.%d.%s.weight", l, pfx, x, schemes[s][0]) ||
@@ -125,8 +143,8 @@ static int bind_layer(binder *b, int l, int what, const uint8_t *mask) {
     // The MoE block's prefix: "mlp" (HF today) or "block_sparse_moe" (Mixtral).
     char name[256];
     const char *pfx = "mlp";
-    snprintf(name, sizeof name, "model.layers.%d.block_sparse_moe.gate.weight", l);
-    if (janus_st_find(&b->m->st, name)) pfx = "block_sparse_moe";
+    snprintf(name, sizeof name, "model.layers.%d.block_sparse_moe.", l);
+    if (any_with_prefix(&b->m->st, name)) pfx = "block_sparse_moe";
     if (what & JANUS_LOAD_ATTN) {
         const char *a = "model.layers.%d.self_attn.%s";
         if (bindf(b, &L->attn_norm, 0, H, true, "model.layers.%d.input_layernorm.weight", l) ||

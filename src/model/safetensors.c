@@ -53,6 +53,18 @@ static int list_files(const char *dir, janus_st *st, janus_err *e) {
             bool seen = false;
             for (int i = 0; i < n && !seen; i++) seen = strcmp(names[i], f) == 0;
             if (!seen) {
+                // A shard the index names must be a file in the directory.
+                char p[1400];
+                snprintf(p, sizeof p, "%s/%s", dir, f);
+                struct stat fsb;
+                if (stat(p, &fsb) != 0 || !S_ISREG(fsb.st_mode)) {
+                    janus_errf(e, "%s: weight_map.%s: shard %s %s", path, k, p,
+                               stat(p, &fsb) != 0 ? "does not exist" : "is not a regular file");
+                    json_decref(root);
+                    for (int i = 0; i < n; i++) free(names[i]);
+                    free(names);
+                    return -1;
+                }
                 names = xrealloc(names, sizeof(char *) * (n + 1));
                 names[n++] = xstrdup(f);
             }
@@ -141,7 +153,8 @@ static int open_one(janus_st *st, int fi, janus_err *e) {
     json_t *root = json_loadb((const char *)map + 8, hlen, 0, &je);
     if (!root || !json_is_object(root)) {
         if (root) json_decref(root);
-        return janus_errf(e, "%s: header is not a JSON object (%s)", path, root ? "" : je.text);
+        if (root) return janus_errf(e, "%s: header is JSON but not an object", path);
+        return janus_errf(e, "%s: header is not a JSON object (%s)", path, je.text);
     }
     const uint8_t *data = (const uint8_t *)map + 8 + hlen;
     size_t data_bytes = size - 8 - hlen;
@@ -168,7 +181,10 @@ static int open_one(janus_st *st, int fi, janus_err *e) {
             json_t *s = json_array_get(shape, d);
             if (!json_is_integer(s) || json_integer_value(s) < 0) { rc = janus_errf(e, "%s: tensor %s: bad shape", path, name); break; }
             t.shape[d] = json_integer_value(s);
-            count *= (uint64_t)t.shape[d];
+            if (__builtin_mul_overflow(count, (uint64_t)t.shape[d], &count)) {
+                rc = janus_errf(e, "%s: tensor %s: bad shape (too many elements)", path, name);
+                break;
+            }
         }
         if (rc) break;
         json_t *b = json_array_get(offs, 0), *en = json_array_get(offs, 1);
@@ -178,9 +194,14 @@ static int open_one(janus_st *st, int fi, janus_err *e) {
             break;
         }
         uint64_t begin = (uint64_t)json_integer_value(b), end = (uint64_t)json_integer_value(en);
-        if (end - begin != count * esize) {
+        uint64_t need;
+        if (__builtin_mul_overflow(count, (uint64_t)esize, &need)) {
+            rc = janus_errf(e, "%s: tensor %s: bad shape (too many bytes)", path, name);
+            break;
+        }
+        if (end - begin != need) {
             rc = janus_errf(e, "%s: tensor %s: data_offsets span %llu bytes but shape x dtype needs %llu: the header lies about sizes",
-                            path, name, (unsigned long long)(end - begin), (unsigned long long)(count * esize));
+                            path, name, (unsigned long long)(end - begin), (unsigned long long)need);
             break;
         }
         if (end > data_bytes) {

@@ -1,0 +1,192 @@
+// sched/sched.c: expert placement tables and the activation scheduler (C
+// version; the CUDA twin must give identical results).
+//
+// Method. Primary objective (activated experts on the busiest MoE rank): every
+// active expert goes whole to one replica; greedy in decreasing token count to
+// the least loaded replica rank, then augmenting paths (move e1 from the
+// busiest rank r0 to r1, e2 from r1 to r2, ..., ending on a rank two below the
+// maximum) until none exists. For unit-weight jobs on restricted machines the
+// absence of such a path proves the maximum optimal: the ranks reachable from
+// the busiest one all carry >= L-1 experts and hold every expert that could
+// move, so no assignment does better. Secondary objective (tokens): split an
+// expert's tokens from the busiest-by-tokens rank to another replica, where
+// that activates no rank beyond the maximum found above.
+#include "sched/sched.h"
+
+#include <stdlib.h>
+
+void janus_placement_uniform(janus_placement *p, int n_experts, int n_moe, int replicas) {
+    if (replicas < 1) replicas = 1;
+    if (replicas > n_moe) replicas = n_moe;
+    p->n_experts = n_experts;
+    p->n_moe = n_moe;
+    p->rep_off = xmalloc(sizeof(int32_t) * (n_experts + 1));
+    p->rep_rank = xmalloc(sizeof(int32_t) * (size_t)n_experts * replicas);
+    const int stride = n_moe / replicas > 0 ? n_moe / replicas : 1;
+    for (int e = 0; e < n_experts; e++) {
+        p->rep_off[e] = e * replicas;
+        int first = (int)((int64_t)e * n_moe / n_experts);
+        for (int j = 0; j < replicas; j++) p->rep_rank[e * replicas + j] = (first + j * stride) % n_moe;
+    }
+    p->rep_off[n_experts] = n_experts * replicas;
+}
+
+void janus_placement_free(janus_placement *p) {
+    free(p->rep_off);
+    free(p->rep_rank);
+    memset(p, 0, sizeof *p);
+}
+
+void janus_placement_mask(const janus_placement *p, int m, uint8_t *mask) {
+    for (int e = 0; e < p->n_experts; e++) {
+        mask[e] = 0;
+        for (int s = p->rep_off[e]; s < p->rep_off[e + 1]; s++) mask[e] |= p->rep_rank[s] == m;
+    }
+}
+
+void janus_sched_ws_init(janus_sched_ws *w, const janus_placement *p) {
+    w->E = p->n_experts;
+    w->M = p->n_moe;
+    w->S = p->rep_off[p->n_experts];
+    w->order = xmalloc(sizeof(int32_t) * w->E);
+    w->slot_of = xmalloc(sizeof(int32_t) * w->E);
+    w->queue = xmalloc(sizeof(int32_t) * w->M);
+    w->prev_rank = xmalloc(sizeof(int32_t) * w->M);
+    w->prev_exp = xmalloc(sizeof(int32_t) * w->M);
+    w->seen = xmalloc(w->M);
+    w->keys = xmalloc(sizeof(int64_t) * (w->E ? w->E : 1));
+}
+
+void janus_sched_ws_free(janus_sched_ws *w) {
+    free(w->order);
+    free(w->slot_of);
+    free(w->queue);
+    free(w->prev_rank);
+    free(w->prev_exp);
+    free(w->seen);
+    free(w->keys);
+    memset(w, 0, sizeof *w);
+}
+
+// Slot of expert e on rank r, or -1.
+static int slot_on(const janus_placement *p, int e, int r) {
+    for (int s = p->rep_off[e]; s < p->rep_off[e + 1]; s++)
+        if (p->rep_rank[s] == r) return s;
+    return -1;
+}
+
+// One augmenting path from a rank at the maximum L to a rank at <= L-2.
+static bool augment(const janus_placement *p, const int64_t *n, int32_t *act, int64_t *tok, janus_sched_ws *w, int L) {
+    const int E = p->n_experts, M = p->n_moe;
+    for (int r0 = 0; r0 < M; r0++) {
+        if (act[r0] != L) continue;
+        memset(w->seen, 0, M);
+        int head = 0, tail = 0;
+        w->queue[tail++] = r0;
+        w->seen[r0] = 1;
+        while (head < tail) {
+            int u = w->queue[head++];
+            for (int e = 0; e < E; e++) {
+                if (w->slot_of[e] < 0 || p->rep_rank[w->slot_of[e]] != u) continue;
+                for (int s = p->rep_off[e]; s < p->rep_off[e + 1]; s++) {
+                    int v = p->rep_rank[s];
+                    if (w->seen[v]) continue;
+                    w->seen[v] = 1;
+                    w->prev_rank[v] = u;
+                    w->prev_exp[v] = e;
+                    if (act[v] <= L - 2) { // move experts along the path back to r0
+                        for (int x = v; x != r0;) {
+                            int from = w->prev_rank[x], ex = w->prev_exp[x];
+                            w->slot_of[ex] = slot_on(p, ex, x);
+                            act[from]--, act[x]++;
+                            tok[from] -= n[ex], tok[x] += n[ex];
+                            x = from;
+                        }
+                        return true;
+                    }
+                    w->queue[tail++] = v;
+                }
+            }
+        }
+    }
+    return false;
+}
+
+static int cmp_desc64(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x < y) - (x > y);
+}
+
+void janus_sched(const janus_placement *p, const int64_t *n_tok, int64_t *share, int32_t *act, int64_t *tok,
+                 janus_sched_ws *w) {
+    const int E = p->n_experts, M = p->n_moe;
+    for (int r = 0; r < M; r++) act[r] = 0, tok[r] = 0;
+    for (int s = 0; s < p->rep_off[E]; s++) share[s] = 0;
+    // Active experts by decreasing tokens, ties to the lower index: sort keys
+    // (tokens << 20 | (2^20 - 1 - e)) descending.
+    int64_t *keys = w->keys;
+    int na = 0;
+    bool any_choice = false;
+    for (int e = 0; e < E; e++) {
+        w->slot_of[e] = -1;
+        if (n_tok[e] > 0) {
+            keys[na++] = (n_tok[e] << 20) | (int64_t)((1 << 20) - 1 - e);
+            any_choice |= p->rep_off[e + 1] - p->rep_off[e] > 1;
+        }
+    }
+    qsort(keys, na, sizeof(int64_t), cmp_desc64);
+    for (int i = 0; i < na; i++) w->order[i] = (1 << 20) - 1 - (int)(keys[i] & ((1 << 20) - 1));
+    // Greedy: whole expert to its least loaded replica (act, then tokens, then rank).
+    for (int i = 0; i < na; i++) {
+        int e = w->order[i], best = -1;
+        for (int s = p->rep_off[e]; s < p->rep_off[e + 1]; s++) {
+            int r = p->rep_rank[s];
+            if (best < 0) { best = s; continue; }
+            int b = p->rep_rank[best];
+            if (act[r] < act[b] || (act[r] == act[b] && (tok[r] < tok[b] || (tok[r] == tok[b] && r < b)))) best = s;
+        }
+        w->slot_of[e] = best;
+        act[p->rep_rank[best]]++;
+        tok[p->rep_rank[best]] += n_tok[e];
+    }
+    if (any_choice) {
+        for (;;) { // augmenting paths until the maximum is provably optimal
+            int L = 0;
+            for (int r = 0; r < M; r++) L = act[r] > L ? act[r] : L;
+            if (!augment(p, n_tok, act, tok, w, L)) break;
+        }
+    }
+    for (int e = 0; e < E; e++)
+        if (w->slot_of[e] >= 0) share[w->slot_of[e]] = n_tok[e];
+    if (!any_choice) return;
+    // Secondary: split tokens off the busiest rank without raising the maximum
+    // of activated experts.
+    int L = 0;
+    for (int r = 0; r < M; r++) L = act[r] > L ? act[r] : L;
+    for (int iter = 0; iter < 2 * E + M; iter++) {
+        int r1 = 0;
+        for (int r = 1; r < M; r++) if (tok[r] > tok[r1]) r1 = r;
+        int64_t best_d = 0;
+        int bs1 = -1, bs2 = -1;
+        for (int e = 0; e < E; e++) {
+            int s1 = slot_on(p, e, r1);
+            if (s1 < 0 || share[s1] == 0) continue;
+            for (int s2 = p->rep_off[e]; s2 < p->rep_off[e + 1]; s2++) {
+                int r2 = p->rep_rank[s2];
+                if (r2 == r1) continue;
+                if (share[s2] == 0 && act[r2] + 1 > L) continue;
+                int64_t d = (tok[r1] - tok[r2]) / 2;
+                if (d > share[s1]) d = share[s1];
+                if (d > best_d) best_d = d, bs1 = s1, bs2 = s2;
+            }
+        }
+        if (best_d <= 0) break;
+        int r2 = p->rep_rank[bs2];
+        if (share[bs2] == 0) act[r2]++;
+        share[bs2] += best_d;
+        share[bs1] -= best_d;
+        if (share[bs1] == 0) act[r1]--;
+        tok[r1] -= best_d;
+        tok[r2] += best_d;
+    }
+}
