@@ -1,6 +1,7 @@
 // engine/forward.c: the decoder forward pass (CPU, f32), one architecture table
 // away from each family: qk-norm placement, qkv bias, shared expert, dense
-// layers and top-k renormalisation are read from the config, not coded per model.
+// layers and top-k renormalisation are read from the config, not coded per
+// model. Micro-batches are pipelined through each MoE layer (see forward.h).
 #include "engine/forward.h"
 
 #include <math.h>
@@ -10,11 +11,17 @@ size_t janus_kv_block_bytes(const janus_config *c, int block_size) {
     return (size_t)c->n_layers * 2 * block_size * (size_t)c->n_kv_heads * c->head_dim * sizeof(float);
 }
 
-void janus_engine_init(janus_engine *en, const janus_model *m, int max_tokens, int kv_blocks, int block_size) {
+void janus_engine_init(janus_engine *en, const janus_model *m, bool attn, int max_tokens, int n_mb, int kv_blocks,
+                       int block_size, janus_xchg *xc) {
     memset(en, 0, sizeof *en);
     const janus_config *c = &m->cfg;
     en->m = m;
+    en->attn = attn;
+    en->xc = xc;
+    en->n_mb = n_mb;
     en->max_tokens = max_tokens;
+    en->expert_counts = xcalloc((size_t)c->n_layers * c->n_experts, sizeof(int64_t));
+    if (!attn) return; // a MoE-only rank computes through its exchange alone
     const size_t T = max_tokens, H = c->hidden, nq = (size_t)c->n_heads * c->head_dim,
                  nkv = (size_t)c->n_kv_heads * c->head_dim, E = c->n_experts, K = c->top_k;
     en->kv = (janus_kv){NULL, NULL, c->n_layers, kv_blocks, block_size, (int)nkv};
@@ -23,37 +30,46 @@ void janus_engine_init(janus_engine *en, const janus_model *m, int max_tokens, i
     en->kv.v = xmalloc(sizeof(float) * kv_elems);
     en->inv_freq = xmalloc(sizeof(float) * c->head_dim / 2);
     cpu_rope_inv_freq(en->inv_freq, c->head_dim, c->rope_theta);
-    en->x = xmalloc(sizeof(float) * T * H);
-    en->h = xmalloc(sizeof(float) * T * H);
     en->q = xmalloc(sizeof(float) * T * nq);
     en->k = xmalloc(sizeof(float) * T * nkv);
     en->v = xmalloc(sizeof(float) * T * nkv);
-    en->att = xmalloc(sizeof(float) * T * (nq > H ? nq : H));
-    en->rlogits = xmalloc(sizeof(float) * T * E);
-    en->topw = xmalloc(sizeof(float) * T * K);
-    en->topi = xmalloc(sizeof(int32_t) * T * K);
-    en->order = xmalloc(sizeof(int32_t) * T * K);
-    en->y = xmalloc(sizeof(float) * T * K * H);
+    en->att = xmalloc(sizeof(float) * T * nq);
     en->xs = xmalloc(sizeof(float) * T * K * H);
     en->ys = xmalloc(sizeof(float) * T * K * H);
-    en->moe = xmalloc(sizeof(float) * T * H);
-    en->sh = xmalloc(sizeof(float) * T * H);
-    en->shg = xmalloc(sizeof(float) * T);
+    en->order = xmalloc(sizeof(int32_t) * T * K);
+    en->mb = xcalloc(n_mb, sizeof(janus_mb_bufs));
+    for (int i = 0; i < n_mb; i++) {
+        janus_mb_bufs *b = &en->mb[i];
+        b->x = xmalloc(sizeof(float) * T * H);
+        b->h = xmalloc(sizeof(float) * T * H);
+        b->rlogits = xmalloc(sizeof(float) * T * E);
+        b->topw = xmalloc(sizeof(float) * T * K);
+        b->topi = xmalloc(sizeof(int32_t) * T * K);
+        b->y = xmalloc(sizeof(float) * T * K * H);
+        b->moe = xmalloc(sizeof(float) * T * H);
+        b->sh = xmalloc(sizeof(float) * T * H);
+        b->shg = xmalloc(sizeof(float) * T);
+    }
     int inter = c->moe_inter;
     if (c->dense_inter > inter) inter = c->dense_inter;
     if (c->shared_inter > inter) inter = c->shared_inter;
     janus_ffn_scratch_init(&en->ffn, max_tokens < 256 ? max_tokens : 256, inter);
-    en->expert_counts = xcalloc((size_t)c->n_layers * E, sizeof(int64_t));
 }
 
 void janus_engine_free(janus_engine *en) {
-    float *bufs[] = {en->kv.k, en->kv.v, en->inv_freq, en->x, en->h, en->q, en->k, en->v, en->att, en->rlogits,
-                     en->topw, en->y, en->xs, en->ys, en->moe, en->sh, en->shg};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
-    free(en->topi);
-    free(en->order);
+    if (en->attn) {
+        float *bufs[] = {en->kv.k, en->kv.v, en->inv_freq, en->q, en->k, en->v, en->att, en->xs, en->ys};
+        for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+        for (int i = 0; i < en->n_mb; i++) {
+            janus_mb_bufs *b = &en->mb[i];
+            free(b->x), free(b->h), free(b->rlogits), free(b->topw), free(b->topi), free(b->y), free(b->moe);
+            free(b->sh), free(b->shg);
+        }
+        free(en->mb);
+        free(en->order);
+        janus_ffn_scratch_free(&en->ffn);
+    }
     free(en->expert_counts);
-    janus_ffn_scratch_free(&en->ffn);
     memset(en, 0, sizeof *en);
 }
 
@@ -61,13 +77,14 @@ static void add_into(float *x, const float *d, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] += d[i];
 }
 
-static void attention_block(janus_engine *en, const janus_layer *L, int l, const janus_batch *b) {
+// x += attention(rmsnorm(x)); then h = rmsnorm(x) for the FFN.
+static void attention_block(janus_engine *en, const janus_layer *L, int l, const janus_batch *b, janus_mb_bufs *mb) {
     const janus_config *c = &en->m->cfg;
     const int T = b->T, H = c->hidden, hd = c->head_dim, nh = c->n_heads, nkv = c->n_kv_heads;
-    cpu_rmsnorm(en->h, en->x, &L->attn_norm, T, H, c->rms_eps);
-    cpu_linear(en->q, en->h, &L->wq, &L->bq, T);
-    cpu_linear(en->k, en->h, &L->wk, &L->bk, T);
-    cpu_linear(en->v, en->h, &L->wv, &L->bv, T);
+    cpu_rmsnorm(mb->h, mb->x, &L->attn_norm, T, H, c->rms_eps);
+    cpu_linear(en->q, mb->h, &L->wq, &L->bq, T);
+    cpu_linear(en->k, mb->h, &L->wk, &L->bk, T);
+    cpu_linear(en->v, mb->h, &L->wv, &L->bv, T);
     if (c->desc->qk_norm == QK_NORM_HEAD) { // per head, over head_dim
         cpu_rmsnorm(en->q, en->q, &L->q_norm, T * nh, hd, c->rms_eps);
         cpu_rmsnorm(en->k, en->k, &L->k_norm, T * nkv, hd, c->rms_eps);
@@ -79,67 +96,110 @@ static void attention_block(janus_engine *en, const janus_layer *L, int l, const
     cpu_rope(en->k, T, nkv, hd, b->pos, en->inv_freq);
     cpu_kv_store(&en->kv, l, en->k, en->v, b->bt, b->pos, T);
     cpu_attention(en->att, en->q, &en->kv, l, b->bt, b->pos, T, nh, nkv, hd);
-    cpu_linear(en->h, en->att, &L->wo, NULL, T);
-    add_into(en->x, en->h, (size_t)T * H);
+    cpu_linear(mb->h, en->att, &L->wo, NULL, T);
+    add_into(mb->x, mb->h, (size_t)T * H);
+    cpu_rmsnorm(mb->h, mb->x, &L->ffn_norm, T, H, c->rms_eps);
 }
 
-static void moe_block(janus_engine *en, const janus_layer *L, int l, int T) {
+static void route_tokens(janus_engine *en, const janus_layer *L, int l, int T, janus_mb_bufs *mb) {
     const janus_config *c = &en->m->cfg;
-    const int H = c->hidden, E = c->n_experts, K = c->top_k;
-    double t0 = janus_now_s();
-    cpu_linear(en->rlogits, en->h, &L->router, NULL, T);
-    cpu_router_topk(en->topi, en->topw, en->rlogits, T, E, K, c->norm_topk);
+    const int E = c->n_experts, K = c->top_k;
+    cpu_linear(mb->rlogits, mb->h, &L->router, NULL, T);
+    cpu_router_topk(mb->topi, mb->topw, mb->rlogits, T, E, K, c->norm_topk);
     int64_t *cnt = en->expert_counts + (size_t)l * E;
-    for (int i = 0; i < T * K; i++) cnt[en->topi[i]]++;
-    double t1 = janus_now_s();
-    if (en->moe_fn)
-        en->moe_fn(en->moe_ctx, l, en->h, en->topi, T, en->y);
-    else
-        janus_experts_local(L, H, en->h, en->topi, T, K, en->y, en->xs, en->ys, en->order, &en->ffn);
-    double t2 = janus_now_s();
-    janus_combine(en->moe, en->y, en->topi, en->topw, T, K, H);
-    if (L->sh_gate.p) { // shared expert, scaled by sigmoid(x . g)
-        janus_swiglu_ffn(en->sh, en->h, T, &L->sh_gate, &L->sh_up, &L->sh_down, &en->ffn);
-        cpu_linear(en->shg, en->h, &L->sh_expert_gate, NULL, T);
+    for (int i = 0; i < T * K; i++) cnt[mb->topi[i]]++;
+}
+
+// x += combine(y) (+ sigmoid-gated shared expert).
+static void combine_block(janus_engine *en, const janus_layer *L, int T, janus_mb_bufs *mb) {
+    const janus_config *c = &en->m->cfg;
+    const int H = c->hidden, K = c->top_k;
+    janus_combine(mb->moe, mb->y, mb->topi, mb->topw, T, K, H);
+    if (L->sh_gate.p) {
+        janus_swiglu_ffn(mb->sh, mb->h, T, &L->sh_gate, &L->sh_up, &L->sh_down, &en->ffn);
+        cpu_linear(mb->shg, mb->h, &L->sh_expert_gate, NULL, T);
         for (int t = 0; t < T; t++) {
-            const float s = 1.0f / (1.0f + expf(-en->shg[t]));
-            for (int d = 0; d < H; d++) en->moe[(size_t)t * H + d] += s * en->sh[(size_t)t * H + d];
+            const float s = 1.0f / (1.0f + expf(-mb->shg[t]));
+            for (int d = 0; d < H; d++) mb->moe[(size_t)t * H + d] += s * mb->sh[(size_t)t * H + d];
         }
     }
-    add_into(en->x, en->moe, (size_t)T * H);
-    double t3 = janus_now_s();
-    en->times.router_s += t1 - t0;
-    en->times.experts_s += t2 - t1;
-    en->times.combine_s += t3 - t2;
+    add_into(mb->x, mb->moe, (size_t)T * H);
+}
+
+void janus_step(janus_engine *en, const janus_batch *b, float *const *logits) {
+    const janus_model *m = en->m;
+    const janus_config *c = &m->cfg;
+    const int H = c->hidden, K = c->top_k, n_mb = en->n_mb;
+    if (en->attn)
+        for (int i = 0; i < n_mb; i++) {
+            if (b[i].T > en->max_tokens)
+                janus_die(NULL, "internal: micro-batch of %d tokens exceeds the engine's %d", b[i].T, en->max_tokens);
+            cpu_embed(en->mb[i].x, &m->embed, b[i].tok, b[i].T);
+        }
+    for (int l = 0; l < c->n_layers; l++) {
+        const janus_layer *L = &m->layers[l];
+        if (!c->layer_moe[l]) { // dense layer: attention side only
+            if (!en->attn) continue;
+            for (int i = 0; i < n_mb; i++) {
+                double t0 = janus_now_s();
+                attention_block(en, L, l, &b[i], &en->mb[i]);
+                double t1 = janus_now_s();
+                janus_swiglu_ffn(en->mb[i].moe, en->mb[i].h, b[i].T, &L->mlp_gate, &L->mlp_up, &L->mlp_down, &en->ffn);
+                add_into(en->mb[i].x, en->mb[i].moe, (size_t)b[i].T * H);
+                en->times.attn_s += t1 - t0;
+                en->times.dense_s += janus_now_s() - t1;
+            }
+            continue;
+        }
+        // MoE layer: attention + routing of micro-batch i, then its exchange;
+        // the next micro-batch's attention runs while the MoE pool works on i.
+        for (int i = 0; i < n_mb; i++) {
+            janus_mb_bufs *mb = en->attn ? &en->mb[i] : NULL;
+            int T = en->attn ? b[i].T : 0;
+            double t0 = janus_now_s();
+            if (en->attn) {
+                attention_block(en, L, l, &b[i], mb);
+                double t1 = janus_now_s();
+                route_tokens(en, L, l, T, mb);
+                en->times.attn_s += t1 - t0;
+                en->times.router_s += janus_now_s() - t1;
+            }
+            double t2 = janus_now_s();
+            if (en->xc) {
+                janus_xchg_dispatch(en->xc, l, i, mb ? mb->h : NULL, mb ? mb->topi : NULL, T);
+                janus_xchg_serve(en->xc, l, i);
+            } else {
+                janus_experts_local(L, H, mb->h, mb->topi, T, K, mb->y, en->xs, en->ys, en->order, &en->ffn);
+            }
+            en->times.experts_s += janus_now_s() - t2;
+        }
+        for (int i = 0; i < n_mb && en->attn; i++) {
+            double t0 = janus_now_s();
+            if (en->xc) janus_xchg_collect(en->xc, i, en->mb[i].y);
+            double t1 = janus_now_s();
+            combine_block(en, L, b[i].T, &en->mb[i]);
+            en->times.experts_s += t1 - t0;
+            en->times.combine_s += janus_now_s() - t1;
+        }
+        if (en->xc) janus_xchg_finish_layer(en->xc);
+    }
+    if (en->attn) {
+        double t0 = janus_now_s();
+        // Final norm and lm_head only on the rows that need logits.
+        for (int i = 0; i < n_mb; i++) {
+            janus_mb_bufs *mb = &en->mb[i];
+            for (int r = 0; r < b[i].n_out; r++)
+                memcpy(mb->h + (size_t)r * H, mb->x + (size_t)b[i].out_rows[r] * H, sizeof(float) * H);
+            cpu_rmsnorm(mb->h, mb->h, &m->final_norm, b[i].n_out, H, c->rms_eps);
+            cpu_linear(logits[i], mb->h, &m->lm_head, NULL, b[i].n_out);
+        }
+        en->times.lm_head_s += janus_now_s() - t0;
+    }
+    en->times.steps += 1;
 }
 
 void janus_forward(janus_engine *en, const janus_batch *b, float *logits) {
-    const janus_model *m = en->m;
-    const janus_config *c = &m->cfg;
-    const int T = b->T, H = c->hidden;
-    if (T > en->max_tokens) janus_die(NULL, "internal: batch of %d tokens exceeds the engine's %d", T, en->max_tokens);
-    cpu_embed(en->x, &m->embed, b->tok, T);
-    for (int l = 0; l < c->n_layers; l++) {
-        const janus_layer *L = &m->layers[l];
-        double t0 = janus_now_s();
-        attention_block(en, L, l, b);
-        double t1 = janus_now_s();
-        en->times.attn_s += t1 - t0;
-        cpu_rmsnorm(en->h, en->x, &L->ffn_norm, T, H, c->rms_eps);
-        if (L->moe) {
-            moe_block(en, L, l, T);
-        } else {
-            janus_swiglu_ffn(en->moe, en->h, T, &L->mlp_gate, &L->mlp_up, &L->mlp_down, &en->ffn);
-            add_into(en->x, en->moe, (size_t)T * H);
-            en->times.dense_s += janus_now_s() - t1;
-        }
-    }
-    double t0 = janus_now_s();
-    // Final norm and lm_head only on the rows that need logits.
-    for (int i = 0; i < b->n_out; i++)
-        memcpy(en->h + (size_t)i * H, en->x + (size_t)b->out_rows[i] * H, sizeof(float) * H);
-    cpu_rmsnorm(en->h, en->h, &m->final_norm, b->n_out, H, c->rms_eps);
-    cpu_linear(logits, en->h, &m->lm_head, NULL, b->n_out);
-    en->times.lm_head_s += janus_now_s() - t0;
-    en->times.steps += 1;
+    if (en->n_mb != 1) janus_die(NULL, "internal: janus_forward needs an engine of one micro-batch");
+    float *lg[1] = {logits};
+    janus_step(en, b, lg);
 }

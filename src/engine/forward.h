@@ -1,14 +1,19 @@
-// engine/forward.h: one forward step of a batch of tokens through the whole
-// model on the CPU (the attention side), with the routed-expert compute behind
-// a hook so that it can run locally (monolithic) or on the MoE pool.
+// engine/forward.h: one forward step of the model on the CPU, split into m
+// micro-batches that are pipelined layer by layer: while micro-batch i's rows
+// are at the MoE pool (exchange + expert compute), the attention rank runs
+// attention for micro-batch i+1 (ping-pong). The routed experts run locally
+// (one rank, all experts) or through the exchange (comm/), chosen by whether
+// an exchange is attached. Every rank of a disaggregated job calls
+// janus_step in lockstep; MoE-only ranks pass empty batches.
 #ifndef JANUS_ENGINE_FORWARD_H
 #define JANUS_ENGINE_FORWARD_H
 
+#include "comm/exchange.h"
 #include "cpu/kernels.h"
 #include "model/model.h"
 #include "moe/experts.h"
 
-// One step's tokens: any mix of prefill chunks and decode tokens.
+// One micro-batch's tokens: any mix of prefill chunks and decode tokens.
 typedef struct {
     int T;                     // tokens
     const int32_t *tok;        // [T] token ids
@@ -18,37 +23,43 @@ typedef struct {
     const int32_t *out_rows;   // [n_out] indices into the T tokens
 } janus_batch;
 
-// Routed experts of one layer: fill y [T*k, H] with the output of expert
-// ids[t*k+j] on row x[t] (unweighted). The hook owns the transport.
-typedef void (*janus_moe_fn)(void *ctx, int layer, const float *x, const int32_t *ids, int T, float *y);
-
-// Seconds spent per phase, summed over steps (the planner calibrates on these).
+// Seconds per phase, summed over steps (the planner calibrates on these).
 typedef struct {
     double attn_s, router_s, experts_s, combine_s, dense_s, lm_head_s, steps;
 } janus_fwd_times;
 
+// Per micro-batch activations, [max_tokens, ...].
+typedef struct {
+    float *x, *h, *rlogits, *topw, *y, *moe, *sh, *shg;
+    int32_t *topi;
+} janus_mb_bufs;
+
 typedef struct {
     const janus_model *m;
+    bool attn;                 // this rank runs attention (holds KV, requests)
     janus_kv kv;
-    int max_tokens;            // T capacity of the scratch
+    int max_tokens;            // tokens per micro-batch
+    int n_mb;
     float *inv_freq;           // [hd/2]
-    // scratch, [max_tokens, ...]
-    float *x, *h, *q, *k, *v, *att, *rlogits, *topw, *y, *xs, *ys, *moe, *sh, *shg;
-    int32_t *topi, *order;
+    float *q, *k, *v, *att, *xs, *ys;  // shared attention / local-expert scratch
+    int32_t *order;
+    janus_mb_bufs *mb;         // [n_mb]
     janus_ffn_scratch ffn;
-    int64_t *expert_counts;    // [n_layers, n_experts], routed tokens seen
-    janus_moe_fn moe_fn;       // NULL: local experts
-    void *moe_ctx;
+    int64_t *expert_counts;    // [n_layers, n_experts], routed tokens seen here
+    janus_xchg *xc;            // NULL: all experts local
     janus_fwd_times times;
 } janus_engine;
 
-// kv_blocks blocks of block_size positions each, for every layer.
-void janus_engine_init(janus_engine *en, const janus_model *m, int max_tokens, int kv_blocks, int block_size);
+// attn ranks: kv_blocks blocks of block_size positions for every layer.
+void janus_engine_init(janus_engine *en, const janus_model *m, bool attn, int max_tokens, int n_mb, int kv_blocks,
+                       int block_size, janus_xchg *xc);
 void janus_engine_free(janus_engine *en);
-// Bytes of KV cache one block takes (all layers, K and V).
 size_t janus_kv_block_bytes(const janus_config *c, int block_size);
 
-// Runs the batch; logits: [n_out, vocab].
+// Runs n_mb micro-batches b[0..n_mb) (T may be 0); logits[i]: [b[i].n_out, vocab].
+void janus_step(janus_engine *en, const janus_batch *b, float *const *logits);
+
+// One batch, one micro-batch (tests, benchmarks).
 void janus_forward(janus_engine *en, const janus_batch *b, float *logits);
 
 #endif

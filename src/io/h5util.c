@@ -540,6 +540,7 @@ hid_t h5u_create_tmp(const char *path, char **tmp, janus_err *e) {
         *tmp = NULL;
         return -1;
     }
+    janus_cleanup_add(*tmp); // unlinked if the job dies before h5u_finish_tmp
     return f;
 }
 
@@ -553,6 +554,7 @@ int h5u_finish_tmp(hid_t file, char **tmp, const char *path, int ok, janus_err *
         ok = 0;
     }
     if (!ok) unlink(*tmp);
+    janus_cleanup_remove(*tmp);
     free(*tmp);
     *tmp = NULL;
     return ok ? 0 : -1;

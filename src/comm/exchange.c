@@ -1,0 +1,278 @@
+// comm/exchange.c: handshake, schedule-derived routing and host-MPI payload of
+// the attention <-> MoE exchange (see exchange.h).
+#include "comm/exchange.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#define TAG_SPAN 16000 // tags (l * n_mb + i) mod TAG_SPAN, x2 for rows / outputs
+
+static int tag_of(const janus_xchg *x, int l, int i, int out) {
+    return 2 * ((l * x->n_mb + i) % TAG_SPAN) + out;
+}
+
+void janus_xchg_init(janus_xchg *x, MPI_Comm world, int n_attn, int n_moe, bool monolithic, const janus_config *c,
+                     janus_placement *place, int n_mb, janus_xpath path, int node_size, const janus_model *m) {
+    memset(x, 0, sizeof *x);
+    x->world = world;
+    MPI_Comm_rank(world, &x->rank);
+    MPI_Comm_size(world, &x->size);
+    x->n_attn = n_attn;
+    x->n_moe = n_moe;
+    x->attn_world = xmalloc(sizeof(int) * n_attn);
+    x->moe_world = xmalloc(sizeof(int) * n_moe);
+    for (int a = 0; a < n_attn; a++) x->attn_world[a] = a;
+    for (int q = 0; q < n_moe; q++) x->moe_world[q] = monolithic ? q : n_attn + q;
+    x->attn_idx = x->moe_idx = -1;
+    for (int a = 0; a < n_attn; a++) if (x->attn_world[a] == x->rank) x->attn_idx = a;
+    for (int q = 0; q < n_moe; q++) if (x->moe_world[q] == x->rank) x->moe_idx = q;
+    x->E = c->n_experts;
+    x->k = c->top_k;
+    x->H = c->hidden;
+    x->n_layers = c->n_layers;
+    x->place = place;
+    x->path = path;
+    x->node_size = node_size > 0 ? node_size : x->size;
+    x->n_mb = n_mb;
+    x->model = m;
+    int S = 0;
+    for (int l = 0; l < c->n_layers; l++)
+        if (c->layer_moe[l] && place[l].rep_off[x->E] > S) S = place[l].rep_off[x->E];
+    for (int l = 0; l < c->n_layers; l++)
+        if (c->layer_moe[l]) { janus_sched_ws_init(&x->ws, &place[l]); break; }
+    x->hs_send = xcalloc(x->E, sizeof(int32_t));
+    x->hs_all = xcalloc((size_t)x->size * x->E, sizeof(int32_t));
+    x->n_tok = xcalloc(x->E, sizeof(int64_t));
+    x->share = xcalloc(S, sizeof(int64_t));
+    x->tok = xcalloc(n_moe, sizeof(int64_t));
+    x->act = xcalloc(n_moe, sizeof(int32_t));
+    x->seg = xcalloc((size_t)n_attn * S, sizeof(int64_t));
+    if (x->attn_idx >= 0) {
+        x->xa = xcalloc(n_mb, sizeof(janus_xmb_attn));
+        for (int i = 0; i < n_mb; i++) {
+            x->xa[i].cnt = xcalloc(n_moe, sizeof(int));
+            x->xa[i].off = xcalloc(n_moe + 1, sizeof(int));
+            x->xa[i].req = xcalloc(2 * n_moe, sizeof(MPI_Request));
+        }
+    }
+    if (x->moe_idx >= 0) {
+        x->xm = xcalloc(n_mb, sizeof(janus_xmb_moe));
+        for (int i = 0; i < n_mb; i++) {
+            x->xm[i].cnt = xcalloc(n_attn, sizeof(int));
+            x->xm[i].off = xcalloc(n_attn + 1, sizeof(int));
+            x->xm[i].req = xcalloc(2 * n_attn, sizeof(MPI_Request));
+        }
+        int inter = c->moe_inter;
+        janus_ffn_scratch_init(&x->ffn, 256, inter);
+    }
+}
+
+void janus_xchg_free(janus_xchg *x) {
+    if (x->xa)
+        for (int i = 0; i < x->n_mb; i++) {
+            janus_xmb_attn *a = &x->xa[i];
+            free(a->send), free(a->recv), free(a->pair), free(a->cnt), free(a->off), free(a->req);
+        }
+    if (x->xm) {
+        for (int i = 0; i < x->n_mb; i++) {
+            janus_xmb_moe *q = &x->xm[i];
+            free(q->in), free(q->out), free(q->xs), free(q->ys), free(q->perm), free(q->cnt), free(q->off), free(q->req);
+        }
+        janus_ffn_scratch_free(&x->ffn);
+    }
+    free(x->xa), free(x->xm);
+    free(x->attn_world), free(x->moe_world), free(x->hs_send), free(x->hs_all), free(x->n_tok), free(x->share);
+    free(x->tok), free(x->act), free(x->seg);
+    janus_sched_ws_free(&x->ws);
+    memset(x, 0, sizeof *x);
+}
+
+// Rows of expert e form one stream ordered by attention rank; replica slot s
+// takes share[s] consecutive rows of it. seg[a, s] = rows of a's part of the
+// stream that fall in slot s.
+static void route(janus_xchg *x, const janus_placement *p) {
+    const int A = x->n_attn, S = p->rep_off[x->E];
+    for (int e = 0; e < x->E; e++) {
+        int64_t P = 0;
+        for (int a = 0; a < A; a++) {
+            int64_t C = x->hs_all[(size_t)x->attn_world[a] * x->E + e], S0 = 0;
+            for (int s = p->rep_off[e]; s < p->rep_off[e + 1]; s++) {
+                int64_t lo = P > S0 ? P : S0, hi = (P + C) < (S0 + x->share[s]) ? (P + C) : (S0 + x->share[s]);
+                x->seg[(size_t)a * S + s] = hi > lo ? hi - lo : 0;
+                S0 += x->share[s];
+            }
+            P += C;
+        }
+    }
+}
+
+static void ensure_attn(janus_xmb_attn *a, int rows, int H) {
+    if (rows <= a->cap) return;
+    int cap = rows < 64 ? 64 : rows;
+    a->send = xrealloc(a->send, sizeof(float) * (size_t)cap * H);
+    a->recv = xrealloc(a->recv, sizeof(float) * (size_t)cap * H);
+    a->pair = xrealloc(a->pair, sizeof(int32_t) * cap);
+    a->cap = cap;
+}
+
+static void ensure_moe(janus_xmb_moe *q, int rows, int H) {
+    if (rows <= q->cap) return;
+    int cap = rows < 64 ? 64 : rows + rows / 2;
+    q->in = xrealloc(q->in, sizeof(float) * (size_t)cap * H);
+    q->out = xrealloc(q->out, sizeof(float) * (size_t)cap * H);
+    q->xs = xrealloc(q->xs, sizeof(float) * (size_t)cap * H);
+    q->ys = xrealloc(q->ys, sizeof(float) * (size_t)cap * H);
+    q->perm = xrealloc(q->perm, sizeof(int32_t) * cap);
+    q->cap = cap;
+}
+
+void janus_xchg_dispatch(janus_xchg *x, int l, int i, const float *xrows, const int32_t *ids, int T) {
+    const int E = x->E, K = x->k, H = x->H, M = x->n_moe;
+    const janus_placement *p = &x->place[l];
+    const int S = p->rep_off[E];
+    double t0 = janus_now_s();
+    // Phase 1: per-expert counts of every attention rank reach every rank.
+    memset(x->hs_send, 0, sizeof(int32_t) * E);
+    if (x->attn_idx >= 0)
+        for (int q = 0; q < T * K; q++) x->hs_send[ids[q]]++;
+    MPI_Allgather(x->hs_send, E, MPI_INT32_T, x->hs_all, E, MPI_INT32_T, x->world);
+    double t1 = janus_now_s();
+    for (int e = 0; e < E; e++) {
+        x->n_tok[e] = 0;
+        for (int a = 0; a < x->n_attn; a++) x->n_tok[e] += x->hs_all[(size_t)x->attn_world[a] * E + e];
+    }
+    janus_sched(p, x->n_tok, x->share, x->act, x->tok, &x->ws);
+    route(x, p);
+    double t2 = janus_now_s();
+    x->t.handshake_s += t1 - t0;
+    x->t.sched_s += t2 - t1;
+    if (x->attn_idx < 0) return;
+    // Phase 2 (attention side): rows to each MoE rank, expert order then token order.
+    janus_xmb_attn *a = &x->xa[i];
+    const int ai = x->attn_idx;
+    memset(a->cnt, 0, sizeof(int) * M);
+    for (int s = 0; s < S; s++) a->cnt[p->rep_rank[s]] += (int)x->seg[(size_t)ai * S + s];
+    a->off[0] = 0;
+    for (int m = 0; m < M; m++) a->off[m + 1] = a->off[m] + a->cnt[m];
+    ensure_attn(a, T * K, H);
+    // Counting sort of this rank's pairs by expert (stable).
+    int *start = xcalloc(E + 1, sizeof(int)), *fill = xmalloc(sizeof(int) * M);
+    int32_t *order = xmalloc(sizeof(int32_t) * (T * K ? T * K : 1));
+    for (int q = 0; q < T * K; q++) start[ids[q] + 1]++;
+    for (int e = 0; e < E; e++) start[e + 1] += start[e];
+    {
+        int *f = xmalloc(sizeof(int) * (E + 1));
+        memcpy(f, start, sizeof(int) * (E + 1));
+        for (int q = 0; q < T * K; q++) order[f[ids[q]]++] = q;
+        free(f);
+    }
+    memcpy(fill, a->off, sizeof(int) * M);
+    for (int e = 0; e < E; e++) {
+        int at = start[e];
+        for (int s = p->rep_off[e]; s < p->rep_off[e + 1]; s++) {
+            int n = (int)x->seg[(size_t)ai * S + s], m = p->rep_rank[s];
+            for (int r = 0; r < n; r++, at++) {
+                int row = fill[m]++;
+                a->pair[row] = order[at];
+                memcpy(a->send + (size_t)row * H, xrows + (size_t)(order[at] / K) * H, sizeof(float) * H);
+            }
+        }
+    }
+    free(start), free(fill), free(order);
+    a->n_req = 0;
+    for (int m = 0; m < M; m++) {
+        if (!a->cnt[m]) continue;
+        MPI_Irecv(a->recv + (size_t)a->off[m] * H, a->cnt[m] * H, MPI_FLOAT, x->moe_world[m], tag_of(x, l, i, 1),
+                  x->world, &a->req[a->n_req++]);
+        MPI_Isend(a->send + (size_t)a->off[m] * H, a->cnt[m] * H, MPI_FLOAT, x->moe_world[m], tag_of(x, l, i, 0),
+                  x->world, &a->req[a->n_req++]);
+        x->t.rows_sent += a->cnt[m];
+        x->t.bytes_sent += (int64_t)a->cnt[m] * H * 4;
+    }
+    x->t.send_s += janus_now_s() - t2;
+}
+
+void janus_xchg_serve(janus_xchg *x, int l, int i) {
+    if (x->moe_idx < 0) return;
+    const int E = x->E, H = x->H, A = x->n_attn, mi = x->moe_idx;
+    const janus_placement *p = &x->place[l];
+    const int S = p->rep_off[E];
+    janus_xmb_moe *q = &x->xm[i];
+    double t0 = janus_now_s();
+    // This rank's slot of each expert (-1: none).
+    int *my_slot = xmalloc(sizeof(int) * E);
+    for (int e = 0; e < E; e++) {
+        my_slot[e] = -1;
+        for (int s = p->rep_off[e]; s < p->rep_off[e + 1]; s++)
+            if (p->rep_rank[s] == mi) my_slot[e] = s;
+    }
+    q->off[0] = 0;
+    for (int a = 0; a < A; a++) {
+        q->cnt[a] = 0;
+        for (int e = 0; e < E; e++)
+            if (my_slot[e] >= 0) q->cnt[a] += (int)x->seg[(size_t)a * S + my_slot[e]];
+        q->off[a + 1] = q->off[a] + q->cnt[a];
+    }
+    int R = q->off[A];
+    ensure_moe(q, R, H);
+    q->n_req = 0;
+    for (int a = 0; a < A; a++)
+        if (q->cnt[a])
+            MPI_Irecv(q->in + (size_t)q->off[a] * H, q->cnt[a] * H, MPI_FLOAT, x->attn_world[a], tag_of(x, l, i, 0),
+                      x->world, &q->req[q->n_req++]);
+    MPI_Waitall(q->n_req, q->req, MPI_STATUSES_IGNORE);
+    double t1 = janus_now_s();
+    // Group rows by expert: for e ascending, for a ascending, a's rows of e.
+    int *cur = xmalloc(sizeof(int) * (A + 1));
+    memcpy(cur, q->off, sizeof(int) * (A + 1));
+    int g = 0;
+    const janus_layer *L = &x->model->layers[l];
+    for (int e = 0; e < E; e++) {
+        if (my_slot[e] < 0) continue;
+        int g0 = g;
+        for (int a = 0; a < A; a++) {
+            int n = (int)x->seg[(size_t)a * S + my_slot[e]];
+            for (int r = 0; r < n; r++) {
+                q->perm[g] = cur[a] + r;
+                memcpy(q->xs + (size_t)g * H, q->in + (size_t)(cur[a] + r) * H, sizeof(float) * H);
+                g++;
+            }
+            cur[a] += n;
+        }
+        if (g > g0) {
+            if (!L->gate[e].p) janus_die(NULL, "internal: expert %d of layer %d is not loaded on MoE rank %d", e, l, mi);
+            janus_swiglu_ffn(q->ys + (size_t)g0 * H, q->xs + (size_t)g0 * H, g - g0, &L->gate[e], &L->up[e], &L->down[e],
+                             &x->ffn);
+        }
+    }
+    for (int r = 0; r < g; r++) memcpy(q->out + (size_t)q->perm[r] * H, q->ys + (size_t)r * H, sizeof(float) * H);
+    free(cur), free(my_slot);
+    q->n_req = 0;
+    for (int a = 0; a < A; a++)
+        if (q->cnt[a])
+            MPI_Isend(q->out + (size_t)q->off[a] * H, q->cnt[a] * H, MPI_FLOAT, x->attn_world[a], tag_of(x, l, i, 1),
+                      x->world, &q->req[q->n_req++]);
+    x->t.rows_served += R;
+    double t2 = janus_now_s();
+    x->t.serve_wait_s += t1 - t0;
+    x->t.experts_s += t2 - t1;
+}
+
+void janus_xchg_collect(janus_xchg *x, int i, float *y) {
+    if (x->attn_idx < 0) return;
+    janus_xmb_attn *a = &x->xa[i];
+    double t0 = janus_now_s();
+    MPI_Waitall(a->n_req, a->req, MPI_STATUSES_IGNORE);
+    a->n_req = 0;
+    const int H = x->H, R = a->off[x->n_moe];
+    for (int r = 0; r < R; r++) memcpy(y + (size_t)a->pair[r] * H, a->recv + (size_t)r * H, sizeof(float) * H);
+    x->t.wait_s += janus_now_s() - t0;
+}
+
+void janus_xchg_finish_layer(janus_xchg *x) {
+    if (x->moe_idx < 0) return;
+    for (int i = 0; i < x->n_mb; i++) {
+        MPI_Waitall(x->xm[i].n_req, x->xm[i].req, MPI_STATUSES_IGNORE);
+        x->xm[i].n_req = 0;
+    }
+}

@@ -1,0 +1,93 @@
+// comm/exchange.h: the two-phase exchange between the attention pool and the
+// MoE pool for one (MoE layer, micro-batch) (DESIGN section 2).
+//
+// Phase 1, the handshake: every rank contributes its per-expert pair counts
+// ([E] int32; MoE-only ranks contribute zeros) to one MPI_Allgather on the
+// world; from the [A, E] matrix every rank runs the same activation scheduler
+// (sched/) and so knows, with no further message, which replica serves which
+// rows. Phase 2, the payload: attention rank a sends to MoE rank m its rows
+// for the experts m serves (expert order, then token order), MoE rank m runs
+// each expert once over the rows of all attention ranks and sends the outputs
+// back in the same order. Rows move through a transport: host MPI
+// nonblocking point-to-point here; NCCL / CUDA-aware MPI plug in with the GPU
+// backend. Paths: direct (every attention rank to every MoE rank) or
+// hierarchical (rows for another node gathered on one rank of the sender's
+// node, sent once per node pair, scattered on the receiver's node).
+#ifndef JANUS_COMM_EXCHANGE_H
+#define JANUS_COMM_EXCHANGE_H
+
+#include <mpi.h>
+
+#include "moe/experts.h"
+#include "sched/sched.h"
+
+typedef enum { XPATH_DIRECT = 0, XPATH_HIER = 1 } janus_xpath;
+
+// Per-phase seconds (summed over steps), for the result file and the planner.
+typedef struct {
+    double handshake_s, sched_s, send_s, wait_s, experts_s, serve_wait_s;
+    int64_t rows_sent, rows_served, bytes_sent;
+} janus_xchg_times;
+
+// One micro-batch's exchange state on an attention rank.
+typedef struct {
+    int cap;            // rows capacity
+    float *send, *recv; // [cap, H]: rows out (layout [m][rows]), outputs back (same layout)
+    int32_t *pair;      // [cap] pair index of each row in that layout
+    int *cnt, *off;     // [M] rows per MoE rank and offsets
+    MPI_Request *req;   // [2M]
+    int n_req;
+} janus_xmb_attn;
+
+// One micro-batch's exchange state on a MoE rank.
+typedef struct {
+    int cap;
+    float *in, *out;    // [cap, H]: rows from every attention rank (layout [a][e][rows]) and outputs
+    float *xs, *ys;     // [cap, H]: the same rows grouped by expert
+    int32_t *perm;      // [cap] grouped position -> row in the [a] layout
+    int *cnt, *off;     // [A]
+    MPI_Request *req;   // [2A]
+    int n_req;
+} janus_xmb_moe;
+
+typedef struct {
+    MPI_Comm world;
+    int rank, size;
+    int n_attn, n_moe;
+    int *attn_world, *moe_world; // world ranks of each pool's members
+    int attn_idx, moe_idx;       // this rank's index in each pool, -1 if not a member
+    int E, k, H, n_layers;
+    janus_placement *place;      // [n_layers] (MoE layers only are used)
+    janus_sched_ws ws;
+    janus_xpath path;
+    int node_size;               // ranks per node for the hierarchical path
+    int32_t *hs_send, *hs_all;   // [E], [size, E]
+    int64_t *n_tok, *share, *tok;// [E], [max slots], [M]
+    int32_t *act;                // [M]
+    int64_t *seg;                // [A, S]: rows attention rank a sends to replica slot s
+    int n_mb;
+    janus_xmb_attn *xa;          // [n_mb] on attention ranks
+    janus_xmb_moe *xm;           // [n_mb] on MoE ranks
+    const janus_model *model;    // the experts this rank holds (MoE ranks)
+    janus_ffn_scratch ffn;
+    janus_xchg_times t;
+} janus_xchg;
+
+// Builds the pools: world ranks [0, n_attn) attend, [n_attn, n_attn + n_moe)
+// serve experts; monolithic (both true) makes every rank both.
+void janus_xchg_init(janus_xchg *x, MPI_Comm world, int n_attn, int n_moe, bool monolithic, const janus_config *c,
+                     janus_placement *place, int n_mb, janus_xpath path, int node_size, const janus_model *m);
+void janus_xchg_free(janus_xchg *x);
+
+// Phase 1 + the start of phase 2 for micro-batch i of layer l. On attention
+// ranks: x [T, H] rows, ids [T, k] routing, pairs sorted by expert in order
+// [T*k] with expert_start [E+1]. Every rank calls it, in the same (l, i) order.
+void janus_xchg_dispatch(janus_xchg *x, int l, int i, const float *xrows, const int32_t *ids, int T);
+// MoE ranks: receive this (l, i)'s rows, run the experts, start sending outputs.
+void janus_xchg_serve(janus_xchg *x, int l, int i);
+// Attention ranks: wait for (l, i)'s outputs and scatter them into y [T*k, H].
+void janus_xchg_collect(janus_xchg *x, int i, float *y);
+// MoE ranks: wait for every output send of the layer (before buffers are reused).
+void janus_xchg_finish_layer(janus_xchg *x);
+
+#endif
