@@ -116,7 +116,7 @@ static int bench_decode(int argc, char **argv) {
         int per_seq = janus_blocks_needed(context, steps + 1, bs);
         janus_engine en;
         int chunk = 256 > B ? 256 : B;
-        janus_engine_init(&en, &m, chunk, per_seq * B, bs);
+        janus_engine_init(&en, &m, true, chunk, 1, per_seq * B, bs, NULL);
         int32_t **bt = xmalloc(sizeof(int32_t *) * B);
         for (int s = 0; s < B; s++) {
             bt[s] = xmalloc(sizeof(int32_t) * per_seq);

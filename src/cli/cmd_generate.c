@@ -20,15 +20,35 @@ static const char *HELP =
     "usage: mpirun -np N janus generate --model DIR --requests IN.h5 --out OUT.h5 [options]\n"
     "\n"
     "Runs every request of IN.h5 through the model and writes OUT.h5 (written to a\n"
-    "temporary file and renamed when complete). Requests are shared out among the\n"
-    "ranks; every rank holds the whole model (monolithic mode).\n"
+    "temporary file and renamed when complete).\n"
+    "\n"
+    "Layouts: with --attn-ranks A --moe-ranks M (A + M = ranks), world ranks\n"
+    "[0, A) run attention (embeddings, attention, router, shared experts, KV cache,\n"
+    "requests) and ranks [A, A+M) hold and run the routed experts; every MoE layer\n"
+    "the two pools exchange activations (disaggregated mode). Without them every\n"
+    "rank does both: attention is data-parallel and the experts are sharded over\n"
+    "all ranks (monolithic mode; one rank holds everything). Requests are shared\n"
+    "out among the attention ranks. Results do not depend on the layout.\n"
     "\n"
     "required:\n"
     "  --model DIR            Hugging Face checkpoint: config.json + *.safetensors\n"
     "  --requests FILE        requests file (HDF5, format janus-requests)\n"
     "  --out FILE             results file to write (HDF5, format janus-results)\n"
     "\n"
-    "batching and memory (per rank):\n"
+    "layout:\n"
+    "  --attn-ranks A         ranks running attention (disaggregated mode)\n"
+    "  --moe-ranks M          ranks holding the routed experts (disaggregated mode)\n"
+    "  --micro-batches m      split each step into m micro-batches, pipelined so the\n"
+    "                         attention of one overlaps the exchange and experts of\n"
+    "                         the previous (default 1)\n"
+    "  --expert-replicas R    copies of every expert on distinct MoE ranks (default 1);\n"
+    "                         the activation scheduler balances tokens over them\n"
+    "  --exchange PATH        direct | hierarchical | auto (default auto: direct on one\n"
+    "                         node, hierarchical across nodes)\n"
+    "  --node-size S          ranks per node for the exchange (default: from MPI;\n"
+    "                         set it to test the hierarchical path on one machine)\n"
+    "\n"
+    "batching and memory (per attention rank):\n"
     "  --max-batch N          sequences in flight (default 64)\n"
     "  --max-step-tokens N    tokens per forward step, decode + chunked prefill (default 512)\n"
     "  --kv-cache-mb N        paged KV cache budget in MiB (default 1024)\n"
@@ -48,12 +68,15 @@ static const char *HELP =
 typedef struct {
     const char *model, *requests, *out, *backend;
     int max_batch, max_step_tokens, kv_mb, block_size, threads;
+    int attn_ranks, moe_ranks, micro_batches, replicas, node_size;
+    const char *exchange;
     double progress_s;
 } gen_args;
 
 static void parse(int argc, char **argv, gen_args *a) {
     *a = (gen_args){.backend = "cpu", .max_batch = 64, .max_step_tokens = 512, .kv_mb = 1024, .block_size = 16,
-                    .progress_s = 10};
+                    .progress_s = 10,
+                    .micro_batches = 1, .replicas = 1, .exchange = "auto"};
     static struct option opts[] = {
         {"model", required_argument, 0, 'm'},          {"requests", required_argument, 0, 'r'},
         {"out", required_argument, 0, 'o'},            {"max-batch", required_argument, 0, 'b'},
@@ -61,6 +84,9 @@ static void parse(int argc, char **argv, gen_args *a) {
         {"block-size", required_argument, 0, 'B'},     {"threads", required_argument, 0, 't'},
         {"progress-interval", required_argument, 0, 'p'}, {"backend", required_argument, 0, 'x'},
         {"quiet", no_argument, 0, 'q'},                {"verbose", no_argument, 0, 'v'},
+        {"attn-ranks", required_argument, 0, 'A'},     {"moe-ranks", required_argument, 0, 'M'},
+        {"micro-batches", required_argument, 0, 'u'},  {"expert-replicas", required_argument, 0, 'R'},
+        {"exchange", required_argument, 0, 'X'},       {"node-size", required_argument, 0, 'N'},
         {"help", no_argument, 0, 'h'},                 {0, 0, 0, 0}};
     int c;
     opterr = 0;
@@ -77,6 +103,12 @@ static void parse(int argc, char **argv, gen_args *a) {
         case 't': a->threads = (int)cli_int("--threads", optarg, 1, 4096); break;
         case 'p': a->progress_s = cli_num("--progress-interval", optarg, 0, 1e9); break;
         case 'x': a->backend = optarg; break;
+        case 'A': a->attn_ranks = (int)cli_int("--attn-ranks", optarg, 1, 1 << 20); break;
+        case 'M': a->moe_ranks = (int)cli_int("--moe-ranks", optarg, 1, 1 << 20); break;
+        case 'u': a->micro_batches = (int)cli_int("--micro-batches", optarg, 1, 64); break;
+        case 'R': a->replicas = (int)cli_int("--expert-replicas", optarg, 1, 1 << 20); break;
+        case 'X': a->exchange = optarg; break;
+        case 'N': a->node_size = (int)cli_int("--node-size", optarg, 1, 1 << 20); break;
         case 'q': janus_verbosity = 0; break;
         case 'v': janus_verbosity = 2; break;
         case 'h':
@@ -94,6 +126,14 @@ static void parse(int argc, char **argv, gen_args *a) {
     if (strcmp(a->backend, "cpu") != 0)
         janus_die_all(NULL, "--backend: \"%s\" is not available in this build (cpu)", a->backend);
     if (a->max_step_tokens < a->max_batch) a->max_step_tokens = a->max_batch; // every decode token fits a step
+    if (strcmp(a->exchange, "auto") && strcmp(a->exchange, "direct") && strcmp(a->exchange, "hierarchical"))
+        janus_die_all(NULL, "--exchange: \"%s\" is not one of direct, hierarchical, auto", a->exchange);
+    if (!!a->attn_ranks != !!a->moe_ranks)
+        janus_die_all(NULL, "--attn-ranks and --moe-ranks go together (or neither, for monolithic mode)");
+    int size = janus_nranks();
+    if (a->attn_ranks && a->attn_ranks + a->moe_ranks != size)
+        janus_die_all(NULL, "--attn-ranks %d + --moe-ranks %d = %d, but the job has %d ranks", a->attn_ranks,
+                      a->moe_ranks, a->attn_ranks + a->moe_ranks, size);
 }
 
 // The output's directory must exist and be writable before hours of compute.
@@ -224,57 +264,123 @@ int cmd_generate(int argc, char **argv) {
     omp_set_num_threads(threads);
     check_out_path(a.out);
 
+    // Layout: disaggregated (A attention + M MoE ranks) or monolithic (every
+    // rank both; one rank: all experts local, no exchange).
+    const bool disagg = a.attn_ranks > 0;
+    const int A = disagg ? a.attn_ranks : size, M = disagg ? a.moe_ranks : size;
+    const bool is_attn = rank < A, is_moe = disagg ? rank >= A : true;
+    const int moe_idx = disagg ? rank - A : rank;
+
     // Every rank checks the same inputs, so a bad file fails everywhere alike.
-    janus_model m;
+    janus_config cfg;
     janus_err e;
-    if (janus_model_load(a.model, &m, JANUS_LOAD_ALL, NULL, &e)) janus_die_all(NULL, "%s", e.msg);
+    if (janus_config_load(a.model, &cfg, &e)) janus_die_all(NULL, "%s", e.msg);
+    if (a.replicas > M)
+        janus_die_all(NULL, "--expert-replicas %d: more replicas than the %d MoE ranks", a.replicas, M);
+    janus_placement *place = xcalloc(cfg.n_layers, sizeof(janus_placement));
+    for (int l = 0; l < cfg.n_layers; l++)
+        if (cfg.layer_moe[l]) janus_placement_uniform(&place[l], cfg.n_experts, M, a.replicas);
+    // The experts this rank holds (all of them when it is alone).
+    uint8_t *mask = xcalloc((size_t)cfg.n_layers * cfg.n_experts, 1);
+    for (int l = 0; l < cfg.n_layers; l++)
+        if (cfg.layer_moe[l] && is_moe) janus_placement_mask(&place[l], moe_idx, mask + (size_t)l * cfg.n_experts);
+    int what = (is_attn ? JANUS_LOAD_ATTN : 0) | (is_moe ? JANUS_LOAD_EXPERTS : 0);
+    janus_model m;
+    if (janus_model_load(a.model, &m, what, size == 1 ? NULL : mask, &e)) janus_die_all(NULL, "%s", e.msg);
     janus_requests R;
     if (janus_requests_read(a.requests, &R, &e)) janus_die_all(NULL, "%s", e.msg);
     if (janus_requests_check_model(&R, m.cfg.vocab, m.cfg.max_ctx, &e)) janus_die_all(NULL, "%s", e.msg);
-    janus_log("model %s (%s): %d layers, hidden %d, %d experts top-%d, %.1f MiB of weights", a.model,
-              m.cfg.model_type, m.cfg.n_layers, m.cfg.hidden, m.cfg.n_experts, m.cfg.top_k,
-              m.weight_bytes / 1048576.0);
-    janus_log("requests %s: %lld requests, %lld prompt tokens; %d ranks (monolithic), %d threads per rank",
-              a.requests, (long long)R.n, (long long)(R.n ? R.offsets[R.n] : 0), size, threads);
+    janus_xpath path = XPATH_DIRECT;
+    int node_size = a.node_size;
+    if (!node_size) node_size = local_size;
+    if (!strcmp(a.exchange, "hierarchical") || (!strcmp(a.exchange, "auto") && node_size < size)) path = XPATH_HIER;
+    char layout[256];
+    if (disagg)
+        snprintf(layout, sizeof layout, "disaggregated: %d attention + %d MoE ranks, %d expert replica(s), %d micro-batch(es), %s exchange, %d threads each",
+                 A, M, a.replicas, a.micro_batches, path == XPATH_HIER ? "hierarchical" : "direct", threads);
+    else if (size > 1)
+        snprintf(layout, sizeof layout, "monolithic: %d ranks x (attention + 1/%d of the experts), %d expert replica(s), %d micro-batch(es), %s exchange, %d threads each",
+                 size, size, a.replicas, a.micro_batches, path == XPATH_HIER ? "hierarchical" : "direct", threads);
+    else
+        snprintf(layout, sizeof layout, "monolithic: 1 rank (attention + all experts), %d micro-batch(es), %d threads", a.micro_batches, threads);
+    janus_log("model %s (%s): %d layers, hidden %d, %d experts top-%d", a.model, m.cfg.model_type, m.cfg.n_layers,
+              m.cfg.hidden, m.cfg.n_experts, m.cfg.top_k);
+    janus_log("requests %s: %lld requests, %lld prompt tokens", a.requests, (long long)R.n,
+              (long long)(R.n ? R.offsets[R.n] : 0));
+    janus_log("layout: %s", layout);
+    {
+        double mib = m.weight_bytes / 1048576.0, mx, mn;
+        MPI_Allreduce(&mib, &mx, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+        MPI_Allreduce(&mib, &mn, 1, MPI_DOUBLE, MPI_MIN, MPI_COMM_WORLD);
+        janus_log("weights per rank: %.1f to %.1f MiB (replicas included)", mn, mx);
+    }
 
-    // Share out: request i goes to rank i mod size.
+    // Share out among attention ranks: request i goes to attention rank i mod A.
     int64_t n_mine = 0;
-    int64_t *mine = xmalloc(sizeof(int64_t) * (R.n / size + 1));
-    for (int64_t i = rank; i < R.n; i += size) mine[n_mine++] = i;
+    int64_t *mine = xmalloc(sizeof(int64_t) * (R.n / A + 1));
+    if (is_attn)
+        for (int64_t i = rank; i < R.n; i += A) mine[n_mine++] = i;
 
     size_t block_bytes = janus_kv_block_bytes(&m.cfg, a.block_size);
     int kv_blocks = (int)(((size_t)a.kv_mb << 20) / block_bytes);
     if (kv_blocks < 1)
         janus_die_all(NULL, "--kv-cache-mb: %d MiB holds no KV block (one block of %d positions takes %.2f MiB)", a.kv_mb,
                       a.block_size, block_bytes / 1048576.0);
+    const int mb_tokens = (a.max_step_tokens + a.micro_batches - 1) / a.micro_batches;
+    janus_xchg xc, *xcp = NULL;
+    if (size > 1) {
+        janus_xchg_init(&xc, MPI_COMM_WORLD, A, M, !disagg, &m.cfg, place, a.micro_batches, path, node_size, &m);
+        xcp = &xc;
+    }
     janus_engine en;
-    janus_engine_init(&en, &m, a.max_step_tokens, kv_blocks, a.block_size);
+    janus_engine_init(&en, &m, is_attn, mb_tokens, a.micro_batches, is_attn ? kv_blocks : 0, a.block_size, xcp);
+    en.fault_step = -1;
+    const char *fault = getenv("JANUS_FAULT"); // testing hook: "RANK:STEP" kills that rank at that step
+    if (fault) {
+        int fr = -1, fs = -1;
+        if (sscanf(fault, "%d:%d", &fr, &fs) == 2 && fr == rank) en.fault_step = fs;
+    }
     janus_gen_opts go = {a.max_batch, a.max_step_tokens, a.block_size, kv_blocks, janus_verbosity ? a.progress_s : 0};
     janus_gen_out g;
     janus_gen_out_init(&g, R.n);
     double tg0 = janus_now_s();
-    janus_generate(&en, &R, mine, n_mine, &go, &g);
+    if (is_attn)
+        janus_generate(&en, &R, mine, n_mine, &go, &g);
+    else
+        janus_moe_loop(&en);
     double gen_s = janus_now_s() - tg0;
 
     // Expert activations and timing reach rank 0.
     const int L = m.cfg.n_layers, E = m.cfg.n_experts;
     int64_t *counts = rank == 0 ? xcalloc((size_t)L * E, sizeof(int64_t)) : NULL;
     MPI_Reduce(en.expert_counts, counts, L * E, MPI_INT64_T, MPI_SUM, 0, MPI_COMM_WORLD);
-    double tl[7] = {en.times.attn_s, en.times.router_s, en.times.experts_s, en.times.combine_s, en.times.dense_s,
-                    en.times.lm_head_s, gen_s};
-    double tmax[7];
-    MPI_Reduce(tl, tmax, 7, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
-    janus_vlog("rank %d: %lld requests, %lld tokens, %lld steps; attention %.3f s, router %.3f s, experts %.3f s, "
-               "combine %.3f s, dense %.3f s, lm_head %.3f s",
-               rank, (long long)n_mine, (long long)g.gen_tokens, (long long)g.steps, tl[0], tl[1], tl[2], tl[3], tl[4],
-               tl[5]);
+    janus_xchg_times xt = xcp ? xc.t : (janus_xchg_times){0};
+    enum { NT = 13 };
+    double tl[NT] = {en.times.attn_s, en.times.router_s, en.times.experts_s, en.times.combine_s, en.times.dense_s,
+                     en.times.lm_head_s, gen_s, xt.handshake_s, xt.sched_s, xt.send_s, xt.wait_s, xt.experts_s,
+                     xt.serve_wait_s};
+    double tmax[NT];
+    MPI_Reduce(tl, tmax, NT, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
+    if (is_attn)
+        janus_vlog("rank %d (attention): %lld requests, %lld tokens, %lld steps; attention %.3f s, router %.3f s, "
+                   "experts (incl. exchange) %.3f s, combine %.3f s, dense %.3f s, lm_head %.3f s; handshake %.3f s, "
+                   "schedule %.3f s, send %.3f s, wait for outputs %.3f s",
+                   rank, (long long)n_mine, (long long)g.gen_tokens, (long long)g.steps, tl[0], tl[1], tl[2], tl[3],
+                   tl[4], tl[5], xt.handshake_s, xt.sched_s, xt.send_s, xt.wait_s);
+    if (is_moe && xcp)
+        janus_vlog("rank %d (moe %d): %lld rows served, expert compute %.3f s, waiting for rows %.3f s, handshake %.3f s",
+                   rank, moe_idx, (long long)xt.rows_served, xt.experts_s, xt.serve_wait_s, xt.handshake_s);
     janus_results res = {0};
     gather_results(&R, mine, n_mine, &g, &res);
     if (rank == 0) {
         double wall = janus_now_s() - t0;
         int64_t G = res.offsets[res.n];
-        char layout[128], cmdline[2048] = "";
-        snprintf(layout, sizeof layout, "monolithic: %d ranks x (attention + all experts), %d threads each", size, threads);
+        char cmdline[2048] = "", plan[512];
+        snprintf(plan, sizeof plan,
+                 "{\"mode\": \"%s\", \"attn_ranks\": %d, \"moe_ranks\": %d, \"micro_batches\": %d, "
+                 "\"expert_replicas\": %d, \"exchange\": \"%s\", \"max_batch\": %d}",
+                 disagg ? "disaggregated" : "monolithic", A, disagg ? M : 0, a.micro_batches, a.replicas,
+                 path == XPATH_HIER ? "hierarchical" : "direct", a.max_batch);
         for (int i = 0, k = 0; i < argc && k < (int)sizeof cmdline - 2; i++)
             k += snprintf(cmdline + k, sizeof cmdline - k, "%s%s", i ? " " : "janus ", argv[i]);
         janus_attr attrs[] = {
@@ -282,13 +388,15 @@ int cmd_generate(int argc, char **argv) {
             {"model_type", m.cfg.model_type, 0},
             {"requests", a.requests, 0},
             {"layout", layout, 0},
-            {"plan", "{\"mode\": \"monolithic\"}", 0},
+            {"plan", plan, 0},
             {"janus_version", JANUS_VERSION, 0},
             {"backend", a.backend, 0},
             {"command", cmdline, 0},
             {"ranks", NULL, size},
-            {"attn_ranks", NULL, size},
-            {"moe_ranks", NULL, 0},
+            {"attn_ranks", NULL, A},
+            {"moe_ranks", NULL, disagg ? M : 0},
+            {"micro_batches", NULL, a.micro_batches},
+            {"expert_replicas", NULL, a.replicas},
             {"threads_per_rank", NULL, threads},
             {"wall_s", NULL, wall},
             {"generate_s", NULL, tmax[6]},
@@ -300,6 +408,12 @@ int cmd_generate(int argc, char **argv) {
             {"time_combine_s", NULL, tmax[3]},
             {"time_dense_s", NULL, tmax[4]},
             {"time_lm_head_s", NULL, tmax[5]},
+            {"time_handshake_s", NULL, tmax[7]},
+            {"time_schedule_s", NULL, tmax[8]},
+            {"time_payload_send_s", NULL, tmax[9]},
+            {"time_payload_wait_s", NULL, tmax[10]},
+            {"time_moe_expert_compute_s", NULL, tmax[11]},
+            {"time_moe_idle_s", NULL, tmax[12]},
         };
         res.n_layers = L;
         res.n_experts = E;
@@ -322,6 +436,11 @@ int cmd_generate(int argc, char **argv) {
     }
     janus_gen_out_free(&g);
     janus_engine_free(&en);
+    if (xcp) janus_xchg_free(&xc);
+    for (int l = 0; l < cfg.n_layers; l++)
+        if (cfg.layer_moe[l]) janus_placement_free(&place[l]);
+    free(place);
+    free(mask);
     free(mine);
     janus_requests_free(&R);
     janus_model_free(&m);

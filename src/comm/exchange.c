@@ -157,7 +157,7 @@ void janus_xchg_dispatch(janus_xchg *x, int l, int i, const float *xrows, const 
     ensure_attn(a, T * K, H);
     // Counting sort of this rank's pairs by expert (stable).
     int *start = xcalloc(E + 1, sizeof(int)), *fill = xmalloc(sizeof(int) * M);
-    int32_t *order = xmalloc(sizeof(int32_t) * (T * K ? T * K : 1));
+    int32_t *order = xmalloc(sizeof(int32_t) * (T * K > 0 ? T * K : 1));
     for (int q = 0; q < T * K; q++) start[ids[q] + 1]++;
     for (int e = 0; e < E; e++) start[e + 1] += start[e];
     {

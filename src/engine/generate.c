@@ -71,7 +71,16 @@ void janus_generate(janus_engine *en, const janus_requests *R, const int64_t *mi
     double t_start = janus_now_s(), t_report = t_start;
     int64_t gen_at_report = 0;
 
-    while (done < n_mine) {
+    const int n_mb = en->n_mb;
+    janus_batch *mbs = xcalloc(n_mb, sizeof(janus_batch));
+    float **mlog = xcalloc(n_mb, sizeof(float *));
+    int32_t *mrows = xmalloc(sizeof(int32_t) * S);
+    for (;;) {
+        // Lockstep: in a job with an exchange every rank takes every step, with
+        // zero tokens once its own requests are done, until no rank has work.
+        int work = done < n_mine, any = work;
+        if (en->xc) MPI_Allreduce(&work, &any, 1, MPI_INT, MPI_MAX, en->xc->world);
+        if (!any) break;
         // Admit in file order while the batch and the cache have room.
         while (next < n_mine && n_act < o->max_batch) {
             int64_t r = mine[next];
@@ -130,8 +139,15 @@ void janus_generate(janus_engine *en, const janus_requests *R, const int64_t *mi
                 out_seq[n_out++] = i;
             }
         }
-        janus_batch b = {T, tok, pos, bt, n_out, out_rows};
-        janus_forward(en, &b, logits);
+        // Micro-batches: contiguous token ranges of about T / n_mb tokens; the
+        // rows wanting logits (ascending) follow their tokens.
+        for (int i = 0, r = 0; i < n_mb; i++) {
+            int t0 = (int)((int64_t)T * i / n_mb), t1 = (int)((int64_t)T * (i + 1) / n_mb), r0 = r;
+            while (r < n_out && out_rows[r] < t1) mrows[r] = out_rows[r] - t0, r++;
+            mbs[i] = (janus_batch){t1 - t0, tok + t0, pos + t0, bt + t0, r - r0, mrows + r0};
+            mlog[i] = logits + (size_t)r0 * V;
+        }
+        janus_step(en, mbs, mlog);
         out->steps++;
         for (int i = 0; i < n_act; i++) act[i].n_fed += fed[i];
         // Sample for the rows that ended a prompt or decoded.
@@ -191,4 +207,18 @@ void janus_generate(janus_engine *en, const janus_requests *R, const int64_t *mi
     free(out_seq);
     free(logits);
     free(scratch);
+    free(mbs);
+    free(mlog);
+    free(mrows);
+}
+
+void janus_moe_loop(janus_engine *en) {
+    janus_batch *mbs = xcalloc(en->n_mb, sizeof(janus_batch));
+    for (;;) {
+        int work = 0, any = 0;
+        MPI_Allreduce(&work, &any, 1, MPI_INT, MPI_MAX, en->xc->world);
+        if (!any) break;
+        janus_step(en, mbs, NULL);
+    }
+    free(mbs);
 }

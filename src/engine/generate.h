@@ -40,4 +40,7 @@ int janus_blocks_needed(int64_t prompt_len, int max_new, int block_size);
 void janus_generate(janus_engine *en, const janus_requests *R, const int64_t *mine, int64_t n_mine,
                     const janus_gen_opts *o, janus_gen_out *out);
 
+// A MoE-only rank: serve every step until no attention rank has work.
+void janus_moe_loop(janus_engine *en);
+
 #endif
