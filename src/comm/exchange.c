@@ -2,6 +2,8 @@
 // the attention <-> MoE exchange (see exchange.h).
 #include "comm/exchange.h"
 
+#include "comm/hier.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -47,12 +49,15 @@ void janus_xchg_init(janus_xchg *x, MPI_Comm world, int n_attn, int n_moe, bool 
     x->tok = xcalloc(n_moe, sizeof(int64_t));
     x->act = xcalloc(n_moe, sizeof(int32_t));
     x->seg = xcalloc((size_t)n_attn * S, sizeof(int64_t));
+    x->rows_am = xcalloc((size_t)n_mb * n_attn * n_moe, sizeof(int64_t));
+    if (path == XPATH_HIER) janus_hier_init(x);
+    const int nn = (x->size + x->node_size - 1) / x->node_size;
     if (x->attn_idx >= 0) {
         x->xa = xcalloc(n_mb, sizeof(janus_xmb_attn));
         for (int i = 0; i < n_mb; i++) {
             x->xa[i].cnt = xcalloc(n_moe, sizeof(int));
             x->xa[i].off = xcalloc(n_moe + 1, sizeof(int));
-            x->xa[i].req = xcalloc(2 * n_moe, sizeof(MPI_Request));
+            x->xa[i].req = xcalloc(2 * n_moe + 2 * nn, sizeof(MPI_Request));
         }
     }
     if (x->moe_idx >= 0) {
@@ -60,7 +65,7 @@ void janus_xchg_init(janus_xchg *x, MPI_Comm world, int n_attn, int n_moe, bool 
         for (int i = 0; i < n_mb; i++) {
             x->xm[i].cnt = xcalloc(n_attn, sizeof(int));
             x->xm[i].off = xcalloc(n_attn + 1, sizeof(int));
-            x->xm[i].req = xcalloc(2 * n_attn, sizeof(MPI_Request));
+            x->xm[i].req = xcalloc(2 * n_attn + 2 * nn, sizeof(MPI_Request));
         }
         int inter = c->moe_inter;
         janus_ffn_scratch_init(&x->ffn, 256, inter);
@@ -82,7 +87,8 @@ void janus_xchg_free(janus_xchg *x) {
     }
     free(x->xa), free(x->xm);
     free(x->attn_world), free(x->moe_world), free(x->hs_send), free(x->hs_all), free(x->n_tok), free(x->share);
-    free(x->tok), free(x->act), free(x->seg);
+    free(x->tok), free(x->act), free(x->seg), free(x->rows_am);
+    janus_hier_free(x);
     janus_sched_ws_free(&x->ws);
     memset(x, 0, sizeof *x);
 }
@@ -90,7 +96,7 @@ void janus_xchg_free(janus_xchg *x) {
 // Rows of expert e form one stream ordered by attention rank; replica slot s
 // takes share[s] consecutive rows of it. seg[a, s] = rows of a's part of the
 // stream that fall in slot s.
-static void route(janus_xchg *x, const janus_placement *p) {
+static void route(janus_xchg *x, const janus_placement *p, int i) {
     const int A = x->n_attn, S = p->rep_off[x->E];
     for (int e = 0; e < x->E; e++) {
         int64_t P = 0;
@@ -104,6 +110,15 @@ static void route(janus_xchg *x, const janus_placement *p) {
             P += C;
         }
     }
+    int64_t *ram = x->rows_am + (size_t)i * A * x->n_moe; // kept per micro-batch for the return path
+    memset(ram, 0, sizeof(int64_t) * (size_t)A * x->n_moe);
+    for (int a = 0; a < A; a++)
+        for (int s = 0; s < S; s++) ram[(size_t)a * x->n_moe + p->rep_rank[s]] += x->seg[(size_t)a * S + s];
+}
+
+// Does the pair (a world rank, another) use the direct path?
+static bool direct(const janus_xchg *x, int w1, int w2) {
+    return x->path == XPATH_DIRECT || !janus_hier_remote(x, w1, w2);
 }
 
 static void ensure_attn(janus_xmb_attn *a, int rows, int H) {
@@ -126,10 +141,11 @@ static void ensure_moe(janus_xmb_moe *q, int rows, int H) {
     q->cap = cap;
 }
 
+static void post_rows(janus_xchg *x, int l, int i, const float *xrows, const int32_t *ids, int T);
+
 void janus_xchg_dispatch(janus_xchg *x, int l, int i, const float *xrows, const int32_t *ids, int T) {
-    const int E = x->E, K = x->k, H = x->H, M = x->n_moe;
+    const int E = x->E, K = x->k;
     const janus_placement *p = &x->place[l];
-    const int S = p->rep_off[E];
     double t0 = janus_now_s();
     // Phase 1: per-expert counts of every attention rank reach every rank.
     memset(x->hs_send, 0, sizeof(int32_t) * E);
@@ -142,12 +158,20 @@ void janus_xchg_dispatch(janus_xchg *x, int l, int i, const float *xrows, const 
         for (int a = 0; a < x->n_attn; a++) x->n_tok[e] += x->hs_all[(size_t)x->attn_world[a] * E + e];
     }
     janus_sched(p, x->n_tok, x->share, x->act, x->tok, &x->ws);
-    route(x, p);
+    route(x, p, i);
     double t2 = janus_now_s();
     x->t.handshake_s += t1 - t0;
     x->t.sched_s += t2 - t1;
-    if (x->attn_idx < 0) return;
-    // Phase 2 (attention side): rows to each MoE rank, expert order then token order.
+    if (x->attn_idx >= 0) post_rows(x, l, i, xrows, ids, T);
+    if (x->path == XPATH_HIER) janus_hier_gateway_forward(x, l, i);
+    x->t.send_s += janus_now_s() - t2;
+}
+
+// Phase 2 (attention side): rows to each MoE rank, expert order then token order.
+static void post_rows(janus_xchg *x, int l, int i, const float *xrows, const int32_t *ids, int T) {
+    const int E = x->E, K = x->k, H = x->H, M = x->n_moe;
+    const janus_placement *p = &x->place[l];
+    const int S = p->rep_off[E];
     janus_xmb_attn *a = &x->xa[i];
     const int ai = x->attn_idx;
     memset(a->cnt, 0, sizeof(int) * M);
@@ -181,7 +205,7 @@ void janus_xchg_dispatch(janus_xchg *x, int l, int i, const float *xrows, const 
     free(start), free(fill), free(order);
     a->n_req = 0;
     for (int m = 0; m < M; m++) {
-        if (!a->cnt[m]) continue;
+        if (!a->cnt[m] || !direct(x, x->rank, x->moe_world[m])) continue;
         MPI_Irecv(a->recv + (size_t)a->off[m] * H, a->cnt[m] * H, MPI_FLOAT, x->moe_world[m], tag_of(x, l, i, 1),
                   x->world, &a->req[a->n_req++]);
         MPI_Isend(a->send + (size_t)a->off[m] * H, a->cnt[m] * H, MPI_FLOAT, x->moe_world[m], tag_of(x, l, i, 0),
@@ -189,7 +213,7 @@ void janus_xchg_dispatch(janus_xchg *x, int l, int i, const float *xrows, const 
         x->t.rows_sent += a->cnt[m];
         x->t.bytes_sent += (int64_t)a->cnt[m] * H * 4;
     }
-    x->t.send_s += janus_now_s() - t2;
+    if (x->path == XPATH_HIER) janus_hier_attn_post(x, l, i);
 }
 
 void janus_xchg_serve(janus_xchg *x, int l, int i) {
@@ -217,9 +241,10 @@ void janus_xchg_serve(janus_xchg *x, int l, int i) {
     ensure_moe(q, R, H);
     q->n_req = 0;
     for (int a = 0; a < A; a++)
-        if (q->cnt[a])
+        if (q->cnt[a] && direct(x, x->rank, x->attn_world[a]))
             MPI_Irecv(q->in + (size_t)q->off[a] * H, q->cnt[a] * H, MPI_FLOAT, x->attn_world[a], tag_of(x, l, i, 0),
                       x->world, &q->req[q->n_req++]);
+    if (x->path == XPATH_HIER) janus_hier_moe_post_recv(x, l, i);
     MPI_Waitall(q->n_req, q->req, MPI_STATUSES_IGNORE);
     double t1 = janus_now_s();
     // Group rows by expert: for e ascending, for a ascending, a's rows of e.
@@ -249,9 +274,10 @@ void janus_xchg_serve(janus_xchg *x, int l, int i) {
     free(cur), free(my_slot);
     q->n_req = 0;
     for (int a = 0; a < A; a++)
-        if (q->cnt[a])
+        if (q->cnt[a] && direct(x, x->rank, x->attn_world[a]))
             MPI_Isend(q->out + (size_t)q->off[a] * H, q->cnt[a] * H, MPI_FLOAT, x->attn_world[a], tag_of(x, l, i, 1),
                       x->world, &q->req[q->n_req++]);
+    if (x->path == XPATH_HIER) janus_hier_moe_send(x, l, i);
     x->t.rows_served += R;
     double t2 = janus_now_s();
     x->t.serve_wait_s += t1 - t0;
@@ -269,10 +295,15 @@ void janus_xchg_collect(janus_xchg *x, int i, float *y) {
     x->t.wait_s += janus_now_s() - t0;
 }
 
+void janus_xchg_relay_back(janus_xchg *x, int l, int i) {
+    if (x->path == XPATH_HIER) janus_hier_gateway_back(x, l, i);
+}
+
 void janus_xchg_finish_layer(janus_xchg *x) {
-    if (x->moe_idx < 0) return;
-    for (int i = 0; i < x->n_mb; i++) {
-        MPI_Waitall(x->xm[i].n_req, x->xm[i].req, MPI_STATUSES_IGNORE);
-        x->xm[i].n_req = 0;
-    }
+    if (x->moe_idx >= 0)
+        for (int i = 0; i < x->n_mb; i++) {
+            MPI_Waitall(x->xm[i].n_req, x->xm[i].req, MPI_STATUSES_IGNORE);
+            x->xm[i].n_req = 0;
+        }
+    if (x->path == XPATH_HIER) janus_hier_finish_layer(x);
 }

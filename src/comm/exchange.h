@@ -65,6 +65,8 @@ typedef struct {
     int64_t *n_tok, *share, *tok;// [E], [max slots], [M]
     int32_t *act;                // [M]
     int64_t *seg;                // [A, S]: rows attention rank a sends to replica slot s
+    int64_t *rows_am;            // [n_mb, A, M]: rows attention rank a sends to MoE rank m
+    struct janus_hier *hier;     // hierarchical path state (comm/hier.c), NULL when direct
     int n_mb;
     janus_xmb_attn *xa;          // [n_mb] on attention ranks
     janus_xmb_moe *xm;           // [n_mb] on MoE ranks
@@ -87,7 +89,10 @@ void janus_xchg_dispatch(janus_xchg *x, int l, int i, const float *xrows, const 
 void janus_xchg_serve(janus_xchg *x, int l, int i);
 // Attention ranks: wait for (l, i)'s outputs and scatter them into y [T*k, H].
 void janus_xchg_collect(janus_xchg *x, int i, float *y);
-// MoE ranks: wait for every output send of the layer (before buffers are reused).
+// Every rank, after all dispatch/serve calls of a layer: the hierarchical
+// path's gateways relay (l, i)'s outputs back to their nodes.
+void janus_xchg_relay_back(janus_xchg *x, int l, int i);
+// Every rank: wait for every send of the layer (before buffers are reused).
 void janus_xchg_finish_layer(janus_xchg *x);
 
 #endif

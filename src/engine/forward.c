@@ -176,6 +176,8 @@ void janus_step(janus_engine *en, const janus_batch *b, float *const *logits) {
             }
             en->times.experts_s += janus_now_s() - t2;
         }
+        if (en->xc)
+            for (int i = 0; i < n_mb; i++) janus_xchg_relay_back(en->xc, l, i);
         for (int i = 0; i < n_mb && en->attn; i++) {
             double t0 = janus_now_s();
             if (en->xc) janus_xchg_collect(en->xc, i, en->mb[i].y);
