@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""test_layouts.py: the result file does not depend on the layout.
+
+usage: test_layouts.py JANUS [FIXTURE_DIR ...]
+
+For every fixture, runs janus generate under a list of layouts (monolithic
+-np 1 and -np 3 expert-parallel; disaggregated 1+1, 1+2, 2+3; 2+2 with every
+expert replicated twice; 1, 2, 3 micro-batches; the hierarchical path with
+simulated nodes of 2 ranks) and compares each result file with the
+single-rank one: tokens and finish reasons exact, logprobs within 1e-4,
+/stats/expert_counts equal. The single-rank run itself is checked against
+transformers' greedy tokens (expected.json), so the baseline is not assumed.
+Also checks that the result attributes record the layout.
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tools"))
+import janus_h5  # noqa: E402
+from golden import mpirun_prefix  # noqa: E402
+
+LAYOUTS = [
+    ("monolithic np3 m2", 3, ["--micro-batches", "2"]),
+    ("1+1", 2, ["--attn-ranks", "1", "--moe-ranks", "1"]),
+    ("1+2", 3, ["--attn-ranks", "1", "--moe-ranks", "2"]),
+    ("2+3", 5, ["--attn-ranks", "2", "--moe-ranks", "3"]),
+    ("2+2 replicas 2", 4, ["--attn-ranks", "2", "--moe-ranks", "2", "--expert-replicas", "2"]),
+    ("1+2 m2", 3, ["--attn-ranks", "1", "--moe-ranks", "2", "--micro-batches", "2"]),
+    ("2+3 m3 chunks", 5, ["--attn-ranks", "2", "--moe-ranks", "3", "--micro-batches", "3",
+                          "--max-step-tokens", "24", "--max-batch", "3"]),
+    ("2+2 hierarchical node 2", 4, ["--attn-ranks", "2", "--moe-ranks", "2", "--exchange", "hierarchical",
+                                    "--node-size", "2", "--micro-batches", "2"]),
+    ("3+3 hierarchical node 2 replicas 2", 6, ["--attn-ranks", "3", "--moe-ranks", "3", "--node-size", "2",
+                                               "--exchange", "hierarchical", "--expert-replicas", "2"]),
+]
+
+passed = failed = 0
+
+
+def check(cond, what):
+    global passed, failed
+    if cond:
+        passed += 1
+        print("ok  ", what, flush=True)
+    else:
+        failed += 1
+        print("FAIL", what, flush=True)
+
+
+def run(janus, model, req, out, np_, extra):
+    cmd = mpirun_prefix(np_) + [janus, "generate", "--model", model, "--requests", req, "--out", out, "--quiet"] + extra
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if p.returncode:
+        return None, p.stderr[-1500:]
+    return janus_h5.read_results(out), ""
+
+
+def same(a, b):
+    why = []
+    if list(a["ids"]) != list(b["ids"]):
+        why.append("ids differ")
+    for i, (x, y) in enumerate(zip(a["tokens"], b["tokens"])):
+        if not np.array_equal(x, y):
+            why.append(f"request {i}: tokens {list(x)} != {list(y)}")
+    d = max([float(np.max(np.abs(x - y))) for x, y in zip(a["logprobs"], b["logprobs"]) if len(x)] or [0.0])
+    if d > 1e-4:
+        why.append(f"logprobs differ by {d:.2e}")
+    if not np.array_equal(a["finish_reason"], b["finish_reason"]):
+        why.append("finish reasons differ")
+    if not np.array_equal(a["expert_counts"], b["expert_counts"]):
+        why.append("expert counts differ")
+    return why
+
+
+def main():
+    janus = sys.argv[1]
+    fixtures = sys.argv[2:] or [os.path.join(HERE, "fixtures", "dev", d)
+                                for d in ("mixtral", "olmoe", "qwen2_moe", "qwen3_moe")]
+    for fx in fixtures:
+        name = os.path.basename(os.path.normpath(fx))
+        exp = json.load(open(os.path.join(fx, "expected.json")))["requests"]
+        with tempfile.TemporaryDirectory() as tmp:
+            req = os.path.join(tmp, "r.h5")
+            janus_h5.write_requests(req, [r["prompt"] for r in exp], [r["max_new_tokens"] for r in exp],
+                                    ids=[r["id"] for r in exp])
+            base, err = run(janus, fx, req, os.path.join(tmp, "base.h5"), 0, [])
+            if base is None:
+                check(False, f"{name}: single rank run: {err}")
+                continue
+            check(all([int(t) for t in x] == r["tokens"] for x, r in zip(base["tokens"], exp)),
+                  f"{name}: single-rank baseline equals transformers' greedy tokens")
+            for label, np_, extra in LAYOUTS:
+                res, err = run(janus, fx, req, os.path.join(tmp, "o.h5"), np_, extra)
+                if res is None:
+                    check(False, f"{name}: {label}: janus failed: {err}")
+                    continue
+                why = same(res, base)
+                check(not why, f"{name}: {label} equals the single-rank result" + (": " + "; ".join(why[:3]) if why else ""))
+                if label == "2+3":
+                    plan = json.loads(res["attrs"]["plan"])
+                    check(plan["mode"] == "disaggregated" and plan["attn_ranks"] == 2 and plan["moe_ranks"] == 3,
+                          f"{name}: {label}: the plan attribute records the layout ({res['attrs']['plan']})")
+    print(f"{passed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
