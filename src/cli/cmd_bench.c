@@ -7,14 +7,17 @@
 #include <getopt.h>
 #include <omp.h>
 #include <stdio.h>
+#include <math.h>
 #include <stdlib.h>
 
 #include "cli/cli.h"
 #include "engine/forward.h"
 #include "engine/generate.h"
+#include "sched/sched.h"
 
 static const char *HELP =
     "usage: janus bench decode --model DIR [options]\n"
+    "       janus bench sched [options]\n"
     "\n"
     "decode: time decode steps of B sequences that each hold CONTEXT positions of KV\n"
     "cache, for every B in --batch; print ms/step, tokens/s and achieved GB/s\n"
@@ -26,7 +29,14 @@ static const char *HELP =
     "  --context N        positions already in each sequence's cache (default 128)\n"
     "  --steps N          timed decode steps per batch size (default 16)\n"
     "  --threads N        OpenMP threads (default: all this process may use)\n"
-    "  --json FILE        also write the table as JSON\n";
+    "  --json FILE        also write the table as JSON\n"
+    "\n"
+    "usage: janus bench sched [--replicas R] [--tokens N] [--zipf S] [--json FILE]\n"
+    "\n"
+    "sched: microseconds per layer of the activation scheduler (C version) for\n"
+    "8..256 experts and 2..64 MoE ranks; N routed tokens per layer (default 512 x\n"
+    "top-8 slots) drawn from a Zipf(S) expert popularity (default 1.0), R replicas\n"
+    "of every expert (default 2). The budget column is DESIGN's 10 us per layer.\n";
 
 // Copy bandwidth (read + write bytes / s) of a buffer well beyond the caches.
 static double copy_bandwidth(void) {
@@ -188,12 +198,90 @@ static int bench_decode(int argc, char **argv) {
     return 0;
 }
 
+static int bench_sched(int argc, char **argv) {
+    int replicas = 2, tokens = 512 * 8;
+    double zipf = 1.0;
+    const char *json = NULL;
+    static struct option opts[] = {{"replicas", required_argument, 0, 'r'}, {"tokens", required_argument, 0, 'n'},
+                                   {"zipf", required_argument, 0, 'z'},     {"json", required_argument, 0, 'j'},
+                                   {"help", no_argument, 0, 'h'},           {0, 0, 0, 0}};
+    int c;
+    opterr = 0;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'r': replicas = (int)cli_int("--replicas", optarg, 1, 64); break;
+        case 'n': tokens = (int)cli_int("--tokens", optarg, 1, 1 << 26); break;
+        case 'z': zipf = cli_num("--zipf", optarg, 0, 10); break;
+        case 'j': json = optarg; break;
+        case 'h': fputs(HELP, stdout); return 0;
+        default: janus_die(NULL, "bench sched: unknown or incomplete option \"%s\"", argv[optind - 1]);
+        }
+    }
+    FILE *jf = json ? fopen(json, "w") : NULL;
+    if (json && !jf) janus_die(json, "cannot open for writing");
+    printf("# janus bench sched: C activation scheduler, %d routed tokens per layer, Zipf(%.2f), %d replicas per expert\n",
+           tokens, zipf, replicas);
+    printf("%8s %6s %12s %12s %14s %10s\n", "experts", "ranks", "us/layer", "budget_us", "max_act/ideal", "max_tok/avg");
+    if (jf) fprintf(jf, "{\"bench\": \"sched\", \"tokens\": %d, \"zipf\": %.3f, \"replicas\": %d, \"rows\": [", tokens, zipf, replicas);
+    const int Es[] = {8, 16, 32, 64, 128, 256}, Ms[] = {2, 4, 8, 16, 32, 64};
+    int first = 1;
+    for (size_t ei = 0; ei < sizeof Es / sizeof Es[0]; ei++)
+        for (size_t mi = 0; mi < sizeof Ms / sizeof Ms[0]; mi++) {
+            int E = Es[ei], M = Ms[mi];
+            if (M > E) continue;
+            janus_placement p;
+            janus_placement_uniform(&p, E, M, replicas < M ? replicas : M);
+            janus_sched_ws ws;
+            janus_sched_ws_init(&ws, &p);
+            // Zipf popularity over a fixed random permutation of experts.
+            double *cdf = xmalloc(sizeof(double) * E), tot = 0;
+            for (int e = 0; e < E; e++) tot += pow(e + 1, -zipf), cdf[e] = tot;
+            int64_t *n = xcalloc(E, sizeof(int64_t)), *share = xmalloc(sizeof(int64_t) * p.rep_off[E]),
+                    *tok = xmalloc(sizeof(int64_t) * M);
+            int32_t *act = xmalloc(sizeof(int32_t) * M);
+            uint64_t rng = 42 + E * 131 + M;
+            const int iters = 200;
+            double t_total = 0, ratio_act = 0, ratio_tok = 0;
+            for (int it = 0; it < iters; it++) {
+                memset(n, 0, sizeof(int64_t) * E);
+                for (int t = 0; t < tokens; t++) {
+                    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+                    double u = (double)(rng >> 11) / 9007199254740992.0 * tot;
+                    int lo = 0, hi = E - 1;
+                    while (lo < hi) { int mid = (lo + hi) / 2; if (cdf[mid] < u) lo = mid + 1; else hi = mid; }
+                    n[(lo * 2654435761u) % (unsigned)E]++;
+                }
+                double t0 = janus_now_s();
+                janus_sched(&p, n, share, act, tok, &ws);
+                t_total += janus_now_s() - t0;
+                int active = 0, mx = 0;
+                int64_t mt = 0, st = 0;
+                for (int e = 0; e < E; e++) active += n[e] > 0;
+                for (int r = 0; r < M; r++) mx = act[r] > mx ? act[r] : mx, mt = tok[r] > mt ? tok[r] : mt, st += tok[r];
+                ratio_act += active ? mx / ceil((double)active / M) : 1.0;
+                ratio_tok += (double)mt / ((double)st / M);
+            }
+            double us = 1e6 * t_total / iters;
+            printf("%8d %6d %12.2f %12.1f %14.3f %10.3f\n", E, M, us, 10.0, ratio_act / iters, ratio_tok / iters);
+            if (jf) fprintf(jf, "%s{\"experts\": %d, \"ranks\": %d, \"us_per_layer\": %.3f, \"max_act_over_ideal\": %.4f, \"max_tok_over_avg\": %.4f}",
+                            first ? "" : ", ", E, M, us, ratio_act / iters, ratio_tok / iters);
+            first = 0;
+            free(cdf), free(n), free(share), free(tok), free(act);
+            janus_sched_ws_free(&ws);
+            janus_placement_free(&p);
+        }
+    if (jf) fprintf(jf, "]}\n"), fclose(jf);
+    return 0;
+}
+
 int cmd_bench(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         fputs(HELP, argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
     if (!strcmp(argv[1], "decode")) return bench_decode(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "sched")) return bench_sched(argc - 1, argv + 1);
     fprintf(stderr, "janus: bench: unknown benchmark \"%s\" (janus bench --help)\n", argv[1]);
     return 2;
 }

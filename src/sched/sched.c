@@ -55,6 +55,16 @@ void janus_sched_ws_init(janus_sched_ws *w, const janus_placement *p) {
     w->prev_exp = xmalloc(sizeof(int32_t) * w->M);
     w->seen = xmalloc(w->M);
     w->keys = xmalloc(sizeof(int64_t) * (w->E ? w->E : 1));
+    w->slot_exp = xmalloc(sizeof(int32_t) * (w->S ? w->S : 1));
+    w->rs_off = xcalloc(w->M + 1, sizeof(int32_t));
+    w->rs_slot = xmalloc(sizeof(int32_t) * (w->S ? w->S : 1));
+    for (int e = 0; e < w->E; e++)
+        for (int s = p->rep_off[e]; s < p->rep_off[e + 1]; s++) w->slot_exp[s] = e, w->rs_off[p->rep_rank[s] + 1]++;
+    for (int r = 0; r < w->M; r++) w->rs_off[r + 1] += w->rs_off[r];
+    int32_t *fill = xmalloc(sizeof(int32_t) * (w->M + 1));
+    memcpy(fill, w->rs_off, sizeof(int32_t) * (w->M + 1));
+    for (int s = 0; s < w->S; s++) w->rs_slot[fill[p->rep_rank[s]]++] = s; // ascending slot = ascending expert
+    free(fill);
 }
 
 void janus_sched_ws_free(janus_sched_ws *w) {
@@ -65,6 +75,9 @@ void janus_sched_ws_free(janus_sched_ws *w) {
     free(w->prev_exp);
     free(w->seen);
     free(w->keys);
+    free(w->slot_exp);
+    free(w->rs_off);
+    free(w->rs_slot);
     memset(w, 0, sizeof *w);
 }
 
@@ -77,7 +90,7 @@ static int slot_on(const janus_placement *p, int e, int r) {
 
 // One augmenting path from a rank at the maximum L to a rank at <= L-2.
 static bool augment(const janus_placement *p, const int64_t *n, int32_t *act, int64_t *tok, janus_sched_ws *w, int L) {
-    const int E = p->n_experts, M = p->n_moe;
+    const int M = p->n_moe;
     for (int r0 = 0; r0 < M; r0++) {
         if (act[r0] != L) continue;
         memset(w->seen, 0, M);
@@ -86,8 +99,9 @@ static bool augment(const janus_placement *p, const int64_t *n, int32_t *act, in
         w->seen[r0] = 1;
         while (head < tail) {
             int u = w->queue[head++];
-            for (int e = 0; e < E; e++) {
-                if (w->slot_of[e] < 0 || p->rep_rank[w->slot_of[e]] != u) continue;
+            for (int k = w->rs_off[u]; k < w->rs_off[u + 1]; k++) {
+                int e = w->slot_exp[w->rs_slot[k]];
+                if (w->slot_of[e] != w->rs_slot[k]) continue; // e is not assigned to u
                 for (int s = p->rep_off[e]; s < p->rep_off[e + 1]; s++) {
                     int v = p->rep_rank[s];
                     if (w->seen[v]) continue;
@@ -168,9 +182,9 @@ void janus_sched(const janus_placement *p, const int64_t *n_tok, int64_t *share,
         for (int r = 1; r < M; r++) if (tok[r] > tok[r1]) r1 = r;
         int64_t best_d = 0;
         int bs1 = -1, bs2 = -1;
-        for (int e = 0; e < E; e++) {
-            int s1 = slot_on(p, e, r1);
-            if (s1 < 0 || share[s1] == 0) continue;
+        for (int k = w->rs_off[r1]; k < w->rs_off[r1 + 1]; k++) {
+            int s1 = w->rs_slot[k], e = w->slot_exp[s1];
+            if (share[s1] == 0) continue;
             for (int s2 = p->rep_off[e]; s2 < p->rep_off[e + 1]; s2++) {
                 int r2 = p->rep_rank[s2];
                 if (r2 == r1) continue;

@@ -35,6 +35,8 @@ typedef struct {
     int32_t *order, *slot_of, *queue, *prev_rank, *prev_exp;
     uint8_t *seen;
     int64_t *keys;
+    int32_t *slot_exp;           // [S] expert of each replica slot
+    int32_t *rs_off, *rs_slot;   // CSR [M+1], [S]: the slots each rank holds
 } janus_sched_ws;
 void janus_sched_ws_init(janus_sched_ws *w, const janus_placement *p);
 void janus_sched_ws_free(janus_sched_ws *w);
