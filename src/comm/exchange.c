@@ -51,6 +51,19 @@ void janus_xchg_init(janus_xchg *x, MPI_Comm world, int n_attn, int n_moe, bool 
     x->seg = xcalloc((size_t)n_attn * S, sizeof(int64_t));
     x->rows_am = xcalloc((size_t)n_mb * n_attn * n_moe, sizeof(int64_t));
     if (path == XPATH_HIER) janus_hier_init(x);
+    x->e_start = xcalloc(x->E + 1, sizeof(int));
+    x->e_fill = xcalloc(x->E + 1, sizeof(int));
+    x->m_fill = xcalloc(n_moe, sizeof(int));
+    x->a_cur = xcalloc(n_attn + 1, sizeof(int));
+    x->my_slot = xmalloc(sizeof(int) * (size_t)c->n_layers * x->E);
+    for (int l = 0; l < c->n_layers; l++)
+        for (int e = 0; e < x->E; e++) {
+            int *ms = &x->my_slot[(size_t)l * x->E + e];
+            *ms = -1;
+            if (!c->layer_moe[l]) continue;
+            for (int s = place[l].rep_off[e]; s < place[l].rep_off[e + 1]; s++)
+                if (place[l].rep_rank[s] == x->moe_idx) *ms = s;
+        }
     const int nn = (x->size + x->node_size - 1) / x->node_size;
     if (x->attn_idx >= 0) {
         x->xa = xcalloc(n_mb, sizeof(janus_xmb_attn));
@@ -88,6 +101,7 @@ void janus_xchg_free(janus_xchg *x) {
     free(x->xa), free(x->xm);
     free(x->attn_world), free(x->moe_world), free(x->hs_send), free(x->hs_all), free(x->n_tok), free(x->share);
     free(x->tok), free(x->act), free(x->seg), free(x->rows_am);
+    free(x->e_start), free(x->e_fill), free(x->m_fill), free(x->a_cur), free(x->order), free(x->my_slot);
     janus_hier_free(x);
     janus_sched_ws_free(&x->ws);
     memset(x, 0, sizeof *x);
@@ -180,16 +194,17 @@ static void post_rows(janus_xchg *x, int l, int i, const float *xrows, const int
     for (int m = 0; m < M; m++) a->off[m + 1] = a->off[m] + a->cnt[m];
     ensure_attn(a, T * K, H);
     // Counting sort of this rank's pairs by expert (stable).
-    int *start = xcalloc(E + 1, sizeof(int)), *fill = xmalloc(sizeof(int) * M);
-    int32_t *order = xmalloc(sizeof(int32_t) * (T * K > 0 ? T * K : 1));
+    if (T * K > x->order_cap) {
+        x->order_cap = T * K;
+        x->order = xrealloc(x->order, sizeof(int32_t) * x->order_cap);
+    }
+    int *start = x->e_start, *fill = x->m_fill, *f = x->e_fill;
+    int32_t *order = x->order;
+    memset(start, 0, sizeof(int) * (E + 1));
     for (int q = 0; q < T * K; q++) start[ids[q] + 1]++;
     for (int e = 0; e < E; e++) start[e + 1] += start[e];
-    {
-        int *f = xmalloc(sizeof(int) * (E + 1));
-        memcpy(f, start, sizeof(int) * (E + 1));
-        for (int q = 0; q < T * K; q++) order[f[ids[q]]++] = q;
-        free(f);
-    }
+    memcpy(f, start, sizeof(int) * (E + 1));
+    for (int q = 0; q < T * K; q++) order[f[ids[q]]++] = q;
     memcpy(fill, a->off, sizeof(int) * M);
     for (int e = 0; e < E; e++) {
         int at = start[e];
@@ -202,7 +217,6 @@ static void post_rows(janus_xchg *x, int l, int i, const float *xrows, const int
             }
         }
     }
-    free(start), free(fill), free(order);
     a->n_req = 0;
     for (int m = 0; m < M; m++) {
         if (!a->cnt[m] || !direct(x, x->rank, x->moe_world[m])) continue;
@@ -223,13 +237,7 @@ void janus_xchg_serve(janus_xchg *x, int l, int i) {
     const int S = p->rep_off[E];
     janus_xmb_moe *q = &x->xm[i];
     double t0 = janus_now_s();
-    // This rank's slot of each expert (-1: none).
-    int *my_slot = xmalloc(sizeof(int) * E);
-    for (int e = 0; e < E; e++) {
-        my_slot[e] = -1;
-        for (int s = p->rep_off[e]; s < p->rep_off[e + 1]; s++)
-            if (p->rep_rank[s] == mi) my_slot[e] = s;
-    }
+    const int *my_slot = x->my_slot + (size_t)l * E; // this rank's slot of each expert (-1: none)
     q->off[0] = 0;
     for (int a = 0; a < A; a++) {
         q->cnt[a] = 0;
@@ -248,7 +256,7 @@ void janus_xchg_serve(janus_xchg *x, int l, int i) {
     MPI_Waitall(q->n_req, q->req, MPI_STATUSES_IGNORE);
     double t1 = janus_now_s();
     // Group rows by expert: for e ascending, for a ascending, a's rows of e.
-    int *cur = xmalloc(sizeof(int) * (A + 1));
+    int *cur = x->a_cur;
     memcpy(cur, q->off, sizeof(int) * (A + 1));
     int g = 0;
     const janus_layer *L = &x->model->layers[l];
@@ -271,7 +279,6 @@ void janus_xchg_serve(janus_xchg *x, int l, int i) {
         }
     }
     for (int r = 0; r < g; r++) memcpy(q->out + (size_t)q->perm[r] * H, q->ys + (size_t)r * H, sizeof(float) * H);
-    free(cur), free(my_slot);
     q->n_req = 0;
     for (int a = 0; a < A; a++)
         if (q->cnt[a] && direct(x, x->rank, x->attn_world[a]))

@@ -67,6 +67,11 @@ typedef struct {
     int64_t *seg;                // [A, S]: rows attention rank a sends to replica slot s
     int64_t *rows_am;            // [n_mb, A, M]: rows attention rank a sends to MoE rank m
     struct janus_hier *hier;     // hierarchical path state (comm/hier.c), NULL when direct
+    // scratch sized once (order grows with the largest micro-batch seen)
+    int *e_start, *e_fill, *m_fill, *a_cur; // [E+1], [E+1], [M], [A+1]
+    int32_t *order;              // [order_cap] pairs sorted by expert
+    int order_cap;
+    int *my_slot;                // [n_layers, E] this MoE rank's replica slot of each expert, -1 none
     int n_mb;
     janus_xmb_attn *xa;          // [n_mb] on attention ranks
     janus_xmb_moe *xm;           // [n_mb] on MoE ranks

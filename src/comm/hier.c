@@ -17,6 +17,8 @@ typedef struct {
 struct janus_hier {
     MPI_Comm c[NCOMM];
     int n_nodes;
+    MPI_Request *rq;   // [2 * n_nodes * (A + M) + 2] a gateway stage's requests
+    size_t *blk, *iblk; // [n_nodes + 1] block starts per node
     hier_mb *mb;       // [n_mb]
     MPI_Request *req;  // the gateway's sends in flight until the layer ends
     int n_req, cap_req;
@@ -85,6 +87,9 @@ void janus_hier_init(janus_xchg *x) {
     for (int c = 0; c < NCOMM; c++) MPI_Comm_dup(x->world, &h->c[c]);
     h->n_nodes = (x->size + x->node_size - 1) / x->node_size;
     h->mb = xcalloc(x->n_mb, sizeof(hier_mb));
+    h->rq = xmalloc(sizeof(MPI_Request) * (size_t)(2 * h->n_nodes * (x->n_attn + x->n_moe) + 2));
+    h->blk = xcalloc(h->n_nodes + 1, sizeof(size_t));
+    h->iblk = xcalloc(h->n_nodes + 1, sizeof(size_t));
     x->hier = h;
 }
 
@@ -96,6 +101,7 @@ void janus_hier_free(janus_xchg *x) {
         for (int b = 0; b < NBUF; b++) free(h->mb[i].buf[b]);
     free(h->mb);
     free(h->req);
+    free(h->rq), free(h->blk), free(h->iblk);
     free(h);
     x->hier = NULL;
 }
@@ -130,10 +136,10 @@ void janus_hier_gateway_forward(janus_xchg *x, int l, int i) {
         if (N != Ng && m1 > m0) tot += block_rows(x, la0, la1, m0, m1);
     }
     float *fwd = ensure(h, i, FWD, tot, H);
-    MPI_Request *rq = xmalloc(sizeof(MPI_Request) * (size_t)(2 * NN * (x->n_attn + x->n_moe) + 2));
+    MPI_Request *rq = h->rq;
     int nr = 0;
     size_t pos = 0;
-    size_t *blk = xcalloc(NN + 1, sizeof(size_t)); // start of node N's block
+    size_t *blk = h->blk; // start of node N's block
     for (int N = 0; N < NN; N++) {
         blk[N] = pos;
         int m0, m1;
@@ -156,7 +162,7 @@ void janus_hier_gateway_forward(janus_xchg *x, int l, int i) {
         if (Ns != Ng && a1 > a0 && lm1 > lm0) tin += block_rows(x, a0, a1, lm0, lm1);
     }
     float *fin = ensure(h, i, FWD_IN, tin, H);
-    size_t *iblk = xcalloc(NN + 1, sizeof(size_t));
+    size_t *iblk = h->iblk;
     pos = 0;
     for (int Ns = 0; Ns < NN; Ns++) {
         iblk[Ns] = pos;
@@ -193,7 +199,6 @@ void janus_hier_gateway_forward(janus_xchg *x, int l, int i) {
             if (opos > start)
                 MPI_Isend(fout + start * H, (int)((opos - start) * H), MPI_FLOAT, x->moe_world[m], T, h->c[F3], gw_req(h));
         }
-    free(rq), free(blk), free(iblk);
 }
 
 void janus_hier_moe_post_recv(janus_xchg *x, int l, int i) {
@@ -241,9 +246,9 @@ void janus_hier_gateway_back(janus_xchg *x, int l, int i) {
         if (Ns != Ng && a1 > a0) tot += block_rows(x, a0, a1, lm0, lm1);
     }
     float *bin = ensure(h, i, BACK_IN, tot, H);
-    MPI_Request *rq = xmalloc(sizeof(MPI_Request) * (size_t)(2 * NN * (x->n_attn + x->n_moe) + 2));
+    MPI_Request *rq = h->rq;
     int nr = 0;
-    size_t *blk = xcalloc(NN + 1, sizeof(size_t)), pos = 0;
+    size_t *blk = h->blk, pos = 0;
     for (int Ns = 0; Ns < NN; Ns++) {
         blk[Ns] = pos;
         int a0, a1;
@@ -266,7 +271,7 @@ void janus_hier_gateway_back(janus_xchg *x, int l, int i) {
         if (Nd != Ng && m1 > m0 && la1 > la0) tin += block_rows(x, la0, la1, m0, m1);
     }
     float *bin2 = ensure(h, i, BACK_IN2, tin, H);
-    size_t *iblk = xcalloc(NN + 1, sizeof(size_t));
+    size_t *iblk = h->iblk;
     pos = 0;
     for (int Nd = 0; Nd < NN; Nd++) {
         iblk[Nd] = pos;
@@ -302,7 +307,6 @@ void janus_hier_gateway_back(janus_xchg *x, int l, int i) {
             if (opos > start)
                 MPI_Isend(bout + start * H, (int)((opos - start) * H), MPI_FLOAT, x->attn_world[a], T, h->c[B3], gw_req(h));
         }
-    free(rq), free(blk), free(iblk);
 }
 
 void janus_hier_finish_layer(janus_xchg *x) {
