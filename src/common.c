@@ -87,25 +87,32 @@ int janus_errf(janus_err *e, const char *fmt, ...) {
     return -1;
 }
 
+// One write per line, so lines of several ranks never interleave mid-line.
+static void log_line(const char *prefix, const char *fmt, va_list ap) {
+    char line[4096];
+    int k = snprintf(line, sizeof line, "%s", prefix);
+    vsnprintf(line + k, sizeof line - k - 1, fmt, ap);
+    size_t n = strlen(line);
+    line[n] = '\n';
+    fwrite(line, 1, n + 1, stderr);
+    fflush(stderr);
+}
+
 void janus_log(const char *fmt, ...) {
     if (janus_verbosity < 1 || g_rank != 0) return;
     va_list ap;
     va_start(ap, fmt);
-    fputs("janus: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    fflush(stderr);
+    log_line("janus: ", fmt, ap);
     va_end(ap);
 }
 
 void janus_vlog(const char *fmt, ...) {
     if (janus_verbosity < 2) return;
+    char prefix[32];
+    snprintf(prefix, sizeof prefix, "janus[%d]: ", g_rank);
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "janus[%d]: ", g_rank);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    fflush(stderr);
+    log_line(prefix, fmt, ap);
     va_end(ap);
 }
 

@@ -370,6 +370,12 @@ int cmd_generate(int argc, char **argv) {
     if (is_moe && xcp)
         janus_vlog("rank %d (moe %d): %lld rows served, expert compute %.3f s, waiting for rows %.3f s, handshake %.3f s",
                    rank, moe_idx, (long long)xt.rows_served, xt.experts_s, xt.serve_wait_s, xt.handshake_s);
+    if (janus_verbosity >= 2 && rank == 0 && is_attn) {
+        fprintf(stderr, "janus[0]: per-layer time on rank 0 (attention rank): layer, kind, attention s, ffn/moe s (router + exchange + experts + combine)\n");
+        for (int l = 0; l < m.cfg.n_layers; l++)
+            fprintf(stderr, "janus[0]:   %3d %-5s %10.4f %10.4f\n", l, m.cfg.layer_moe[l] ? "moe" : "dense",
+                    en.layer_attn_s[l], en.layer_ffn_s[l]);
+    }
     janus_results res = {0};
     gather_results(&R, mine, n_mine, &g, &res);
     if (rank == 0) {

@@ -23,6 +23,8 @@ void janus_engine_init(janus_engine *en, const janus_model *m, bool attn, int ma
     en->n_mb = n_mb;
     en->max_tokens = max_tokens;
     en->expert_counts = xcalloc((size_t)c->n_layers * c->n_experts, sizeof(int64_t));
+    en->layer_attn_s = xcalloc(c->n_layers, sizeof(double));
+    en->layer_ffn_s = xcalloc(c->n_layers, sizeof(double));
     if (!attn) return; // a MoE-only rank computes through its exchange alone
     const size_t T = max_tokens, H = c->hidden, nq = (size_t)c->n_heads * c->head_dim,
                  nkv = (size_t)c->n_kv_heads * c->head_dim, E = c->n_experts, K = c->top_k;
@@ -72,6 +74,8 @@ void janus_engine_free(janus_engine *en) {
         janus_ffn_scratch_free(&en->ffn);
     }
     free(en->expert_counts);
+    free(en->layer_attn_s);
+    free(en->layer_ffn_s);
     memset(en, 0, sizeof *en);
 }
 
@@ -149,8 +153,11 @@ void janus_step(janus_engine *en, const janus_batch *b, float *const *logits) {
                 double t1 = janus_now_s();
                 janus_swiglu_ffn(en->mb[i].moe, en->mb[i].h, b[i].T, &L->mlp_gate, &L->mlp_up, &L->mlp_down, &en->ffn);
                 add_into(en->mb[i].x, en->mb[i].moe, (size_t)b[i].T * H);
+                double t2 = janus_now_s();
                 en->times.attn_s += t1 - t0;
-                en->times.dense_s += janus_now_s() - t1;
+                en->times.dense_s += t2 - t1;
+                en->layer_attn_s[l] += t1 - t0;
+                en->layer_ffn_s[l] += t2 - t1;
             }
             continue;
         }
@@ -166,6 +173,8 @@ void janus_step(janus_engine *en, const janus_batch *b, float *const *logits) {
                 route_tokens(en, L, l, T, mb);
                 en->times.attn_s += t1 - t0;
                 en->times.router_s += janus_now_s() - t1;
+                en->layer_attn_s[l] += t1 - t0;
+                en->layer_ffn_s[l] -= t1; // the MoE part runs from here to the end of the combine
             }
             double t2 = janus_now_s();
             if (en->xc) {
@@ -186,6 +195,7 @@ void janus_step(janus_engine *en, const janus_batch *b, float *const *logits) {
             en->times.experts_s += t1 - t0;
             en->times.combine_s += janus_now_s() - t1;
         }
+        if (en->attn) en->layer_ffn_s[l] += n_mb * janus_now_s();
         if (en->xc) janus_xchg_finish_layer(en->xc);
     }
     if (en->attn) {
