@@ -36,6 +36,8 @@ LAYOUTS = [
                           "--max-step-tokens", "24", "--max-batch", "3"]),
     ("2+2 hierarchical node 2", 4, ["--attn-ranks", "2", "--moe-ranks", "2", "--exchange", "hierarchical",
                                     "--node-size", "2", "--micro-batches", "2"]),
+    ("1+3 replicate-hot 3 (stats of the single-rank run)", 4,
+     ["--attn-ranks", "1", "--moe-ranks", "3", "--replicate-hot", "3", "--stats", "@BASE"]),
     ("3+3 hierarchical node 2 replicas 2", 6, ["--attn-ranks", "3", "--moe-ranks", "3", "--node-size", "2",
                                                "--exchange", "hierarchical", "--expert-replicas", "2"]),
 ]
@@ -96,6 +98,7 @@ def main():
             check(all([int(t) for t in x] == r["tokens"] for x, r in zip(base["tokens"], exp)),
                   f"{name}: single-rank baseline equals transformers' greedy tokens")
             for label, np_, extra in LAYOUTS:
+                extra = [os.path.join(tmp, "base.h5") if x == "@BASE" else x for x in extra]
                 res, err = run(janus, fx, req, os.path.join(tmp, "o.h5"), np_, extra)
                 if res is None:
                     check(False, f"{name}: {label}: janus failed: {err}")

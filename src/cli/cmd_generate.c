@@ -43,6 +43,9 @@ static const char *HELP =
     "                         the previous (default 1)\n"
     "  --expert-replicas R    copies of every expert on distinct MoE ranks (default 1);\n"
     "                         the activation scheduler balances tokens over them\n"
+    "  --replicate-hot K      one extra replica for each layer's K most activated experts,\n"
+    "                         from the /stats/expert_counts of --stats FILE\n"
+    "  --stats FILE           a results file of an earlier run (activation statistics)\n"
     "  --exchange PATH        direct | hierarchical | auto (default auto: direct on one\n"
     "                         node, hierarchical across nodes)\n"
     "  --node-size S          ranks per node for the exchange (default: from MPI;\n"
@@ -68,8 +71,8 @@ static const char *HELP =
 typedef struct {
     const char *model, *requests, *out, *backend;
     int max_batch, max_step_tokens, kv_mb, block_size, threads;
-    int attn_ranks, moe_ranks, micro_batches, replicas, node_size;
-    const char *exchange;
+    int attn_ranks, moe_ranks, micro_batches, replicas, node_size, hot;
+    const char *exchange, *stats;
     double progress_s;
 } gen_args;
 
@@ -87,6 +90,7 @@ static void parse(int argc, char **argv, gen_args *a) {
         {"attn-ranks", required_argument, 0, 'A'},     {"moe-ranks", required_argument, 0, 'M'},
         {"micro-batches", required_argument, 0, 'u'},  {"expert-replicas", required_argument, 0, 'R'},
         {"exchange", required_argument, 0, 'X'},       {"node-size", required_argument, 0, 'N'},
+        {"replicate-hot", required_argument, 0, 'H'},  {"stats", required_argument, 0, 'S'},
         {"help", no_argument, 0, 'h'},                 {0, 0, 0, 0}};
     int c;
     opterr = 0;
@@ -108,6 +112,8 @@ static void parse(int argc, char **argv, gen_args *a) {
         case 'u': a->micro_batches = (int)cli_int("--micro-batches", optarg, 1, 64); break;
         case 'R': a->replicas = (int)cli_int("--expert-replicas", optarg, 1, 1 << 20); break;
         case 'X': a->exchange = optarg; break;
+        case 'H': a->hot = (int)cli_int("--replicate-hot", optarg, 0, 1 << 20); break;
+        case 'S': a->stats = optarg; break;
         case 'N': a->node_size = (int)cli_int("--node-size", optarg, 1, 1 << 20); break;
         case 'q': janus_verbosity = 0; break;
         case 'v': janus_verbosity = 2; break;
@@ -128,6 +134,8 @@ static void parse(int argc, char **argv, gen_args *a) {
     if (a->max_step_tokens < a->max_batch) a->max_step_tokens = a->max_batch; // every decode token fits a step
     if (strcmp(a->exchange, "auto") && strcmp(a->exchange, "direct") && strcmp(a->exchange, "hierarchical"))
         janus_die_all(NULL, "--exchange: \"%s\" is not one of direct, hierarchical, auto", a->exchange);
+    if (a->hot && !a->stats) janus_die_all(NULL, "--replicate-hot needs --stats FILE (a results file with /stats/expert_counts)");
+    if (a->hot && a->replicas > 1) janus_die_all(NULL, "--replicate-hot and --expert-replicas exclude each other");
     if (!!a->attn_ranks != !!a->moe_ranks)
         janus_die_all(NULL, "--attn-ranks and --moe-ranks go together (or neither, for monolithic mode)");
     int size = janus_nranks();
@@ -278,8 +286,23 @@ int cmd_generate(int argc, char **argv) {
     if (a.replicas > M)
         janus_die_all(NULL, "--expert-replicas %d: more replicas than the %d MoE ranks", a.replicas, M);
     janus_placement *place = xcalloc(cfg.n_layers, sizeof(janus_placement));
-    for (int l = 0; l < cfg.n_layers; l++)
-        if (cfg.layer_moe[l]) janus_placement_uniform(&place[l], cfg.n_experts, M, a.replicas);
+    int64_t *stats = NULL;
+    if (a.hot) { // activation statistics of an earlier run choose the hot experts
+        janus_results sr;
+        if (janus_results_read(a.stats, &sr, &e)) janus_die_all(NULL, "%s", e.msg);
+        if (sr.n_layers != cfg.n_layers || sr.n_experts != cfg.n_experts || !sr.expert_counts)
+            janus_die_all(a.stats, "/stats/expert_counts: shape [%d, %d], but the model has %d layers x %d experts",
+                          sr.n_layers, sr.n_experts, cfg.n_layers, cfg.n_experts);
+        stats = xmalloc(sizeof(int64_t) * cfg.n_layers * cfg.n_experts);
+        memcpy(stats, sr.expert_counts, sizeof(int64_t) * cfg.n_layers * cfg.n_experts);
+        janus_results_free(&sr);
+    }
+    for (int l = 0; l < cfg.n_layers; l++) {
+        if (!cfg.layer_moe[l]) continue;
+        if (stats) janus_placement_hot(&place[l], cfg.n_experts, M, stats + (size_t)l * cfg.n_experts, a.hot);
+        else janus_placement_uniform(&place[l], cfg.n_experts, M, a.replicas);
+    }
+    free(stats);
     // The experts this rank holds (all of them when it is alone).
     uint8_t *mask = xcalloc((size_t)cfg.n_layers * cfg.n_experts, 1);
     for (int l = 0; l < cfg.n_layers; l++)
@@ -384,8 +407,8 @@ int cmd_generate(int argc, char **argv) {
         char cmdline[2048] = "", plan[512];
         snprintf(plan, sizeof plan,
                  "{\"mode\": \"%s\", \"attn_ranks\": %d, \"moe_ranks\": %d, \"micro_batches\": %d, "
-                 "\"expert_replicas\": %d, \"exchange\": \"%s\", \"max_batch\": %d}",
-                 disagg ? "disaggregated" : "monolithic", A, disagg ? M : 0, a.micro_batches, a.replicas,
+                 "\"expert_replicas\": %d, \"replicate_hot\": %d, \"exchange\": \"%s\", \"max_batch\": %d}",
+                 disagg ? "disaggregated" : "monolithic", A, disagg ? M : 0, a.micro_batches, a.replicas, a.hot,
                  path == XPATH_HIER ? "hierarchical" : "direct", a.max_batch);
         for (int i = 0, k = 0; i < argc && k < (int)sizeof cmdline - 2; i++)
             k += snprintf(cmdline + k, sizeof cmdline - k, "%s%s", i ? " " : "janus ", argv[i]);

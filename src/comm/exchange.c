@@ -40,8 +40,9 @@ void janus_xchg_init(janus_xchg *x, MPI_Comm world, int n_attn, int n_moe, bool 
     int S = 0;
     for (int l = 0; l < c->n_layers; l++)
         if (c->layer_moe[l] && place[l].rep_off[x->E] > S) S = place[l].rep_off[x->E];
+    x->ws = xcalloc(c->n_layers, sizeof(janus_sched_ws));
     for (int l = 0; l < c->n_layers; l++)
-        if (c->layer_moe[l]) { janus_sched_ws_init(&x->ws, &place[l]); break; }
+        if (c->layer_moe[l]) janus_sched_ws_init(&x->ws[l], &place[l]);
     x->hs_send = xcalloc(x->E, sizeof(int32_t));
     x->hs_all = xcalloc((size_t)x->size * x->E, sizeof(int32_t));
     x->n_tok = xcalloc(x->E, sizeof(int64_t));
@@ -103,7 +104,9 @@ void janus_xchg_free(janus_xchg *x) {
     free(x->tok), free(x->act), free(x->seg), free(x->rows_am);
     free(x->e_start), free(x->e_fill), free(x->m_fill), free(x->a_cur), free(x->order), free(x->my_slot);
     janus_hier_free(x);
-    janus_sched_ws_free(&x->ws);
+    for (int l = 0; l < x->n_layers; l++)
+        if (x->ws[l].E) janus_sched_ws_free(&x->ws[l]);
+    free(x->ws);
     memset(x, 0, sizeof *x);
 }
 
@@ -171,7 +174,7 @@ void janus_xchg_dispatch(janus_xchg *x, int l, int i, const float *xrows, const 
         x->n_tok[e] = 0;
         for (int a = 0; a < x->n_attn; a++) x->n_tok[e] += x->hs_all[(size_t)x->attn_world[a] * E + e];
     }
-    janus_sched(p, x->n_tok, x->share, x->act, x->tok, &x->ws);
+    janus_sched(p, x->n_tok, x->share, x->act, x->tok, &x->ws[l]);
     route(x, p, i);
     double t2 = janus_now_s();
     x->t.handshake_s += t1 - t0;

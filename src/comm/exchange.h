@@ -58,7 +58,7 @@ typedef struct {
     int attn_idx, moe_idx;       // this rank's index in each pool, -1 if not a member
     int E, k, H, n_layers;
     janus_placement *place;      // [n_layers] (MoE layers only are used)
-    janus_sched_ws ws;
+    janus_sched_ws *ws;          // [n_layers] (a workspace knows its placement's slots)
     janus_xpath path;
     int node_size;               // ranks per node for the hierarchical path
     int32_t *hs_send, *hs_all;   // [E], [size, E]

@@ -31,6 +31,56 @@ void janus_placement_uniform(janus_placement *p, int n_experts, int n_moe, int r
     p->rep_off[n_experts] = n_experts * replicas;
 }
 
+void janus_placement_hot(janus_placement *p, int n_experts, int n_moe, const int64_t *counts, int hot) {
+    if (hot > n_experts) hot = n_experts;
+    if (n_moe < 2) hot = 0;
+    // Hottest experts first (ties to the lower index).
+    int *order = xmalloc(sizeof(int) * n_experts);
+    uint8_t *extra = xcalloc(n_experts, 1);
+    for (int e = 0; e < n_experts; e++) order[e] = e;
+    for (int i = 0; i < hot; i++)
+        for (int j = i + 1; j < n_experts; j++)
+            if (counts[order[j]] > counts[order[i]] || (counts[order[j]] == counts[order[i]] && order[j] < order[i])) {
+                int t = order[i]; order[i] = order[j]; order[j] = t;
+            }
+    for (int i = 0; i < hot; i++) extra[order[i]] = 1;
+    double *load = xcalloc(n_moe, sizeof(double));
+    int *first = xmalloc(sizeof(int) * n_experts);
+    for (int e = 0; e < n_experts; e++) {
+        first[e] = (int)((int64_t)e * n_moe / n_experts);
+        load[first[e]] += (double)counts[e];
+    }
+    p->n_experts = n_experts;
+    p->n_moe = n_moe;
+    p->rep_off = xmalloc(sizeof(int32_t) * (n_experts + 1));
+    p->rep_rank = xmalloc(sizeof(int32_t) * (n_experts + hot));
+    int k = 0;
+    for (int e = 0; e < n_experts; e++) {
+        p->rep_off[e] = k;
+        p->rep_rank[k++] = first[e];
+    }
+    p->rep_off[n_experts] = k;
+    // Second replicas, hottest first, each taking half the expert's load.
+    int32_t *second = xmalloc(sizeof(int32_t) * n_experts);
+    for (int e = 0; e < n_experts; e++) second[e] = -1;
+    for (int i = 0; i < hot; i++) {
+        int e = order[i], best = -1;
+        for (int r = 0; r < n_moe; r++)
+            if (r != first[e] && (best < 0 || load[r] < load[best])) best = r;
+        second[e] = best;
+        load[first[e]] -= counts[e] / 2.0;
+        load[best] += counts[e] / 2.0;
+    }
+    k = 0;
+    for (int e = 0; e < n_experts; e++) {
+        p->rep_off[e] = k;
+        p->rep_rank[k++] = first[e];
+        if (second[e] >= 0) p->rep_rank[k++] = second[e];
+    }
+    p->rep_off[n_experts] = k;
+    free(order), free(extra), free(load), free(first), free(second);
+}
+
 void janus_placement_free(janus_placement *p) {
     free(p->rep_off);
     free(p->rep_rank);

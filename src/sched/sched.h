@@ -25,11 +25,15 @@ typedef struct {
 // Contiguous sharding (expert e's first replica on MoE rank e * n_moe / E) with
 // `replicas` copies of every expert on distinct ranks (replicas <= n_moe).
 void janus_placement_uniform(janus_placement *p, int n_experts, int n_moe, int replicas);
+// Contiguous sharding plus one extra replica for each of the `hot` experts
+// with the most activations (counts: [n_experts]), on the rank with the least
+// expected load that does not hold it yet (ties: lower rank).
+void janus_placement_hot(janus_placement *p, int n_experts, int n_moe, const int64_t *counts, int hot);
 void janus_placement_free(janus_placement *p);
 // Experts rank m holds: mask[e] = 1.
 void janus_placement_mask(const janus_placement *p, int m, uint8_t *mask);
 
-// Scratch for janus_sched, sized once for (E, M, replica slots).
+// Scratch for janus_sched, built once for one placement (it indexes its slots).
 typedef struct {
     int E, M, S;
     int32_t *order, *slot_of, *queue, *prev_rank, *prev_exp;
