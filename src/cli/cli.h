@@ -7,6 +7,9 @@
 int cmd_generate(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+#ifdef JANUS_CUDA
+int bench_moe_layer(int argc, char **argv); // cli/bench_gpu.c
+#endif
 
 // Parse a positive integer option value or die naming the option.
 long cli_int(const char *opt, const char *val, long lo, long hi);

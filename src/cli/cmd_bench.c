@@ -18,6 +18,7 @@
 static const char *HELP =
     "usage: janus bench decode --model DIR [options]\n"
     "       janus bench sched [options]\n"
+    "       janus bench moe-layer [--json FILE]   (CUDA build: decode MoE layer vs HBM bandwidth)\n"
     "\n"
     "decode: time decode steps of B sequences that each hold CONTEXT positions of KV\n"
     "cache, for every B in --batch; print ms/step, tokens/s and achieved GB/s\n"
@@ -282,6 +283,13 @@ int cmd_bench(int argc, char **argv) {
     }
     if (!strcmp(argv[1], "decode")) return bench_decode(argc - 1, argv + 1);
     if (!strcmp(argv[1], "sched")) return bench_sched(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "moe-layer")) {
+#ifdef JANUS_CUDA
+        return bench_moe_layer(argc - 1, argv + 1);
+#else
+        janus_die(NULL, "bench moe-layer: this janus was built without CUDA (meson -Dcuda=enabled)");
+#endif
+    }
     fprintf(stderr, "janus: bench: unknown benchmark \"%s\" (janus bench --help)\n", argv[1]);
     return 2;
 }

@@ -55,6 +55,21 @@ void janus_experts_local(const janus_layer *L, int H, const float *x, const int3
     free(fill);
 }
 
+void janus_moe_ffn_grouped_ref(const float *x, const int32_t *seg, const uint16_t *w_gu, const uint16_t *w_down,
+                               float *y, int E, int H, int I) {
+    janus_ffn_scratch s;
+    janus_ffn_scratch_init(&s, 64, I);
+    for (int e = 0; e < E; e++) {
+        int n = seg[e + 1] - seg[e];
+        if (n <= 0) continue;
+        const uint16_t *g = w_gu + (size_t)e * 2 * I * H;
+        janus_w gate = {g, JANUS_BF16, I, H}, up = {g + (size_t)I * H, JANUS_BF16, I, H},
+                down = {w_down + (size_t)e * H * I, JANUS_BF16, H, I};
+        janus_swiglu_ffn(y + (size_t)seg[e] * H, x + (size_t)seg[e] * H, n, &gate, &up, &down, &s);
+    }
+    janus_ffn_scratch_free(&s);
+}
+
 void janus_combine(float *out, const float *y, const int32_t *ids, const float *w, int T, int k, int H) {
     for (int t = 0; t < T; t++) {
         float *o = out + (size_t)t * H;

@@ -26,6 +26,12 @@ void janus_swiglu_ffn(float *Y, const float *X, int n, const janus_w *gate, cons
 void janus_experts_local(const janus_layer *L, int H, const float *x, const int32_t *ids, int T, int k, float *y,
                          float *xs, float *ys, int32_t *order, janus_ffn_scratch *s);
 
+// C reference twin of the CUDA grouped expert FFN (cuda_kernels/moe_ffn.h):
+// x: [R, H] rows grouped by expert (seg: [E+1]); w_gu: [E, 2I, H] bf16 (gate
+// rows, then up rows); w_down: [E, H, I] bf16; y: [R, H].
+void janus_moe_ffn_grouped_ref(const float *x, const int32_t *seg, const uint16_t *w_gu, const uint16_t *w_down,
+                               float *y, int E, int H, int I);
+
 // out: [T, H] = sum_j w[t, j] * y[t*k + j], in ascending order of ids[t, j].
 void janus_combine(float *out, const float *y, const int32_t *ids, const float *w, int T, int k, int H);
 

@@ -1,0 +1,22 @@
+// cuda_kernels/util.h: small device helpers with a C API: deterministic random
+// fills (synthetic weights, benchmarks) and the device copy bandwidth probe.
+#ifndef JANUS_CUDA_UTIL_H
+#define JANUS_CUDA_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// dst[i] = bf16(scale * u(seed, i)), u uniform in [-sqrt(3), sqrt(3)) (unit variance).
+int jk_fill_bf16(uint16_t *dst, size_t n, uint64_t seed, float scale, void *stream);
+// dst[i] = scale * u(seed, i) in f32.
+int jk_fill_f32(float *dst, size_t n, uint64_t seed, float scale, void *stream);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
