@@ -7,15 +7,16 @@
 // (8 bf16) of each row, 256 elements apart, so a warp reads 512 contiguous
 // bytes per row per step; the rows' x values are read through L1 (they are
 // small and shared by every warp of the expert) and reused for all NC rows.
-// Up to MAXR rows are accumulated in registers at once (f32); more rows loop.
+// (FMA variant, up to 4 rows per expert.) Up to MAXR rows are accumulated in registers at once (f32); more rows loop.
+// MAXR and NC are template parameters picked per launch from the largest row
+// count of any expert: one row per expert (small-batch decode) streams 8
+// weight rows per warp with little arithmetic; more rows accumulate more.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include "moe_ffn.h"
 
-#define MAXR 8           // rows accumulated per pass
-#define NC 4             // weight rows per warp per pass
-#define WARPS 8          // warps per block
+#define WARPS 8           // warps per block
 #define COLS_PER_BLOCK 64 // output columns per block (per expert)
 
 __device__ __forceinline__ void bf16x8_to_f32(uint4 v, float *f) {
@@ -36,6 +37,7 @@ __device__ __forceinline__ float warp_sum(float v) {
 // grid.x = E * col_tiles; block = WARPS warps.
 // Not gated: y[r, n] = sum_k x[r, k] w[e, n, k], n < N.
 // Gated: w rows [0, N) gate, [N, 2N) up; y[r, n] = silu(g) * u.
+template <int MAXR, int NC>
 __global__ void __launch_bounds__(WARPS * 32) grouped_gemv_kernel(const float *__restrict__ x,
                                                                    const int32_t *__restrict__ seg,
                                                                    const __nv_bfloat16 *__restrict__ w,
@@ -66,7 +68,7 @@ __global__ void __launch_bounds__(WARPS * 32) grouped_gemv_kernel(const float *_
             for (int r = 0; r < MAXR; r++)
 #pragma unroll
                 for (int j = 0; j < NC; j++) acc[r][j] = 0.f;
-#pragma unroll 2
+#pragma unroll 4
             for (int k = lane * 8; k < K; k += 256) {
                 float wf[NC][8];
 #pragma unroll
@@ -111,17 +113,134 @@ __global__ void __launch_bounds__(WARPS * 32) grouped_gemv_kernel(const float *_
     }
 }
 
+
+// ---- tensor-core variant (rows per expert > 4) -------------------------------
+// mma.sync m16n8k16 (bf16 in, f32 accumulate): a 16-row tile of an expert's
+// rows (A, converted to bf16) times 8 weight rows (B). A warp owns TC_NB
+// blocks of 8 weight rows (gated: gate/up pairs) and runs the whole K. Each
+// lane reads 16 bytes of a weight row per 32-wide K chunk: K is permuted
+// inside the chunk (lane t of a quad owns physical k = 8t..8t+7, which the two
+// mma steps see as logical k {2t, 2t+1, 2t+8, 2t+9}); A uses the same
+// permutation, so the dot products are unchanged.
+#define TC_NB 8
+#define TC_WARPS 4
+
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *(uint32_t *)&v;
+}
+
+__device__ __forceinline__ void mma_bf16(float *c, uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
+                                         uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+template <int GATED>
+__global__ void __launch_bounds__(TC_WARPS * 32) tc_gemv_kernel(const float *__restrict__ x,
+                                                                const int32_t *__restrict__ seg,
+                                                                const __nv_bfloat16 *__restrict__ w,
+                                                                float *__restrict__ y, int N, int K, int tasks) {
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const int task = blockIdx.x * TC_WARPS + warp;
+    const int e = task / tasks, tk = task % tasks;
+    const int cols = GATED ? TC_NB / 2 * 8 : TC_NB * 8; // output columns of this task
+    const int c0 = tk * cols;
+    if (c0 >= N) return;
+    const int r0 = seg[e], r1 = seg[e + 1];
+    if (r0 >= r1) return;
+    const size_t w_rows = GATED ? 2 * (size_t)N : (size_t)N;
+    const __nv_bfloat16 *we = w + (size_t)e * w_rows * K;
+    // This lane's weight row in each block j.
+    const __nv_bfloat16 *wrow[TC_NB];
+#pragma unroll
+    for (int j = 0; j < TC_NB; j++) {
+        int col = GATED ? c0 + (j >> 1) * 8 + g : c0 + j * 8 + g;
+        col = min(col, N - 1);
+        size_t rr = GATED ? (size_t)col + ((j & 1) ? (size_t)N : 0) : (size_t)col;
+        wrow[j] = we + rr * K + t * 8;
+    }
+    for (int rt = r0; rt < r1; rt += 16) {
+        float acc[TC_NB][4];
+#pragma unroll
+        for (int j = 0; j < TC_NB; j++) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
+        const bool va = rt + g < r1, vb = rt + g + 8 < r1;
+        const float *xa = x + (size_t)(rt + g) * K + t * 8, *xb = x + (size_t)(rt + g + 8) * K + t * 8;
+#pragma unroll 2
+        for (int kb = 0; kb < K; kb += 32) {
+            uint4 wv[TC_NB];
+#pragma unroll
+            for (int j = 0; j < TC_NB; j++) wv[j] = __ldg((const uint4 *)(wrow[j] + kb));
+            float4 a_lo = make_float4(0, 0, 0, 0), a_hi = a_lo, b_lo = a_lo, b_hi = a_lo;
+            if (va) a_lo = __ldg((const float4 *)(xa + kb)), a_hi = __ldg((const float4 *)(xa + kb) + 1);
+            if (vb) b_lo = __ldg((const float4 *)(xb + kb)), b_hi = __ldg((const float4 *)(xb + kb) + 1);
+            const uint32_t p0 = pack_bf16(a_lo.x, a_lo.y), p1 = pack_bf16(a_lo.z, a_lo.w), p2 = pack_bf16(a_hi.x, a_hi.y),
+                           p3 = pack_bf16(a_hi.z, a_hi.w);
+            const uint32_t q0 = pack_bf16(b_lo.x, b_lo.y), q1 = pack_bf16(b_lo.z, b_lo.w), q2 = pack_bf16(b_hi.x, b_hi.y),
+                           q3 = pack_bf16(b_hi.z, b_hi.w);
+#pragma unroll
+            for (int j = 0; j < TC_NB; j++) {
+                mma_bf16(acc[j], p0, q0, p1, q1, wv[j].x, wv[j].y);
+                mma_bf16(acc[j], p2, q2, p3, q3, wv[j].z, wv[j].w);
+            }
+        }
+        // acc[j]: [0],[1] row rt+g, columns 2t, 2t+1 of block j; [2],[3] row rt+g+8.
+#pragma unroll
+        for (int half = 0; half < 2; half++) {
+            const int row = rt + g + 8 * half;
+            if (row >= r1) continue;
+            float *yr = y + (size_t)row * N;
+            if (GATED) {
+#pragma unroll
+                for (int p = 0; p < TC_NB / 2; p++)
+#pragma unroll
+                    for (int q = 0; q < 2; q++) {
+                        const int col = c0 + p * 8 + 2 * t + q;
+                        const float gt = acc[2 * p][2 * half + q], up = acc[2 * p + 1][2 * half + q];
+                        if (col < N) yr[col] = gt / (1.0f + __expf(-gt)) * up;
+                    }
+            } else {
+#pragma unroll
+                for (int j = 0; j < TC_NB; j++)
+#pragma unroll
+                    for (int q = 0; q < 2; q++) {
+                        const int col = c0 + j * 8 + 2 * t + q;
+                        if (col < N) yr[col] = acc[j][2 * half + q];
+                    }
+            }
+        }
+    }
+}
+
 extern "C" int jk_grouped_gemv(const float *x, const int32_t *seg, const uint16_t *w, float *y, int E, int N, int K,
-                               int gated, void *stream) {
+                               int gated, int max_rows, void *stream) {
     if (K % 8 || E <= 0 || N <= 0) return (int)cudaErrorInvalidValue;
+    if (max_rows <= 0) return 0;
+    if (max_rows > 4 && K % 32 == 0) { // tensor cores
+        const int cols = gated ? TC_NB / 2 * 8 : TC_NB * 8, tasks = (N + cols - 1) / cols;
+        const int blocks = (E * tasks + TC_WARPS - 1) / TC_WARPS;
+        if (gated)
+            tc_gemv_kernel<1><<<blocks, TC_WARPS * 32, 0, (cudaStream_t)stream>>>(x, seg, (const __nv_bfloat16 *)w, y, N, K, tasks);
+        else
+            tc_gemv_kernel<0><<<blocks, TC_WARPS * 32, 0, (cudaStream_t)stream>>>(x, seg, (const __nv_bfloat16 *)w, y, N, K, tasks);
+        return (int)cudaGetLastError();
+    }
     const int col_tiles = (N + COLS_PER_BLOCK - 1) / COLS_PER_BLOCK;
-    grouped_gemv_kernel<<<E * col_tiles, WARPS * 32, 0, (cudaStream_t)stream>>>(
-        x, seg, (const __nv_bfloat16 *)w, y, N, K, gated, col_tiles);
+    const dim3 grid(E * col_tiles), block(WARPS * 32);
+    const __nv_bfloat16 *wb = (const __nv_bfloat16 *)w;
+    cudaStream_t st = (cudaStream_t)stream;
+    if (max_rows <= 1) grouped_gemv_kernel<1, 8><<<grid, block, 0, st>>>(x, seg, wb, y, N, K, gated, col_tiles);
+    else if (max_rows <= 2) grouped_gemv_kernel<2, 8><<<grid, block, 0, st>>>(x, seg, wb, y, N, K, gated, col_tiles);
+    else if (max_rows <= 4) grouped_gemv_kernel<4, 8><<<grid, block, 0, st>>>(x, seg, wb, y, N, K, gated, col_tiles);
+    else if (max_rows <= 8) grouped_gemv_kernel<8, 4><<<grid, block, 0, st>>>(x, seg, wb, y, N, K, gated, col_tiles);
+    else grouped_gemv_kernel<16, 4><<<grid, block, 0, st>>>(x, seg, wb, y, N, K, gated, col_tiles);
     return (int)cudaGetLastError();
 }
 
 extern "C" int jk_moe_ffn_decode(const jk_moe_ffn_args *a, void *stream) {
-    int rc = jk_grouped_gemv(a->x, a->seg, a->w_gu, a->act, a->E, a->I, a->H, 1, stream);
+    int rc = jk_grouped_gemv(a->x, a->seg, a->w_gu, a->act, a->E, a->I, a->H, 1, a->max_rows, stream);
     if (rc) return rc;
-    return jk_grouped_gemv(a->act, a->seg, a->w_down, a->y, a->E, a->H, a->I, 0, stream);
+    return jk_grouped_gemv(a->act, a->seg, a->w_down, a->y, a->E, a->H, a->I, 0, a->max_rows, stream);
 }

@@ -18,13 +18,13 @@ extern "C" {
 //   w_down:  [E, H, I] bf16
 //   act:     [R, I] f32 scratch (silu(gate) * up)
 //   y:       [R, H] f32 out
-// max_rows: an upper bound of any expert's row count (sizes the grid's row loop).
 typedef struct {
     const float *x;
     const int32_t *seg;
     const uint16_t *w_gu, *w_down;
     float *act, *y;
     int E, H, I;
+    int max_rows;       // the largest seg[e+1] - seg[e] (picks the kernel variant)
 } jk_moe_ffn_args;
 
 // Returns 0, or a CUDA error code (cudaError_t as int). Requires H % 8 == 0 and I % 8 == 0.
@@ -35,7 +35,7 @@ int jk_moe_ffn_decode(const jk_moe_ffn_args *a, void *stream);
 //   w: [E, N, K] bf16; x: [R, K]; y: [R, N]; gated: w is [E, 2N, K] and
 //   y = silu(x Wg^T) * (x Wu^T).
 int jk_grouped_gemv(const float *x, const int32_t *seg, const uint16_t *w, float *y, int E, int N, int K, int gated,
-                    void *stream);
+                    int max_rows, void *stream);
 
 #ifdef __cplusplus
 }

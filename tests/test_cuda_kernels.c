@@ -51,7 +51,9 @@ static void moe_case(int E, int H, int I, int max_rows) {
     CK(cudaMemcpy(dwgu, wgu, 2 * ngu, cudaMemcpyHostToDevice));
     CK(cudaMemcpy(dwd, wd, 2 * nd, cudaMemcpyHostToDevice));
     CK(cudaMemset(dy, 0xff, sizeof(float) * R * H)); // NaN poison
-    jk_moe_ffn_args a = {dx, dseg, dwgu, dwd, dact, dy, E, H, I};
+    int maxr = 0;
+    for (int e = 0; e < E; e++) maxr = seg[e + 1] - seg[e] > maxr ? seg[e + 1] - seg[e] : maxr;
+    jk_moe_ffn_args a = {dx, dseg, dwgu, dwd, dact, dy, E, H, I, maxr};
     CK(jk_moe_ffn_decode(&a, NULL));
     CK(cudaDeviceSynchronize());
     CK(cudaMemcpy(y, dy, sizeof(float) * R * H, cudaMemcpyDeviceToHost));
@@ -63,9 +65,12 @@ static void moe_case(int E, int H, int I, int max_rows) {
         den += (double)ref[i] * ref[i];
     }
     double rel = den > 0 ? sqrt(num / den) : sqrt(num);
-    int ok = !nan && rel < 1e-4;
-    printf("%s moe_ffn_decode E=%d H=%d I=%d rows=%d: rel err %.2e, unwritten %d\n", ok ? "ok  " : "FAIL", E, H, I, seg[E],
-           rel, nan);
+    // Over 4 rows per expert the tensor-core path rounds x to bf16: tolerance 1e-2
+    // (bf16 operands); the FMA path keeps f32 x: 1e-4.
+    const double tol = (maxr > 4 && H % 32 == 0 && I % 32 == 0) ? 1e-2 : (maxr > 4 ? 1e-2 : 1e-4);
+    int ok = !nan && rel < tol;
+    printf("%s moe_ffn_decode E=%d H=%d I=%d rows=%d (max %d per expert): rel err %.2e (tolerance %.0e), unwritten %d\n",
+           ok ? "ok  " : "FAIL", E, H, I, seg[E], maxr, rel, tol, nan);
     ok ? passed++ : failed++;
     cudaFree(dx), cudaFree(dact), cudaFree(dy), cudaFree(dseg), cudaFree(dwgu), cudaFree(dwd);
     free(seg), free(x), free(y), free(ref), free(wgu), free(wd);
@@ -82,6 +87,11 @@ int main(void) {
     moe_case(16, 2048, 768, 16);  // Qwen3-30B-A3B expert shape
     moe_case(4, 4096, 1024, 9);
     moe_case(3, 264, 136, 1);     // odd multiples of 8
+    moe_case(32, 512, 256, 1);    // every kernel variant: 1, 2, 4, 8, 16+ rows
+    moe_case(32, 512, 256, 2);
+    moe_case(32, 512, 256, 4);
+    moe_case(32, 512, 256, 8);
+    moe_case(32, 512, 256, 40);
     printf("%d passed, %d failed\n", passed, failed);
     return failed != 0;
 }

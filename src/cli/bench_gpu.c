@@ -76,7 +76,7 @@ int bench_moe_layer(int argc, char **argv) {
     printf("# janus bench moe-layer on %s (%d SMs, %.0f MB L2)\n", prop.name, prop.multiProcessorCount, prop.l2CacheSize / 1e6);
     printf("# device copy bandwidth (read + write) measured now: %.0f GB/s; data-sheet HBM peak: %.0f GB/s\n", copy_bw / 1e9,
            sheet / 1e9);
-    printf("%-14s %6s %8s %10s %10s %10s %9s %9s\n", "shape", "tokens", "experts", "tok/exp", "us", "GB/s", "%copy", "%sheet");
+    printf("%-14s %6s %8s %8s %8s %10s %10s %9s %9s\n", "shape", "tokens", "experts", "tok/exp", "max", "us", "GB/s", "%copy", "%sheet");
     FILE *jf = json ? fopen(json, "w") : NULL;
     if (json && !jf) janus_die(json, "cannot open for writing");
     if (jf) fprintf(jf, "{\"bench\": \"moe-layer\", \"device\": \"%s\", \"copy_GBps\": %.1f, \"sheet_GBps\": %.1f, \"rows\": [",
@@ -118,15 +118,15 @@ int bench_moe_layer(int argc, char **argv) {
                 }
             }
             seg[0] = 0;
-            int active = 0;
-            for (int e = 0; e < E; e++) seg[e + 1] = seg[e] + cnt[e], active += cnt[e] > 0;
+            int active = 0, maxr = 0;
+            for (int e = 0; e < E; e++) seg[e + 1] = seg[e] + cnt[e], active += cnt[e] > 0, maxr = cnt[e] > maxr ? cnt[e] : maxr;
             CK(cudaMemcpy(dseg, seg, sizeof(int32_t) * (E + 1), cudaMemcpyHostToDevice));
             cudaEvent_t e0, e1;
             cudaEventCreate(&e0);
             cudaEventCreate(&e1);
             float ms[20];
             for (int it = 0; it < 23; it++) {
-                jk_moe_ffn_args a = {x, dseg, wgu[it % NC], wd[it % NC], act, y, E, H, I};
+                jk_moe_ffn_args a = {x, dseg, wgu[it % NC], wd[it % NC], act, y, E, H, I, maxr};
                 cudaEventRecord(e0, 0);
                 CK(jk_moe_ffn_decode(&a, NULL));
                 cudaEventRecord(e1, 0);
@@ -137,8 +137,8 @@ int bench_moe_layer(int argc, char **argv) {
             double t_s = ms[10] * 1e-3;
             double bytes = (double)active * 3.0 * H * I * 2.0;
             double gbps = bytes / t_s / 1e9;
-            printf("%-14s %6d %8d %10.2f %10.1f %10.0f %8.1f%% %8.1f%%\n", shapes[si].name, T, active,
-                   (double)T * K / active, t_s * 1e6, gbps, 100 * gbps * 1e9 / copy_bw, sheet ? 100 * gbps * 1e9 / sheet : 0);
+            printf("%-14s %6d %8d %8.2f %8d %10.1f %10.0f %8.1f%% %8.1f%%\n", shapes[si].name, T, active,
+                   (double)T * K / active, maxr, t_s * 1e6, gbps, 100 * gbps * 1e9 / copy_bw, sheet ? 100 * gbps * 1e9 / sheet : 0);
             if (jf)
                 fprintf(jf, "%s{\"shape\": \"%s\", \"tokens\": %d, \"experts\": %d, \"us\": %.2f, \"GBps\": %.1f, \"pct_copy\": %.2f, \"pct_sheet\": %.2f}",
                         first ? "" : ", ", shapes[si].name, T, active, t_s * 1e6, gbps, 100 * gbps * 1e9 / copy_bw,
