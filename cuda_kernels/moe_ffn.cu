@@ -124,6 +124,7 @@ __global__ void __launch_bounds__(WARPS * 32) grouped_gemv_kernel(const float *_
 // permutation, so the dot products are unchanged.
 #define TC_NB 8
 #define TC_WARPS 4
+#define TC_MT 2 // 16-row tiles per pass
 
 __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
     __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
@@ -162,55 +163,72 @@ __global__ void __launch_bounds__(TC_WARPS * 32) tc_gemv_kernel(const float *__r
         size_t rr = GATED ? (size_t)col + ((j & 1) ? (size_t)N : 0) : (size_t)col;
         wrow[j] = we + rr * K + t * 8;
     }
-    for (int rt = r0; rt < r1; rt += 16) {
-        float acc[TC_NB][4];
+    // Row tiles of MT x 16 rows share each weight load (MT = 2: up to 32 rows per pass).
+    for (int rt = r0; rt < r1; rt += 16 * TC_MT) {
+        float acc[TC_MT][TC_NB][4];
 #pragma unroll
-        for (int j = 0; j < TC_NB; j++) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
-        const bool va = rt + g < r1, vb = rt + g + 8 < r1;
-        const float *xa = x + (size_t)(rt + g) * K + t * 8, *xb = x + (size_t)(rt + g + 8) * K + t * 8;
+        for (int m = 0; m < TC_MT; m++)
+#pragma unroll
+            for (int j = 0; j < TC_NB; j++) acc[m][j][0] = acc[m][j][1] = acc[m][j][2] = acc[m][j][3] = 0.f;
+        bool va[TC_MT], vb[TC_MT];
+        const float *xa[TC_MT], *xb[TC_MT];
+#pragma unroll
+        for (int m = 0; m < TC_MT; m++) {
+            const int ra = rt + 16 * m + g, rb = ra + 8;
+            va[m] = ra < r1, vb[m] = rb < r1;
+            xa[m] = x + (size_t)(va[m] ? ra : r0) * K + t * 8;
+            xb[m] = x + (size_t)(vb[m] ? rb : r0) * K + t * 8;
+        }
+        const int mt_used = (r1 - rt + 15) / 16; // tiles with any valid row
 #pragma unroll 2
         for (int kb = 0; kb < K; kb += 32) {
             uint4 wv[TC_NB];
 #pragma unroll
             for (int j = 0; j < TC_NB; j++) wv[j] = __ldg((const uint4 *)(wrow[j] + kb));
-            float4 a_lo = make_float4(0, 0, 0, 0), a_hi = a_lo, b_lo = a_lo, b_hi = a_lo;
-            if (va) a_lo = __ldg((const float4 *)(xa + kb)), a_hi = __ldg((const float4 *)(xa + kb) + 1);
-            if (vb) b_lo = __ldg((const float4 *)(xb + kb)), b_hi = __ldg((const float4 *)(xb + kb) + 1);
-            const uint32_t p0 = pack_bf16(a_lo.x, a_lo.y), p1 = pack_bf16(a_lo.z, a_lo.w), p2 = pack_bf16(a_hi.x, a_hi.y),
-                           p3 = pack_bf16(a_hi.z, a_hi.w);
-            const uint32_t q0 = pack_bf16(b_lo.x, b_lo.y), q1 = pack_bf16(b_lo.z, b_lo.w), q2 = pack_bf16(b_hi.x, b_hi.y),
-                           q3 = pack_bf16(b_hi.z, b_hi.w);
 #pragma unroll
-            for (int j = 0; j < TC_NB; j++) {
-                mma_bf16(acc[j], p0, q0, p1, q1, wv[j].x, wv[j].y);
-                mma_bf16(acc[j], p2, q2, p3, q3, wv[j].z, wv[j].w);
+            for (int m = 0; m < TC_MT; m++) {
+                if (m >= mt_used) break;
+                float4 a_lo = make_float4(0, 0, 0, 0), a_hi = a_lo, b_lo = a_lo, b_hi = a_lo;
+                if (va[m]) a_lo = __ldg((const float4 *)(xa[m] + kb)), a_hi = __ldg((const float4 *)(xa[m] + kb) + 1);
+                if (vb[m]) b_lo = __ldg((const float4 *)(xb[m] + kb)), b_hi = __ldg((const float4 *)(xb[m] + kb) + 1);
+                const uint32_t p0 = pack_bf16(a_lo.x, a_lo.y), p1 = pack_bf16(a_lo.z, a_lo.w),
+                               p2 = pack_bf16(a_hi.x, a_hi.y), p3 = pack_bf16(a_hi.z, a_hi.w);
+                const uint32_t q0 = pack_bf16(b_lo.x, b_lo.y), q1 = pack_bf16(b_lo.z, b_lo.w),
+                               q2 = pack_bf16(b_hi.x, b_hi.y), q3 = pack_bf16(b_hi.z, b_hi.w);
+#pragma unroll
+                for (int j = 0; j < TC_NB; j++) {
+                    mma_bf16(acc[m][j], p0, q0, p1, q1, wv[j].x, wv[j].y);
+                    mma_bf16(acc[m][j], p2, q2, p3, q3, wv[j].z, wv[j].w);
+                }
             }
         }
-        // acc[j]: [0],[1] row rt+g, columns 2t, 2t+1 of block j; [2],[3] row rt+g+8.
+        // acc[m][j]: [0],[1] row rt+16m+g, columns 2t, 2t+1 of block j; [2],[3] row +8.
 #pragma unroll
-        for (int half = 0; half < 2; half++) {
-            const int row = rt + g + 8 * half;
-            if (row >= r1) continue;
-            float *yr = y + (size_t)row * N;
-            if (GATED) {
+        for (int m = 0; m < TC_MT; m++)
 #pragma unroll
-                for (int p = 0; p < TC_NB / 2; p++)
+            for (int half = 0; half < 2; half++) {
+                const int row = rt + 16 * m + g + 8 * half;
+                if (row >= r1) continue;
+                float *yr = y + (size_t)row * N;
+                if (GATED) {
 #pragma unroll
-                    for (int q = 0; q < 2; q++) {
-                        const int col = c0 + p * 8 + 2 * t + q;
-                        const float gt = acc[2 * p][2 * half + q], up = acc[2 * p + 1][2 * half + q];
-                        if (col < N) yr[col] = gt / (1.0f + __expf(-gt)) * up;
-                    }
-            } else {
+                    for (int p = 0; p < TC_NB / 2; p++)
 #pragma unroll
-                for (int j = 0; j < TC_NB; j++)
+                        for (int q = 0; q < 2; q++) {
+                            const int col = c0 + p * 8 + 2 * t + q;
+                            const float gt = acc[m][2 * p][2 * half + q], up = acc[m][2 * p + 1][2 * half + q];
+                            if (col < N) yr[col] = gt / (1.0f + __expf(-gt)) * up;
+                        }
+                } else {
 #pragma unroll
-                    for (int q = 0; q < 2; q++) {
-                        const int col = c0 + j * 8 + 2 * t + q;
-                        if (col < N) yr[col] = acc[j][2 * half + q];
-                    }
+                    for (int j = 0; j < TC_NB; j++)
+#pragma unroll
+                        for (int q = 0; q < 2; q++) {
+                            const int col = c0 + j * 8 + 2 * t + q;
+                            if (col < N) yr[col] = acc[m][j][2 * half + q];
+                        }
+                }
             }
-        }
     }
 }
 
