@@ -26,7 +26,7 @@ def mpirun_prefix(np_):
             "--mca", "btl", "self,vader,tcp", "--mca", "btl_vader_single_copy_mechanism", "none"]
 
 
-def run_one(janus, fixture, np_, tol, extra, tmp):
+def run_one(janus, fixture, np_, tol, extra, tmp, margin=0.0):
     path = os.path.join(fixture, "expected.json")
     if not os.path.exists(path):  # the bundled model keeps it beside the model directory
         path = os.path.join(fixture, "..", "expected.json")
@@ -48,6 +48,16 @@ def run_one(janus, fixture, np_, tol, extra, tmp):
     worst = 0.0
     for i, r in enumerate(reqs):
         toks = [int(t) for t in res["tokens"][i]]
+        if margin > 0 and r["min_margin"] <= margin:
+            # a near-tie somewhere in this request: compare the common prefix only
+            n = 0
+            while n < min(len(toks), len(r["tokens"])) and toks[n] == r["tokens"][n]:
+                n += 1
+            d = max([abs(float(a) - b) for a, b in zip(res["logprobs"][i][:n], r["logprobs"][:n])] or [0.0])
+            worst = max(worst, d)
+            if d > tol:
+                errs.append(f"request {r['id']}: logprob differs by {d:.2e} > {tol:g} (on the {n} matching tokens)")
+            continue
         if toks != r["tokens"]:
             errs.append(f"request {r['id']} (prompt {len(r['prompt'])} tokens): tokens {toks} != transformers {r['tokens']}")
             continue
@@ -71,11 +81,20 @@ def main():
     ap.add_argument("fixtures", nargs="+")
     ap.add_argument("--np", type=int, default=0, help="run under mpirun -np N (0: no mpirun)")
     ap.add_argument("--tol", type=float, default=1e-3)
+    ap.add_argument("--margin", type=float, default=0.0,
+                    help="requests whose smallest top-2 logit margin is at most this need only agree up to the first "
+                         "differing token (GPU bf16 tolerance mode)")
     a = ap.parse_args(argv)
+    if "cuda" in extra:  # GPU run: skip (meson exit code 77) where no GPU is visible
+        import shutil
+        smi = shutil.which("nvidia-smi")
+        if not smi or subprocess.run([smi, "-L"], capture_output=True).returncode != 0:
+            print("no GPU visible: skipped")
+            sys.exit(77)
     passed = failed = 0
     for fx in a.fixtures:
         with tempfile.TemporaryDirectory() as tmp:
-            out = run_one(a.janus, fx, a.np, a.tol, extra, tmp)
+            out = run_one(a.janus, fx, a.np, a.tol, extra, tmp, a.margin)
         if isinstance(out, list):
             errs, worst = out, float("nan")
         else:

@@ -15,6 +15,9 @@
 #include "io/requests.h"
 #include "io/results.h"
 #include "model/model.h"
+#ifdef JANUS_CUDA
+#include "engine/gpu.h"
+#endif
 
 static const char *HELP =
     "usage: mpirun -np N janus generate --model DIR --requests IN.h5 --out OUT.h5 [options]\n"
@@ -58,7 +61,7 @@ static const char *HELP =
     "  --block-size N         KV cache positions per block (default 16)\n"
     "\n"
     "running:\n"
-    "  --backend cpu          compute backend (cpu; cuda arrives with the GPU build)\n"
+    "  --backend B            cpu (default) or cuda (CUDA build; one rank, one GPU for now)\n"
     "  --threads N            OpenMP threads per rank (default: OMP_NUM_THREADS, else\n"
     "                         the CPUs the rank is bound to, else cores / ranks per node)\n"
     "  --progress-interval S  seconds between progress lines on stderr (default 10, 0: off)\n"
@@ -129,8 +132,15 @@ static void parse(int argc, char **argv, gen_args *a) {
     if (!a->model) janus_die_all(NULL, "generate: --model DIR is required (janus generate --help)");
     if (!a->requests) janus_die_all(NULL, "generate: --requests FILE is required");
     if (!a->out) janus_die_all(NULL, "generate: --out FILE is required");
+#ifdef JANUS_CUDA
+    if (strcmp(a->backend, "cpu") != 0 && strcmp(a->backend, "cuda") != 0)
+        janus_die_all(NULL, "--backend: \"%s\" is not one of cpu, cuda", a->backend);
+    if (!strcmp(a->backend, "cuda") && janus_nranks() > 1)
+        janus_die_all(NULL, "--backend cuda: runs of several ranks need the NCCL exchange, which is not built yet; use one rank");
+#else
     if (strcmp(a->backend, "cpu") != 0)
-        janus_die_all(NULL, "--backend: \"%s\" is not available in this build (cpu)", a->backend);
+        janus_die_all(NULL, "--backend: \"%s\" is not available in this build (cpu only; build with -Dcuda=enabled)", a->backend);
+#endif
     if (a->max_step_tokens < a->max_batch) a->max_step_tokens = a->max_batch; // every decode token fits a step
     if (strcmp(a->exchange, "auto") && strcmp(a->exchange, "direct") && strcmp(a->exchange, "hierarchical"))
         janus_die_all(NULL, "--exchange: \"%s\" is not one of direct, hierarchical, auto", a->exchange);
@@ -344,7 +354,11 @@ int cmd_generate(int argc, char **argv) {
     if (is_attn)
         for (int64_t i = rank; i < R.n; i += A) mine[n_mine++] = i;
 
+    const bool gpu = !strcmp(a.backend, "cuda");
     size_t block_bytes = janus_kv_block_bytes(&m.cfg, a.block_size);
+#ifdef JANUS_CUDA
+    if (gpu) block_bytes = janus_gpu_kv_block_bytes(&m.cfg, a.block_size);
+#endif
     int kv_blocks = (int)(((size_t)a.kv_mb << 20) / block_bytes);
     if (kv_blocks < 1)
         janus_die_all(NULL, "--kv-cache-mb: %d MiB holds no KV block (one block of %d positions takes %.2f MiB)", a.kv_mb,
@@ -356,7 +370,13 @@ int cmd_generate(int argc, char **argv) {
         xcp = &xc;
     }
     janus_engine en;
-    janus_engine_init(&en, &m, is_attn, mb_tokens, a.micro_batches, is_attn ? kv_blocks : 0, a.block_size, xcp);
+    janus_engine_init(&en, &m, is_attn, mb_tokens, a.micro_batches, is_attn && !gpu ? kv_blocks : 0, a.block_size, xcp);
+#ifdef JANUS_CUDA
+    if (gpu) {
+        en.gpu = janus_gpu_init(&m, rank % (local_size > 0 ? local_size : 1), mb_tokens, kv_blocks, a.block_size);
+        janus_log("cuda: weights and a %d-block KV cache (%.1f MiB) on the GPU", kv_blocks, kv_blocks * block_bytes / 1048576.0);
+    }
+#endif
     en.fault_step = -1;
     const char *fault = getenv("JANUS_FAULT"); // testing hook: "RANK:STEP" kills that rank at that step
     if (fault) {
@@ -464,6 +484,9 @@ int cmd_generate(int argc, char **argv) {
         free(counts);
     }
     janus_gen_out_free(&g);
+#ifdef JANUS_CUDA
+    janus_gpu_free(en.gpu);
+#endif
     janus_engine_free(&en);
     if (xcp) janus_xchg_free(&xc);
     for (int l = 0; l < cfg.n_layers; l++)

@@ -3,6 +3,9 @@
 // layers and top-k renormalisation are read from the config, not coded per
 // model. Micro-batches are pipelined through each MoE layer (see forward.h).
 #include "engine/forward.h"
+#ifdef JANUS_CUDA
+#include "engine/gpu.h"
+#endif
 
 #include <math.h>
 #include <signal.h>
@@ -137,6 +140,13 @@ void janus_step(janus_engine *en, const janus_batch *b, float *const *logits) {
     const janus_config *c = &m->cfg;
     const int H = c->hidden, K = c->top_k, n_mb = en->n_mb;
     if (en->fault_step >= 0 && (int64_t)en->times.steps == en->fault_step) raise(SIGKILL);
+#ifdef JANUS_CUDA
+    if (en->gpu) { // one GPU, all experts local: the micro-batches run one after another
+        for (int i = 0; i < n_mb; i++) janus_gpu_forward(en->gpu, &b[i], logits[i], en->expert_counts, &en->times);
+        en->times.steps += 1;
+        return;
+    }
+#endif
     if (en->attn)
         for (int i = 0; i < n_mb; i++) {
             if (b[i].T > en->max_tokens)

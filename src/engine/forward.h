@@ -47,6 +47,7 @@ typedef struct {
     janus_ffn_scratch ffn;
     int64_t *expert_counts;    // [n_layers, n_experts], routed tokens seen here
     janus_xchg *xc;            // NULL: all experts local
+    struct janus_gpu *gpu;     // non-NULL: the step runs on this GPU (engine/gpu.c)
     janus_fwd_times times;
     double *layer_attn_s, *layer_ffn_s; // [n_layers] attention / FFN-or-MoE seconds (attention ranks)
     int64_t fault_step;        // testing hook: this rank dies at this step (-1: never)

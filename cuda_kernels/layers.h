@@ -1,0 +1,48 @@
+// cuda_kernels/layers.h: C launch API of the per-layer CUDA kernels of the
+// forward pass. Each has a C reference twin in src/cpu/kernels.h (named in its
+// comment); activations are f32, weights bf16 (uint16_t here), the KV cache
+// bf16. Every function returns 0 or a cudaError_t as int; `stream` is a
+// cudaStream_t.
+#ifndef JANUS_CUDA_LAYERS_H
+#define JANUS_CUDA_LAYERS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// x: [T, H] = emb[tok[t]]                                    (twin: cpu_embed)
+int jk_embed(float *x, const uint16_t *emb, const int32_t *tok, int T, int H, void *stream);
+// y: [R, n] = x / rms(x) * w, w: [n]; y may be x             (twin: cpu_rmsnorm)
+int jk_rmsnorm(float *y, const float *x, const uint16_t *w, int R, int n, float eps, void *stream);
+// x: [n] += d
+int jk_add(float *x, const float *d, size_t n, void *stream);
+// y: [T, N] += b[N]
+int jk_add_bias(float *y, const uint16_t *b, int T, int N, void *stream);
+// x: [T, nh, hd] rotated in place at pos[T]                  (twin: cpu_rope)
+int jk_rope(float *x, const int32_t *pos, const float *inv_freq, int T, int nh, int hd, void *stream);
+// Paged bf16 cache of one layer: kc, vc: [n_blocks, bs, kv_dim]. Token t goes to
+// block bt[t * max_blocks + pos[t] / bs], slot pos[t] % bs.  (twin: cpu_kv_store)
+int jk_kv_store(uint16_t *kc, uint16_t *vc, const float *k, const float *v, const int32_t *bt, int max_blocks,
+                const int32_t *pos, int T, int kv_dim, int bs, void *stream);
+// out, q: [T, nh, hd]; causal over positions 0..pos[t] of t's sequence (GQA).
+//                                                            (twin: cpu_attention)
+int jk_attention(float *out, const float *q, const uint16_t *kc, const uint16_t *vc, const int32_t *bt, int max_blocks,
+                 const int32_t *pos, int T, int nh, int nkv, int hd, int bs, void *stream);
+// logits: [T, E] -> ids, w: [T, k] (softmax, top-k, optional renorm) (twin: cpu_router_topk)
+int jk_router_topk(int32_t *ids, float *w, const float *logits, int T, int E, int k, int renorm, void *stream);
+// dst: [n, H] = src[idx[i] / div]  (gather rows; div = k to go from pair to token)
+int jk_gather_rows(float *dst, const float *src, const int32_t *idx, int div, int n, int H, void *stream);
+// out: [T, H] = sum_j w[t, j] * y[slot[t*k+j]] in ascending ids[t, j] (twin: janus_combine)
+int jk_combine(float *out, const float *y, const int32_t *slot, const int32_t *ids, const float *w, int T, int k, int H,
+               void *stream);
+// x: [T, H] += sigmoid(g[t]) * s[t]  (shared expert with its gate)
+int jk_sigmoid_scale_add(float *x, const float *s, const float *g, int T, int H, void *stream);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,291 @@
+// engine/gpu.c: one GPU's forward pass (see gpu.h). Layout of device memory:
+// weights uploaded once at start (bf16; f32/f16 checkpoints converted on the
+// way), routed experts of a layer fused into [E, 2I, H] gate/up and [E, H, I]
+// down arrays for the grouped GEMV; the paged KV cache [layers][blocks][bs]
+// [kv_dim] bf16; activations sized once for max_tokens. Per step the host
+// sends token ids, positions and block tables; per MoE layer it reads the
+// routing back (to group rows by expert, as the exchange does across ranks).
+#include "engine/gpu.h"
+
+#include <cuda_runtime_api.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "layers.h"
+#include "moe_ffn.h"
+
+#define CK(x)                                                                                         \
+    do {                                                                                              \
+        int rc_ = (int)(x);                                                                           \
+        if (rc_) janus_die(NULL, "CUDA: %s: error %d (%s)", #x, rc_, cudaGetErrorString((cudaError_t)rc_)); \
+    } while (0)
+
+typedef struct {
+    uint16_t *attn_norm, *ffn_norm, *wq, *wk, *wv, *wo, *bq, *bk, *bv, *q_norm, *k_norm;
+    uint16_t *router, *w_gu, *w_down;   // routed experts [E, 2I, H], [E, H, I]
+    uint16_t *sh_gu, *sh_down, *sh_gw;  // shared expert [2Is, H], [H, Is], gate [1, H]
+    uint16_t *mlp_gu, *mlp_down;        // dense layer [2Id, H], [H, Id]
+} gpu_layer;
+
+struct janus_gpu {
+    const janus_model *m;
+    cudaStream_t st;
+    uint16_t *embed, *final_norm, *lm_head;
+    gpu_layer *L;
+    float *inv_freq;
+    uint16_t *kc, *vc;
+    int kv_blocks, bs, max_tokens, max_bt;
+    size_t layer_kv; // elements of one layer's K (or V) cache
+    float *x, *h, *q, *k, *v, *att, *rlog, *topw, *xs, *ys, *act, *moe, *sh, *shg, *logits;
+    int32_t *topi, *tok, *pos, *bt, *order, *slot, *seg, *seg1, *rows;
+    int32_t *h_topi, *h_order, *h_slot, *h_seg, *h_bt;
+    int *fill;
+    int seg_T;       // the step's token count, as uploaded in seg1
+    int32_t h_seg1[4];
+};
+
+size_t janus_gpu_kv_block_bytes(const janus_config *c, int block_size) {
+    return (size_t)c->n_layers * 2 * block_size * (size_t)c->n_kv_heads * c->head_dim * 2;
+}
+
+// A weight to the device as bf16 (NULL when absent).
+static uint16_t *upload(const janus_w *w) {
+    if (!w->p) return NULL;
+    size_t n = (size_t)w->rows * w->cols;
+    uint16_t *d;
+    CK(cudaMalloc((void **)&d, n * 2));
+    if (w->dt == JANUS_BF16) {
+        CK(cudaMemcpy(d, w->p, n * 2, cudaMemcpyHostToDevice));
+        return d;
+    }
+    const size_t chunk = (size_t)1 << 20;
+    float *f = xmalloc(sizeof(float) * chunk);
+    uint16_t *b = xmalloc(2 * chunk);
+    const size_t es = janus_dtype_size(w->dt);
+    for (size_t i = 0; i < n; i += chunk) {
+        size_t c = n - i < chunk ? n - i : chunk;
+        janus_to_f32(f, (const uint8_t *)w->p + i * es, w->dt, c);
+        for (size_t j = 0; j < c; j++) b[j] = f32_to_bf16(f[j]);
+        CK(cudaMemcpy(d + i, b, c * 2, cudaMemcpyHostToDevice));
+    }
+    free(f);
+    free(b);
+    return d;
+}
+
+// Concatenate weights row-wise into one device array: [a.rows + b.rows, cols].
+static uint16_t *upload_cat(const janus_w *a, const janus_w *b) {
+    uint16_t *da = upload(a), *db = upload(b), *d;
+    size_t na = (size_t)a->rows * a->cols, nb = (size_t)b->rows * b->cols;
+    CK(cudaMalloc((void **)&d, (na + nb) * 2));
+    CK(cudaMemcpy(d, da, na * 2, cudaMemcpyDeviceToDevice));
+    CK(cudaMemcpy(d + na, db, nb * 2, cudaMemcpyDeviceToDevice));
+    cudaFree(da);
+    cudaFree(db);
+    return d;
+}
+
+static void *dalloc(size_t bytes) {
+    void *p;
+    CK(cudaMalloc(&p, bytes ? bytes : 4));
+    return p;
+}
+
+janus_gpu *janus_gpu_init(const janus_model *m, int device, int max_tokens, int kv_blocks, int block_size) {
+    const janus_config *c = &m->cfg;
+    int ndev = 0;
+    if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) janus_die(NULL, "--backend cuda: no CUDA device visible");
+    CK(cudaSetDevice(device % ndev));
+    janus_gpu *g = xcalloc(1, sizeof *g);
+    g->m = m;
+    CK(cudaStreamCreate(&g->st));
+    if (c->hidden % 8 || c->moe_inter % 8 || (c->dense_inter && c->dense_inter % 8) || (c->shared_inter % 8))
+        janus_die(c->dir, "--backend cuda needs hidden and intermediate sizes that are multiples of 8");
+    if (c->n_experts > 256 || c->top_k > 16 || c->head_dim > 256)
+        janus_die(c->dir, "--backend cuda supports up to 256 experts, top-16 and head_dim 256");
+    g->embed = upload(&m->embed);
+    g->final_norm = upload(&m->final_norm);
+    g->lm_head = c->tie_embed ? g->embed : upload(&m->lm_head);
+    g->L = xcalloc(c->n_layers, sizeof(gpu_layer));
+    const int E = c->n_experts, H = c->hidden, I = c->moe_inter;
+    for (int l = 0; l < c->n_layers; l++) {
+        const janus_layer *L = &m->layers[l];
+        gpu_layer *G = &g->L[l];
+        G->attn_norm = upload(&L->attn_norm), G->ffn_norm = upload(&L->ffn_norm);
+        G->wq = upload(&L->wq), G->wk = upload(&L->wk), G->wv = upload(&L->wv), G->wo = upload(&L->wo);
+        G->bq = upload(&L->bq), G->bk = upload(&L->bk), G->bv = upload(&L->bv);
+        G->q_norm = upload(&L->q_norm), G->k_norm = upload(&L->k_norm);
+        if (L->moe) {
+            G->router = upload(&L->router);
+            G->w_gu = dalloc((size_t)E * 2 * I * H * 2);
+            G->w_down = dalloc((size_t)E * H * I * 2);
+            for (int e = 0; e < E; e++) {
+                uint16_t *gu = upload_cat(&L->gate[e], &L->up[e]), *dn = upload(&L->down[e]);
+                CK(cudaMemcpy(G->w_gu + (size_t)e * 2 * I * H, gu, (size_t)2 * I * H * 2, cudaMemcpyDeviceToDevice));
+                CK(cudaMemcpy(G->w_down + (size_t)e * H * I, dn, (size_t)H * I * 2, cudaMemcpyDeviceToDevice));
+                cudaFree(gu);
+                cudaFree(dn);
+            }
+            if (L->sh_gate.p) {
+                G->sh_gu = upload_cat(&L->sh_gate, &L->sh_up);
+                G->sh_down = upload(&L->sh_down);
+                G->sh_gw = upload(&L->sh_expert_gate);
+            }
+        } else {
+            G->mlp_gu = upload_cat(&L->mlp_gate, &L->mlp_up);
+            G->mlp_down = upload(&L->mlp_down);
+        }
+    }
+    float *inv = xmalloc(sizeof(float) * c->head_dim / 2);
+    cpu_rope_inv_freq(inv, c->head_dim, c->rope_theta);
+    g->inv_freq = dalloc(sizeof(float) * c->head_dim / 2);
+    CK(cudaMemcpy(g->inv_freq, inv, sizeof(float) * c->head_dim / 2, cudaMemcpyHostToDevice));
+    free(inv);
+    const size_t kv_dim = (size_t)c->n_kv_heads * c->head_dim;
+    g->kv_blocks = kv_blocks, g->bs = block_size, g->max_tokens = max_tokens;
+    g->layer_kv = (size_t)kv_blocks * block_size * kv_dim;
+    g->kc = dalloc(2 * g->layer_kv * c->n_layers);
+    g->vc = dalloc(2 * g->layer_kv * c->n_layers);
+    const size_t T = max_tokens, nq = (size_t)c->n_heads * c->head_dim, K = c->top_k;
+    int inter = c->moe_inter;
+    if (c->dense_inter > inter) inter = c->dense_inter;
+    if (c->shared_inter > inter) inter = c->shared_inter;
+    g->x = dalloc(4 * T * H), g->h = dalloc(4 * T * H), g->q = dalloc(4 * T * nq), g->k = dalloc(4 * T * kv_dim);
+    g->v = dalloc(4 * T * kv_dim), g->att = dalloc(4 * T * nq), g->rlog = dalloc(4 * T * E), g->topw = dalloc(4 * T * K);
+    g->xs = dalloc(4 * T * K * H), g->ys = dalloc(4 * T * K * H), g->act = dalloc(4 * T * K * inter);
+    g->moe = dalloc(4 * T * H), g->sh = dalloc(4 * T * H), g->shg = dalloc(4 * T);
+    g->logits = dalloc(4 * T * (size_t)c->vocab);
+    g->topi = dalloc(4 * T * K), g->tok = dalloc(4 * T), g->pos = dalloc(4 * T), g->order = dalloc(4 * T * K);
+    g->slot = dalloc(4 * T * K), g->seg = dalloc(4 * (E + 1)), g->seg1 = dalloc(16), g->rows = dalloc(4 * T);
+    g->max_bt = 0;
+    g->h_topi = xmalloc(4 * T * K), g->h_order = xmalloc(4 * T * K), g->h_slot = xmalloc(4 * T * K);
+    g->h_seg = xmalloc(4 * (E + 1));
+    g->fill = xmalloc(sizeof(int) * (E + 1));
+    return g;
+}
+
+void janus_gpu_free(janus_gpu *g) {
+    if (!g) return;
+    cudaStreamSynchronize(g->st);
+    // Device memory goes with the context at exit; host staging here.
+    free(g->h_topi), free(g->h_order), free(g->h_slot), free(g->h_seg), free(g->h_bt), free(g->fill), free(g->L);
+    cudaStreamDestroy(g->st);
+    free(g);
+}
+
+// y [T, N] = x [T, K] W^T (W: [N, K] bf16), through the grouped GEMV with one
+// group of T rows; gated: W is [2N, K] and y = silu(gate) * up.
+// seg: a device {0, T} (g->seg1 for the step's tokens, g->seg1 + 2 for the
+// rows that want logits).
+static void linear(janus_gpu *g, float *y, const float *x, const uint16_t *W, const uint16_t *b, int T, int N, int K,
+                   int gated) {
+    if (T <= 0) return;
+    const int32_t *seg = T == g->seg_T ? g->seg1 : g->seg1 + 2;
+    CK(jk_grouped_gemv(x, seg, W, y, 1, N, K, gated, T, g->st));
+    if (b) CK(jk_add_bias(y, b, T, N, g->st));
+}
+
+void janus_gpu_forward(janus_gpu *g, const janus_batch *b, float *logits, int64_t *expert_counts, janus_fwd_times *tm) {
+    const janus_model *m = g->m;
+    const janus_config *c = &m->cfg;
+    const int T = b->T, H = c->hidden, hd = c->head_dim, nh = c->n_heads, nkv = c->n_kv_heads, E = c->n_experts,
+              K = c->top_k, I = c->moe_inter;
+    const int nq = nh * hd, kvd = nkv * hd;
+    if (T > g->max_tokens) janus_die(NULL, "internal: %d tokens exceed the GPU engine's %d", T, g->max_tokens);
+    if (T == 0) return;
+    cudaStream_t st = g->st;
+    double t0 = janus_now_s();
+    // Block tables as one dense [T, max_blocks] array.
+    int maxb = 1;
+    for (int t = 0; t < T; t++) {
+        int need = b->pos[t] / g->bs + 1;
+        maxb = need > maxb ? need : maxb;
+    }
+    if ((size_t)T * maxb > (size_t)g->max_bt) {
+        g->max_bt = T * maxb;
+        free(g->h_bt);
+        g->h_bt = xmalloc(4 * (size_t)g->max_bt);
+        if (g->bt) cudaFree(g->bt);
+        g->bt = dalloc(4 * (size_t)g->max_bt);
+    }
+    for (int t = 0; t < T; t++) memcpy(g->h_bt + (size_t)t * maxb, b->bt[t], sizeof(int32_t) * (b->pos[t] / g->bs + 1));
+    CK(cudaMemcpyAsync(g->bt, g->h_bt, 4 * (size_t)T * maxb, cudaMemcpyHostToDevice, st));
+    CK(cudaMemcpyAsync(g->tok, b->tok, 4 * T, cudaMemcpyHostToDevice, st));
+    CK(cudaMemcpyAsync(g->pos, b->pos, 4 * T, cudaMemcpyHostToDevice, st));
+    g->seg_T = T;
+    g->h_seg1[0] = 0, g->h_seg1[1] = T, g->h_seg1[2] = 0, g->h_seg1[3] = b->n_out;
+    CK(cudaMemcpyAsync(g->seg1, g->h_seg1, sizeof g->h_seg1, cudaMemcpyHostToDevice, st));
+    CK(jk_embed(g->x, g->embed, g->tok, T, H, st));
+    for (int l = 0; l < c->n_layers; l++) {
+        const gpu_layer *G = &g->L[l];
+        CK(jk_rmsnorm(g->h, g->x, G->attn_norm, T, H, c->rms_eps, st));
+        linear(g, g->q, g->h, G->wq, G->bq, T, nq, H, 0);
+        linear(g, g->k, g->h, G->wk, G->bk, T, kvd, H, 0);
+        linear(g, g->v, g->h, G->wv, G->bv, T, kvd, H, 0);
+        if (c->desc->qk_norm == QK_NORM_HEAD) {
+            CK(jk_rmsnorm(g->q, g->q, G->q_norm, T * nh, hd, c->rms_eps, st));
+            CK(jk_rmsnorm(g->k, g->k, G->k_norm, T * nkv, hd, c->rms_eps, st));
+        } else if (c->desc->qk_norm == QK_NORM_FULL) {
+            CK(jk_rmsnorm(g->q, g->q, G->q_norm, T, nq, c->rms_eps, st));
+            CK(jk_rmsnorm(g->k, g->k, G->k_norm, T, kvd, c->rms_eps, st));
+        }
+        CK(jk_rope(g->q, g->pos, g->inv_freq, T, nh, hd, st));
+        CK(jk_rope(g->k, g->pos, g->inv_freq, T, nkv, hd, st));
+        uint16_t *kc = g->kc + (size_t)l * g->layer_kv, *vc = g->vc + (size_t)l * g->layer_kv;
+        CK(jk_kv_store(kc, vc, g->k, g->v, g->bt, maxb, g->pos, T, kvd, g->bs, st));
+        CK(jk_attention(g->att, g->q, kc, vc, g->bt, maxb, g->pos, T, nh, nkv, hd, g->bs, st));
+        linear(g, g->h, g->att, G->wo, NULL, T, H, nq, 0);
+        CK(jk_add(g->x, g->h, (size_t)T * H, st));
+        CK(jk_rmsnorm(g->h, g->x, G->ffn_norm, T, H, c->rms_eps, st));
+        if (!c->layer_moe[l]) {
+            linear(g, g->act, g->h, G->mlp_gu, NULL, T, c->dense_inter, H, 1);
+            linear(g, g->moe, g->act, G->mlp_down, NULL, T, H, c->dense_inter, 0);
+            CK(jk_add(g->x, g->moe, (size_t)T * H, st));
+            continue;
+        }
+        linear(g, g->rlog, g->h, G->router, NULL, T, E, H, 0);
+        CK(jk_router_topk(g->topi, g->topw, g->rlog, T, E, K, c->norm_topk, st));
+        // Group pairs by expert on the host (as the exchange does across ranks).
+        CK(cudaMemcpyAsync(g->h_topi, g->topi, 4 * (size_t)T * K, cudaMemcpyDeviceToHost, st));
+        CK(cudaStreamSynchronize(st));
+        const int P = T * K;
+        memset(g->h_seg, 0, 4 * (E + 1));
+        for (int p = 0; p < P; p++) g->h_seg[g->h_topi[p] + 1]++;
+        int maxr = 0;
+        for (int e = 0; e < E; e++) {
+            maxr = g->h_seg[e + 1] > maxr ? g->h_seg[e + 1] : maxr;
+            expert_counts[(size_t)l * E + e] += g->h_seg[e + 1];
+            g->h_seg[e + 1] += g->h_seg[e];
+        }
+        memcpy(g->fill, g->h_seg, sizeof(int) * (E + 1));
+        for (int p = 0; p < P; p++) {
+            int at = g->fill[g->h_topi[p]]++;
+            g->h_order[at] = p;
+            g->h_slot[p] = at;
+        }
+        CK(cudaMemcpyAsync(g->seg, g->h_seg, 4 * (E + 1), cudaMemcpyHostToDevice, st));
+        CK(cudaMemcpyAsync(g->order, g->h_order, 4 * (size_t)P, cudaMemcpyHostToDevice, st));
+        CK(cudaMemcpyAsync(g->slot, g->h_slot, 4 * (size_t)P, cudaMemcpyHostToDevice, st));
+        CK(jk_gather_rows(g->xs, g->h, g->order, K, P, H, st));
+        jk_moe_ffn_args a = {g->xs, g->seg, G->w_gu, G->w_down, g->act, g->ys, E, H, I, maxr};
+        CK(jk_moe_ffn_decode(&a, st));
+        CK(jk_combine(g->moe, g->ys, g->slot, g->topi, g->topw, T, K, H, st));
+        if (G->sh_gu) {
+            linear(g, g->act, g->h, G->sh_gu, NULL, T, c->shared_inter, H, 1);
+            linear(g, g->sh, g->act, G->sh_down, NULL, T, H, c->shared_inter, 0);
+            linear(g, g->shg, g->h, G->sh_gw, NULL, T, 1, H, 0);
+            CK(jk_sigmoid_scale_add(g->moe, g->sh, g->shg, T, H, st));
+        }
+        CK(jk_add(g->x, g->moe, (size_t)T * H, st));
+    }
+    if (b->n_out > 0) {
+        CK(cudaMemcpyAsync(g->rows, b->out_rows, 4 * (size_t)b->n_out, cudaMemcpyHostToDevice, st));
+        CK(jk_gather_rows(g->h, g->x, g->rows, 1, b->n_out, H, st));
+        CK(jk_rmsnorm(g->h, g->h, g->final_norm, b->n_out, H, c->rms_eps, st));
+        g->seg_T = -1; // rows below are the n_out rows (seg1 + 2)
+        linear(g, g->logits, g->h, g->lm_head, NULL, b->n_out, c->vocab, H, 0);
+        CK(cudaMemcpyAsync(logits, g->logits, 4 * (size_t)b->n_out * c->vocab, cudaMemcpyDeviceToHost, st));
+    }
+    CK(cudaStreamSynchronize(st));
+    if (tm) tm->attn_s += janus_now_s() - t0; // one figure for the whole GPU step
+}
