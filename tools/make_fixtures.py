@@ -17,6 +17,7 @@ Sets:
   dev/      the fixtures the engine is developed against (tests use them freely)
   holdout/  other shapes (head_dim != hidden/heads, GQA 1..6, bf16/f16, sharded,
             fused expert tensors, dense layers): used only by the held-out test
+  bf16/     one bf16 checkpoint per family (the GPU backend's parity set)
   inputs/   the bundled default model of inputs/ (slightly larger, bf16)
 """
 import argparse
@@ -105,6 +106,37 @@ MODELS = {
                                             rope_parameters={"rope_type": "default", "rope_theta": 500000.0},
                                             tie_word_embeddings=True),
                             dict(dtype="bf16", fmt="hf", lens=[1, 17, 99, 300, 42], max_new=[20, 15, 24, 2, 9], eos=True)),
+    # ---------------- bf16 checkpoints of every family (the GPU backend's parity
+    # set: it computes with bf16 weights, so f32 checkpoints would be a different model)
+    "mixtral_bf16": ("bf16", dict(model_type="mixtral", vocab_size=256, hidden_size=64, intermediate_size=48,
+                                  num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                  num_local_experts=8, num_experts_per_tok=2, max_position_embeddings=512,
+                                  rms_norm_eps=1e-5, rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+                                  tie_word_embeddings=False, sliding_window=None),
+                     dict(dtype="bf16", fmt="fused", lens=[1, 5, 12, 40, 90], max_new=[12, 16, 8, 10, 6], eos=True)),
+    "qwen2_moe_bf16": ("bf16", dict(model_type="qwen2_moe", vocab_size=256, hidden_size=64, intermediate_size=96,
+                                    moe_intermediate_size=32, shared_expert_intermediate_size=48,
+                                    num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
+                                    num_experts=8, num_experts_per_tok=2, norm_topk_prob=False, qkv_bias=True,
+                                    mlp_only_layers=[1], decoder_sparse_step=1, max_position_embeddings=512,
+                                    rms_norm_eps=1e-6, rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
+                                    tie_word_embeddings=False, use_sliding_window=False),
+                       dict(dtype="bf16", fmt="hf", lens=[3, 9, 25, 64, 120], max_new=[10, 14, 16, 6, 9], eos=True)),
+    "qwen3_moe_bf16": ("bf16", dict(model_type="qwen3_moe", vocab_size=256, hidden_size=64, head_dim=32,
+                                    intermediate_size=96, moe_intermediate_size=32,
+                                    num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=1,
+                                    num_experts=16, num_experts_per_tok=4, norm_topk_prob=True, attention_bias=False,
+                                    max_position_embeddings=512, rms_norm_eps=1e-6,
+                                    rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
+                                    tie_word_embeddings=True, use_sliding_window=False),
+                       dict(dtype="bf16", fmt="hf", lens=[2, 7, 30, 77, 150], max_new=[16, 9, 12, 8, 14], eos=True)),
+    "olmoe_bf16": ("bf16", dict(model_type="olmoe", vocab_size=256, hidden_size=64, intermediate_size=32,
+                                num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
+                                num_experts=8, num_experts_per_tok=2, norm_topk_prob=False, clip_qkv=None,
+                                max_position_embeddings=512, rms_norm_eps=1e-5,
+                                rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+                                tie_word_embeddings=False),
+                   dict(dtype="bf16", fmt="hf", lens=[4, 11, 33, 70, 100], max_new=[12, 5, 16, 9, 11], eos=True)),
     # ---------------- the bundled default model (inputs/model)
     "default": ("inputs", dict(model_type="qwen3_moe", vocab_size=512, hidden_size=128, head_dim=32,
                                intermediate_size=256, moe_intermediate_size=64,
