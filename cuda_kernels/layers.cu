@@ -273,3 +273,51 @@ extern "C" int jk_combine(float *out, const float *y, const int32_t *slot, const
     combine_kernel<<<T, 256, 0, ST(s)>>>(out, y, slot, ids, w, k, H);
     return (int)cudaGetLastError();
 }
+
+// ---- greedy choice ---------------------------------------------------------------
+__global__ void argmax_kernel(int32_t *tok, float *lp, const float *logits, int V) {
+    __shared__ float sv[32];
+    __shared__ int si[32];
+    const int r = blockIdx.x, lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    const float *l = logits + (size_t)r * V;
+    float best = -FLT_MAX;
+    int bi = 0x7fffffff;
+    for (int i = threadIdx.x; i < V; i += blockDim.x)
+        if (l[i] > best) best = l[i], bi = i; // ascending i per thread: first maximum kept
+    for (int o = 16; o > 0; o >>= 1) {
+        const float ob = __shfl_xor_sync(0xffffffffu, best, o);
+        const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+        if (ob > best || (ob == best && oi < bi)) best = ob, bi = oi;
+    }
+    if (lane == 0) sv[warp] = best, si[warp] = bi;
+    __syncthreads();
+    if (warp == 0) {
+        best = lane < nw ? sv[lane] : -FLT_MAX;
+        bi = lane < nw ? si[lane] : 0x7fffffff;
+        for (int o = 16; o > 0; o >>= 1) {
+            const float ob = __shfl_xor_sync(0xffffffffu, best, o);
+            const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+            if (ob > best || (ob == best && oi < bi)) best = ob, bi = oi;
+        }
+        if (lane == 0) sv[0] = best, si[0] = bi;
+    }
+    __syncthreads();
+    const float mx = sv[0];
+    float sum = 0.f;
+    for (int i = threadIdx.x; i < V; i += blockDim.x) sum += __expf(l[i] - mx);
+    sum = warp_sum(sum);
+    __syncthreads();
+    if (lane == 0) sv[warp] = sum;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        float s = 0.f;
+        for (int w = 0; w < nw; w++) s += sv[w];
+        tok[r] = si[0];
+        lp[r] = -logf(s); // logits[tok] - max = 0
+    }
+}
+extern "C" int jk_argmax_logprob(int32_t *tok, float *lp, const float *logits, int R, int V, void *s) {
+    if (R <= 0) return 0;
+    argmax_kernel<<<R, 256, 0, ST(s)>>>(tok, lp, logits, V);
+    return (int)cudaGetLastError();
+}

@@ -41,6 +41,10 @@ int jk_combine(float *out, const float *y, const int32_t *slot, const int32_t *i
 // x: [T, H] += sigmoid(g[t]) * s[t]  (shared expert with its gate)
 int jk_sigmoid_scale_add(float *x, const float *s, const float *g, int T, int H, void *stream);
 
+// Greedy choice on the device: tok[r] = argmax (lowest index on ties) and
+// lp[r] = its log-softmax, for logits [R, V]   (twins: argmax in janus_sample, cpu_logprob)
+int jk_argmax_logprob(int32_t *tok, float *lp, const float *logits, int R, int V, void *stream);
+
 #ifdef __cplusplus
 }
 #endif

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 
 #include "cli/cli.h"
+#include "engine/generate.h"
+#include "engine/gpu.h"
 #include "moe_ffn.h"
 #include "util.h"
 
@@ -152,5 +154,119 @@ int bench_moe_layer(int argc, char **argv) {
         for (int cpy = 0; cpy < NC; cpy++) cudaFree(wgu[cpy]), cudaFree(wd[cpy]);
     }
     if (jf) fprintf(jf, "]}\n"), fclose(jf);
+    return 0;
+}
+
+// e2e: decode steps of B sequences on one GPU (weights from the checkpoint, or
+// synthetic from config.json alone): step time against the bytes a step must
+// read (dense weights + activated experts + KV cache) over the HBM bandwidth.
+int bench_e2e(int argc, char **argv) {
+    const char *model = NULL, *json = NULL;
+    int batch = 64, context = 512, steps = 16, synthetic = 0;
+    double zipf = 0;
+    static struct option opts[] = {{"model", required_argument, 0, 'm'},   {"batch", required_argument, 0, 'b'},
+                                   {"context", required_argument, 0, 'c'}, {"steps", required_argument, 0, 's'},
+                                   {"synthetic", no_argument, 0, 'S'},     {"zipf", required_argument, 0, 'z'},
+                                   {"json", required_argument, 0, 'j'},    {"help", no_argument, 0, 'h'},
+                                   {0, 0, 0, 0}};
+    int c;
+    opterr = 0;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'm': model = optarg; break;
+        case 'b': batch = (int)cli_int("--batch", optarg, 1, 4096); break;
+        case 'c': context = (int)cli_int("--context", optarg, 1, 1 << 20); break;
+        case 's': steps = (int)cli_int("--steps", optarg, 1, 100000); break;
+        case 'S': synthetic = 1; break;
+        case 'z': zipf = cli_num("--zipf", optarg, 0, 10); break;
+        case 'j': json = optarg; break;
+        case 'h':
+            puts("usage: janus bench e2e --model DIR [--synthetic] [--batch 64] [--context 512] [--steps 16] [--zipf S] [--json FILE]");
+            return 0;
+        default: janus_die(NULL, "bench e2e: unknown or incomplete option \"%s\"", argv[optind - 1]);
+        }
+    }
+    if (!model) janus_die(NULL, "bench e2e: --model DIR is required");
+    janus_model m;
+    janus_err e;
+    if (janus_model_load(model, &m, synthetic ? 0 : JANUS_LOAD_ALL, NULL, &e)) janus_die(NULL, "%s", e.msg);
+    const janus_config *cf = &m.cfg;
+    const int bs = 16, per_seq = janus_blocks_needed(context, steps + 1, bs), chunk = 256;
+    double copy_bw = jk_copy_bandwidth();
+    struct cudaDeviceProp prop;
+    CK(cudaGetDeviceProperties(&prop, 0));
+    double sheet = datasheet_bw(prop.name);
+    double t0 = janus_now_s();
+    janus_gpu *g = janus_gpu_init(&m, 0, batch > chunk ? batch : chunk, batch * per_seq, bs, 1234, zipf);
+    printf("# janus bench e2e: %s (%s%s), %s, batch %d, context %d, %d steps; weights ready in %.1f s\n", model,
+           cf->model_type, synthetic ? ", synthetic weights" : "", prop.name, batch, context, steps, janus_now_s() - t0);
+    int32_t **bt = xmalloc(sizeof(int32_t *) * batch);
+    for (int s = 0; s < batch; s++) {
+        bt[s] = xmalloc(sizeof(int32_t) * per_seq);
+        for (int k = 0; k < per_seq; k++) bt[s][k] = s * per_seq + k;
+    }
+    const int maxT = batch > chunk ? batch : chunk;
+    int32_t *tok = xmalloc(4 * maxT), *pos = xmalloc(4 * maxT), *rows = xmalloc(4 * maxT), *gt = xmalloc(4 * maxT);
+    float *glp = xmalloc(4 * maxT);
+    const int32_t **tbt = xmalloc(sizeof(int32_t *) * maxT);
+    int64_t *counts = xcalloc((size_t)cf->n_layers * cf->n_experts, sizeof(int64_t)),
+            *before = xmalloc(sizeof(int64_t) * cf->n_layers * cf->n_experts);
+    uint64_t rng = 99;
+    t0 = janus_now_s();
+    for (int s = 0; s < batch; s++) // prefill, untimed
+        for (int p0 = 0; p0 < context; p0 += chunk) {
+            int n = context - p0 < chunk ? context - p0 : chunk;
+            for (int i = 0; i < n; i++) {
+                rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+                tok[i] = (int32_t)((rng >> 33) % (uint64_t)cf->vocab), pos[i] = p0 + i, tbt[i] = bt[s];
+            }
+            janus_batch b = {n, tok, pos, tbt, 0, rows};
+            janus_gpu_forward(g, &b, NULL, gt, glp, counts, NULL);
+        }
+    double prefill_s = janus_now_s() - t0;
+    for (int s = 0; s < batch; s++) tok[s] = (int32_t)(s % cf->vocab);
+    double *ms = xmalloc(sizeof(double) * steps), act_sum = 0, kv_sum = 0;
+    const int n_moe = janus_n_moe_layers(cf);
+    for (int st = 0; st < steps; st++) {
+        for (int s = 0; s < batch; s++) pos[s] = context + st, tbt[s] = bt[s], rows[s] = s;
+        memcpy(before, counts, sizeof(int64_t) * cf->n_layers * cf->n_experts);
+        janus_batch b = {batch, tok, pos, tbt, batch, rows};
+        double a = janus_now_s();
+        janus_gpu_forward(g, &b, NULL, gt, glp, counts, NULL);
+        ms[st] = 1e3 * (janus_now_s() - a);
+        memcpy(tok, gt, 4 * batch); // greedy continuation
+        for (int i = 0; i < cf->n_layers * cf->n_experts; i++) act_sum += counts[i] > before[i];
+        kv_sum += (double)batch * (context + st + 1) * cf->n_layers * 2.0 * cf->n_kv_heads * cf->head_dim * 2;
+    }
+    double med;
+    {
+        double *s2 = xmalloc(sizeof(double) * steps);
+        memcpy(s2, ms, sizeof(double) * steps);
+        for (int i = 0; i < steps; i++)
+            for (int j = i + 1; j < steps; j++)
+                if (s2[j] < s2[i]) { double t = s2[i]; s2[i] = s2[j]; s2[j] = t; }
+        med = s2[steps / 2];
+        free(s2);
+    }
+    const double expert_bytes = 3.0 * cf->hidden * cf->moe_inter * 2;
+    const double act = act_sum / steps, bytes = janus_gpu_dense_bytes(g) + act * expert_bytes + kv_sum / steps;
+    const double floor_copy = bytes / copy_bw * 1e3, floor_sheet = sheet ? bytes / sheet * 1e3 : 0;
+    printf("# prefill of %d x %d tokens: %.2f s (untimed for the table)\n", batch, context, prefill_s);
+    printf("# device copy bandwidth %.0f GB/s measured now; data-sheet %.0f GB/s\n", copy_bw / 1e9, sheet / 1e9);
+    printf("%8s %10s %12s %16s %12s %14s %14s %12s\n", "batch", "ms/step", "tokens/s", "experts/layer", "GB/step",
+           "floor_ms(copy)", "floor_ms(sheet)", "x floor");
+    printf("%8d %10.3f %12.1f %16.2f %12.2f %14.3f %14.3f %12.2f\n", batch, med, batch / (med * 1e-3),
+           n_moe ? act / n_moe : 0, bytes / 1e9, floor_copy, floor_sheet, sheet ? med / floor_sheet : med / floor_copy);
+    if (json) {
+        FILE *jf = fopen(json, "w");
+        if (!jf) janus_die(json, "cannot open for writing");
+        fprintf(jf, "{\"bench\": \"e2e\", \"model\": \"%s\", \"synthetic\": %d, \"device\": \"%s\", \"batch\": %d, \"context\": %d, "
+                    "\"steps\": %d, \"ms_per_step\": %.4f, \"tokens_per_s\": %.2f, \"experts_per_layer\": %.3f, \"bytes_per_step\": %.0f, "
+                    "\"floor_ms_copy\": %.4f, \"floor_ms_sheet\": %.4f, \"zipf\": %.3f}\n",
+                model, synthetic, prop.name, batch, context, steps, med, batch / (med * 1e-3), n_moe ? act / n_moe : 0, bytes,
+                floor_copy, floor_sheet, zipf);
+        fclose(jf);
+    }
     return 0;
 }

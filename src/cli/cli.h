@@ -9,6 +9,8 @@ int cmd_inspect(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 #ifdef JANUS_CUDA
 int bench_moe_layer(int argc, char **argv); // cli/bench_gpu.c
+int bench_e2e(int argc, char **argv);
+double jk_copy_bandwidth(void);
 #endif
 
 // Parse a positive integer option value or die naming the option.

@@ -19,6 +19,8 @@ static const char *HELP =
     "usage: janus bench decode --model DIR [options]\n"
     "       janus bench sched [options]\n"
     "       janus bench moe-layer [--json FILE]   (CUDA build: decode MoE layer vs HBM bandwidth)\n"
+    "       janus bench e2e --model DIR [--synthetic] [--batch B] [--context C] [--steps S] [--zipf Z]\n"
+    "                                             (CUDA build: decode step time vs bytes / HBM bandwidth)\n"
     "\n"
     "decode: time decode steps of B sequences that each hold CONTEXT positions of KV\n"
     "cache, for every B in --batch; print ms/step, tokens/s and achieved GB/s\n"
@@ -283,6 +285,13 @@ int cmd_bench(int argc, char **argv) {
     }
     if (!strcmp(argv[1], "decode")) return bench_decode(argc - 1, argv + 1);
     if (!strcmp(argv[1], "sched")) return bench_sched(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "e2e")) {
+#ifdef JANUS_CUDA
+        return bench_e2e(argc - 1, argv + 1);
+#else
+        janus_die(NULL, "bench e2e: this janus was built without CUDA (meson -Dcuda=enabled)");
+#endif
+    }
     if (!strcmp(argv[1], "moe-layer")) {
 #ifdef JANUS_CUDA
         return bench_moe_layer(argc - 1, argv + 1);

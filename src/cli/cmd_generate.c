@@ -373,7 +373,7 @@ int cmd_generate(int argc, char **argv) {
     janus_engine_init(&en, &m, is_attn, mb_tokens, a.micro_batches, is_attn && !gpu ? kv_blocks : 0, a.block_size, xcp);
 #ifdef JANUS_CUDA
     if (gpu) {
-        en.gpu = janus_gpu_init(&m, rank % (local_size > 0 ? local_size : 1), mb_tokens, kv_blocks, a.block_size);
+        en.gpu = janus_gpu_init(&m, rank % (local_size > 0 ? local_size : 1), mb_tokens, kv_blocks, a.block_size, 0, 0);
         janus_log("cuda: weights and a %d-block KV cache (%.1f MiB) on the GPU", kv_blocks, kv_blocks * block_bytes / 1048576.0);
     }
 #endif

@@ -142,7 +142,7 @@ void janus_step(janus_engine *en, const janus_batch *b, float *const *logits) {
     if (en->fault_step >= 0 && (int64_t)en->times.steps == en->fault_step) raise(SIGKILL);
 #ifdef JANUS_CUDA
     if (en->gpu) { // one GPU, all experts local: the micro-batches run one after another
-        for (int i = 0; i < n_mb; i++) janus_gpu_forward(en->gpu, &b[i], logits[i], en->expert_counts, &en->times);
+        for (int i = 0; i < n_mb; i++) janus_gpu_forward(en->gpu, &b[i], logits[i], NULL, NULL, en->expert_counts, &en->times);
         en->times.steps += 1;
         return;
     }

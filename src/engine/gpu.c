@@ -13,6 +13,8 @@
 
 #include "layers.h"
 #include "moe_ffn.h"
+#include "util.h"
+#include <math.h>
 
 #define CK(x)                                                                                         \
     do {                                                                                              \
@@ -25,6 +27,7 @@ typedef struct {
     uint16_t *router, *w_gu, *w_down;   // routed experts [E, 2I, H], [E, H, I]
     uint16_t *sh_gu, *sh_down, *sh_gw;  // shared expert [2Is, H], [H, Is], gate [1, H]
     uint16_t *mlp_gu, *mlp_down;        // dense layer [2Id, H], [H, Id]
+    uint16_t *router_bias;              // synthetic router skew [E], or NULL
 } gpu_layer;
 
 struct janus_gpu {
@@ -41,6 +44,11 @@ struct janus_gpu {
     int32_t *h_topi, *h_order, *h_slot, *h_seg, *h_bt;
     int *fill;
     int seg_T;       // the step's token count, as uploaded in seg1
+    bool synth;      // synthetic weights
+    uint64_t seed;
+    size_t dense_bytes;
+    int32_t *gtok;
+    float *glp;
     int32_t h_seg1[4];
 };
 
@@ -91,49 +99,91 @@ static void *dalloc(size_t bytes) {
     return p;
 }
 
-janus_gpu *janus_gpu_init(const janus_model *m, int device, int max_tokens, int kv_blocks, int block_size) {
+// A [rows, cols] weight: uploaded from the checkpoint, or synthetic (uniform,
+// variance scale^2, deterministic in the seed). rows == 0: absent.
+static uint16_t *weight(janus_gpu *g, const janus_w *w, int64_t rows, int64_t cols, float scale) {
+    if (!g->synth) return upload(w);
+    if (rows <= 0) return NULL;
+    uint16_t *d = dalloc((size_t)rows * cols * 2);
+    CK(jk_fill_bf16(d, (size_t)rows * cols, g->seed++, scale, g->st));
+    return d;
+}
+static uint16_t *weight_cat(janus_gpu *g, const janus_w *a, const janus_w *b, int64_t rows, int64_t cols, float scale) {
+    if (!g->synth) return upload_cat(a, b);
+    return weight(g, NULL, 2 * rows, cols, scale);
+}
+
+janus_gpu *janus_gpu_init(const janus_model *m, int device, int max_tokens, int kv_blocks, int block_size,
+                          uint64_t seed, double zipf) {
     const janus_config *c = &m->cfg;
     int ndev = 0;
     if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) janus_die(NULL, "--backend cuda: no CUDA device visible");
     CK(cudaSetDevice(device % ndev));
     janus_gpu *g = xcalloc(1, sizeof *g);
     g->m = m;
+    g->synth = m->embed.p == NULL;
+    g->seed = seed;
     CK(cudaStreamCreate(&g->st));
     if (c->hidden % 8 || c->moe_inter % 8 || (c->dense_inter && c->dense_inter % 8) || (c->shared_inter % 8))
         janus_die(c->dir, "--backend cuda needs hidden and intermediate sizes that are multiples of 8");
     if (c->n_experts > 256 || c->top_k > 16 || c->head_dim > 256)
         janus_die(c->dir, "--backend cuda supports up to 256 experts, top-16 and head_dim 256");
-    g->embed = upload(&m->embed);
-    g->final_norm = upload(&m->final_norm);
-    g->lm_head = c->tie_embed ? g->embed : upload(&m->lm_head);
+    const int E = c->n_experts, H = c->hidden, I = c->moe_inter, hd = c->head_dim;
+    const int nq = c->n_heads * hd, nkv = c->n_kv_heads * hd;
+    const float sH = 1.0f / sqrtf((float)H);
+    g->embed = weight(g, &m->embed, c->vocab, H, 1.0f);
+    g->final_norm = weight(g, &m->final_norm, 1, H, 1.0f);
+    g->lm_head = c->tie_embed ? g->embed : weight(g, &m->lm_head, c->vocab, H, sH);
+    g->dense_bytes = (c->tie_embed ? 0 : (size_t)c->vocab * H * 2) + (size_t)H * 2;
     g->L = xcalloc(c->n_layers, sizeof(gpu_layer));
-    const int E = c->n_experts, H = c->hidden, I = c->moe_inter;
     for (int l = 0; l < c->n_layers; l++) {
         const janus_layer *L = &m->layers[l];
         gpu_layer *G = &g->L[l];
-        G->attn_norm = upload(&L->attn_norm), G->ffn_norm = upload(&L->ffn_norm);
-        G->wq = upload(&L->wq), G->wk = upload(&L->wk), G->wv = upload(&L->wv), G->wo = upload(&L->wo);
-        G->bq = upload(&L->bq), G->bk = upload(&L->bk), G->bv = upload(&L->bv);
-        G->q_norm = upload(&L->q_norm), G->k_norm = upload(&L->k_norm);
-        if (L->moe) {
-            G->router = upload(&L->router);
-            G->w_gu = dalloc((size_t)E * 2 * I * H * 2);
-            G->w_down = dalloc((size_t)E * H * I * 2);
-            for (int e = 0; e < E; e++) {
-                uint16_t *gu = upload_cat(&L->gate[e], &L->up[e]), *dn = upload(&L->down[e]);
-                CK(cudaMemcpy(G->w_gu + (size_t)e * 2 * I * H, gu, (size_t)2 * I * H * 2, cudaMemcpyDeviceToDevice));
-                CK(cudaMemcpy(G->w_down + (size_t)e * H * I, dn, (size_t)H * I * 2, cudaMemcpyDeviceToDevice));
-                cudaFree(gu);
-                cudaFree(dn);
+        G->attn_norm = weight(g, &L->attn_norm, 1, H, 1.0f), G->ffn_norm = weight(g, &L->ffn_norm, 1, H, 1.0f);
+        G->wq = weight(g, &L->wq, nq, H, sH), G->wk = weight(g, &L->wk, nkv, H, sH);
+        G->wv = weight(g, &L->wv, nkv, H, sH), G->wo = weight(g, &L->wo, H, nq, 1.0f / sqrtf((float)nq));
+        if (!g->synth) G->bq = upload(&L->bq), G->bk = upload(&L->bk), G->bv = upload(&L->bv);
+        if (c->desc->qk_norm != QK_NORM_NONE) {
+            int qn = c->desc->qk_norm == QK_NORM_HEAD ? hd : nq, kn = c->desc->qk_norm == QK_NORM_HEAD ? hd : nkv;
+            G->q_norm = weight(g, &L->q_norm, 1, qn, 1.0f), G->k_norm = weight(g, &L->k_norm, 1, kn, 1.0f);
+        }
+        g->dense_bytes += ((size_t)2 * nq * H + (size_t)2 * nkv * H + 2 * (size_t)H) * 2;
+        if (c->layer_moe[l]) {
+            G->router = weight(g, &L->router, E, H, sH);
+            g->dense_bytes += (size_t)E * H * 2;
+            if (g->synth) {
+                G->w_gu = weight(g, NULL, (int64_t)E * 2 * I, H, sH);
+                G->w_down = weight(g, NULL, (int64_t)E * H, I, 1.0f / sqrtf((float)I));
+                if (zipf > 0) { // popularity rank of expert e: (e * 37) mod E
+                    uint16_t *hb = xmalloc(2 * E);
+                    for (int e = 0; e < E; e++) hb[e] = f32_to_bf16((float)(-zipf * log(1.0 + (double)((e * 37) % E))));
+                    G->router_bias = dalloc(2 * E);
+                    CK(cudaMemcpy(G->router_bias, hb, 2 * E, cudaMemcpyHostToDevice));
+                    free(hb);
+                }
+            } else {
+                G->w_gu = dalloc((size_t)E * 2 * I * H * 2);
+                G->w_down = dalloc((size_t)E * H * I * 2);
+                for (int e = 0; e < E; e++) {
+                    uint16_t *gu = upload_cat(&L->gate[e], &L->up[e]), *dn = upload(&L->down[e]);
+                    CK(cudaMemcpy(G->w_gu + (size_t)e * 2 * I * H, gu, (size_t)2 * I * H * 2, cudaMemcpyDeviceToDevice));
+                    CK(cudaMemcpy(G->w_down + (size_t)e * H * I, dn, (size_t)H * I * 2, cudaMemcpyDeviceToDevice));
+                    cudaFree(gu);
+                    cudaFree(dn);
+                }
             }
-            if (L->sh_gate.p) {
-                G->sh_gu = upload_cat(&L->sh_gate, &L->sh_up);
-                G->sh_down = upload(&L->sh_down);
-                G->sh_gw = upload(&L->sh_expert_gate);
+            if (c->desc->shared_expert && c->shared_inter > 0) {
+                const int S = c->shared_inter;
+                G->sh_gu = weight_cat(g, &L->sh_gate, &L->sh_up, S, H, sH);
+                G->sh_down = weight(g, &L->sh_down, H, S, 1.0f / sqrtf((float)S));
+                G->sh_gw = weight(g, &L->sh_expert_gate, 1, H, sH);
+                g->dense_bytes += ((size_t)3 * S * H + H) * 2;
             }
         } else {
-            G->mlp_gu = upload_cat(&L->mlp_gate, &L->mlp_up);
-            G->mlp_down = upload(&L->mlp_down);
+            const int D = c->dense_inter;
+            G->mlp_gu = weight_cat(g, &L->mlp_gate, &L->mlp_up, D, H, sH);
+            G->mlp_down = weight(g, &L->mlp_down, H, D, 1.0f / sqrtf((float)D));
+            g->dense_bytes += (size_t)3 * D * H * 2;
         }
     }
     float *inv = xmalloc(sizeof(float) * c->head_dim / 2);
@@ -146,7 +196,7 @@ janus_gpu *janus_gpu_init(const janus_model *m, int device, int max_tokens, int 
     g->layer_kv = (size_t)kv_blocks * block_size * kv_dim;
     g->kc = dalloc(2 * g->layer_kv * c->n_layers);
     g->vc = dalloc(2 * g->layer_kv * c->n_layers);
-    const size_t T = max_tokens, nq = (size_t)c->n_heads * c->head_dim, K = c->top_k;
+    const size_t T = max_tokens, K = c->top_k;
     int inter = c->moe_inter;
     if (c->dense_inter > inter) inter = c->dense_inter;
     if (c->shared_inter > inter) inter = c->shared_inter;
@@ -161,6 +211,8 @@ janus_gpu *janus_gpu_init(const janus_model *m, int device, int max_tokens, int 
     g->h_topi = xmalloc(4 * T * K), g->h_order = xmalloc(4 * T * K), g->h_slot = xmalloc(4 * T * K);
     g->h_seg = xmalloc(4 * (E + 1));
     g->fill = xmalloc(sizeof(int) * (E + 1));
+    g->gtok = dalloc(4 * T), g->glp = dalloc(4 * T);
+    CK(cudaStreamSynchronize(g->st));
     return g;
 }
 
@@ -185,7 +237,10 @@ static void linear(janus_gpu *g, float *y, const float *x, const uint16_t *W, co
     if (b) CK(jk_add_bias(y, b, T, N, g->st));
 }
 
-void janus_gpu_forward(janus_gpu *g, const janus_batch *b, float *logits, int64_t *expert_counts, janus_fwd_times *tm) {
+size_t janus_gpu_dense_bytes(const janus_gpu *g) { return g->dense_bytes; }
+
+void janus_gpu_forward(janus_gpu *g, const janus_batch *b, float *logits, int32_t *greedy_tok, float *greedy_lp,
+                       int64_t *expert_counts, janus_fwd_times *tm) {
     const janus_model *m = g->m;
     const janus_config *c = &m->cfg;
     const int T = b->T, H = c->hidden, hd = c->head_dim, nh = c->n_heads, nkv = c->n_kv_heads, E = c->n_experts,
@@ -244,6 +299,7 @@ void janus_gpu_forward(janus_gpu *g, const janus_batch *b, float *logits, int64_
             continue;
         }
         linear(g, g->rlog, g->h, G->router, NULL, T, E, H, 0);
+        if (G->router_bias) CK(jk_add_bias(g->rlog, G->router_bias, T, E, st));
         CK(jk_router_topk(g->topi, g->topw, g->rlog, T, E, K, c->norm_topk, st));
         // Group pairs by expert on the host (as the exchange does across ranks).
         CK(cudaMemcpyAsync(g->h_topi, g->topi, 4 * (size_t)T * K, cudaMemcpyDeviceToHost, st));
@@ -284,7 +340,13 @@ void janus_gpu_forward(janus_gpu *g, const janus_batch *b, float *logits, int64_
         CK(jk_rmsnorm(g->h, g->h, g->final_norm, b->n_out, H, c->rms_eps, st));
         g->seg_T = -1; // rows below are the n_out rows (seg1 + 2)
         linear(g, g->logits, g->h, g->lm_head, NULL, b->n_out, c->vocab, H, 0);
-        CK(cudaMemcpyAsync(logits, g->logits, 4 * (size_t)b->n_out * c->vocab, cudaMemcpyDeviceToHost, st));
+        if (logits) {
+            CK(cudaMemcpyAsync(logits, g->logits, 4 * (size_t)b->n_out * c->vocab, cudaMemcpyDeviceToHost, st));
+        } else {
+            CK(jk_argmax_logprob(g->gtok, g->glp, g->logits, b->n_out, c->vocab, st));
+            CK(cudaMemcpyAsync(greedy_tok, g->gtok, 4 * (size_t)b->n_out, cudaMemcpyDeviceToHost, st));
+            CK(cudaMemcpyAsync(greedy_lp, g->glp, 4 * (size_t)b->n_out, cudaMemcpyDeviceToHost, st));
+        }
     }
     CK(cudaStreamSynchronize(st));
     if (tm) tm->attn_s += janus_now_s() - t0; // one figure for the whole GPU step

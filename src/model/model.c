@@ -188,6 +188,11 @@ int janus_model_load(const char *dir, janus_model *m, int what, const uint8_t *e
     memset(m, 0, sizeof *m);
     e->msg[0] = 0;
     if (janus_config_load(dir, &m->cfg, e)) return -1;
+    if (what == 0) { // config only (synthetic weights are made on the device)
+        m->layers = xcalloc(m->cfg.n_layers, sizeof(janus_layer));
+        for (int l = 0; l < m->cfg.n_layers; l++) m->layers[l].moe = m->cfg.layer_moe[l];
+        return 0;
+    }
     if (janus_st_open(dir, &m->st, e)) return -1;
     janus_config *c = &m->cfg;
     binder b = {m, e};

@@ -42,6 +42,7 @@ typedef struct {
     size_t weight_bytes; // bytes bound on this rank
 } janus_model;
 
+// what == 0 reads config.json alone (no tensors: --synthetic).
 // expert_mask: NULL binds every expert (when JANUS_LOAD_EXPERTS); else
 // expert_mask[l * n_experts + e] != 0 selects the experts to bind.
 int janus_model_load(const char *dir, janus_model *m, int what, const uint8_t *expert_mask, janus_err *e);
