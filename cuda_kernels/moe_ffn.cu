@@ -143,9 +143,10 @@ template <int GATED>
 __global__ void __launch_bounds__(TC_WARPS * 32) tc_gemv_kernel(const float *__restrict__ x,
                                                                 const int32_t *__restrict__ seg,
                                                                 const __nv_bfloat16 *__restrict__ w,
-                                                                float *__restrict__ y, int N, int K, int tasks) {
+                                                                float *__restrict__ y, int N, int K, int tasks, int E) {
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const int task = blockIdx.x * TC_WARPS + warp;
+    if (task >= E * tasks) return; // the last block's spare warps
     const int e = task / tasks, tk = task % tasks;
     const int cols = GATED ? TC_NB / 2 * 8 : TC_NB * 8; // output columns of this task
     const int c0 = tk * cols;
@@ -240,9 +241,9 @@ extern "C" int jk_grouped_gemv(const float *x, const int32_t *seg, const uint16_
         const int cols = gated ? TC_NB / 2 * 8 : TC_NB * 8, tasks = (N + cols - 1) / cols;
         const int blocks = (E * tasks + TC_WARPS - 1) / TC_WARPS;
         if (gated)
-            tc_gemv_kernel<1><<<blocks, TC_WARPS * 32, 0, (cudaStream_t)stream>>>(x, seg, (const __nv_bfloat16 *)w, y, N, K, tasks);
+            tc_gemv_kernel<1><<<blocks, TC_WARPS * 32, 0, (cudaStream_t)stream>>>(x, seg, (const __nv_bfloat16 *)w, y, N, K, tasks, E);
         else
-            tc_gemv_kernel<0><<<blocks, TC_WARPS * 32, 0, (cudaStream_t)stream>>>(x, seg, (const __nv_bfloat16 *)w, y, N, K, tasks);
+            tc_gemv_kernel<0><<<blocks, TC_WARPS * 32, 0, (cudaStream_t)stream>>>(x, seg, (const __nv_bfloat16 *)w, y, N, K, tasks, E);
         return (int)cudaGetLastError();
     }
     const int col_tiles = (N + COLS_PER_BLOCK - 1) / COLS_PER_BLOCK;

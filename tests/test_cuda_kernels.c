@@ -92,6 +92,8 @@ int main(void) {
     moe_case(32, 512, 256, 4);
     moe_case(32, 512, 256, 8);
     moe_case(32, 512, 256, 40);
+    moe_case(1, 96, 40, 12);      // one group, task count not a multiple of the warps per block
+    moe_case(5, 160, 96, 30);
     printf("%d passed, %d failed\n", passed, failed);
     return failed != 0;
 }
