@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "common.h"
 #include "moe/experts.h"
@@ -43,11 +44,17 @@ static void moe_case(int E, int H, int I, int max_rows) {
     CK(cudaMalloc((void **)&dx, sizeof(float) * R * H));
     CK(cudaMalloc((void **)&dact, sizeof(float) * R * I));
     CK(cudaMalloc((void **)&dy, sizeof(float) * R * H));
-    CK(cudaMalloc((void **)&dseg, sizeof(int32_t) * (E + 1)));
+    CK(cudaMalloc((void **)&dseg, sizeof(int32_t) * (E + 9)));
     CK(cudaMalloc((void **)&dwgu, 2 * ngu));
     CK(cudaMalloc((void **)&dwd, 2 * nd));
     CK(cudaMemcpy(dx, x, sizeof(float) * R * H, cudaMemcpyHostToDevice));
-    CK(cudaMemcpy(dseg, seg, sizeof(int32_t) * (E + 1), cudaMemcpyHostToDevice));
+    // seg, then 8 poisoned entries: a kernel reading past seg[E] would run an
+    // expert that does not exist over rows that do not exist.
+    int32_t *seg_p = malloc(sizeof(int32_t) * (E + 9));
+    memcpy(seg_p, seg, sizeof(int32_t) * (E + 1));
+    for (int i = E + 1; i < E + 9; i++) seg_p[i] = seg[E] + 1000000;
+    CK(cudaMemcpy(dseg, seg_p, sizeof(int32_t) * (E + 9), cudaMemcpyHostToDevice));
+    free(seg_p);
     CK(cudaMemcpy(dwgu, wgu, 2 * ngu, cudaMemcpyHostToDevice));
     CK(cudaMemcpy(dwd, wd, 2 * nd, cudaMemcpyHostToDevice));
     CK(cudaMemset(dy, 0xff, sizeof(float) * R * H)); // NaN poison
