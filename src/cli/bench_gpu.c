@@ -225,6 +225,7 @@ int bench_e2e(int argc, char **argv) {
             janus_gpu_forward(g, &b, NULL, gt, glp, counts, NULL);
         }
     double prefill_s = janus_now_s() - t0;
+    janus_gpu_profile_reset(g);
     for (int s = 0; s < batch; s++) tok[s] = (int32_t)(s % cf->vocab);
     double *ms = xmalloc(sizeof(double) * steps), act_sum = 0, kv_sum = 0;
     const int n_moe = janus_n_moe_layers(cf);
@@ -268,5 +269,6 @@ int bench_e2e(int argc, char **argv) {
                 floor_copy, floor_sheet, zipf);
         fclose(jf);
     }
+    janus_gpu_free(g);
     return 0;
 }

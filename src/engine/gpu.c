@@ -49,6 +49,8 @@ struct janus_gpu {
     size_t dense_bytes;
     int32_t *gtok;
     float *glp;
+    bool profile;            // JANUS_GPU_PROFILE=1: synchronise after each phase and time it
+    double phase_s[8];
     int32_t h_seg1[4];
 };
 
@@ -212,12 +214,33 @@ janus_gpu *janus_gpu_init(const janus_model *m, int device, int max_tokens, int 
     g->h_seg = xmalloc(4 * (E + 1));
     g->fill = xmalloc(sizeof(int) * (E + 1));
     g->gtok = dalloc(4 * T), g->glp = dalloc(4 * T);
+    g->profile = getenv("JANUS_GPU_PROFILE") && atoi(getenv("JANUS_GPU_PROFILE")) > 0;
     CK(cudaStreamSynchronize(g->st));
     return g;
 }
 
+static const char *PHASES[8] = {"attn-proj", "attention", "router+sync", "experts", "combine+shared", "dense-ffn",
+                                "lm_head", "other"};
+
+// Profiling: phase p took the time since the last mark (only when profiling).
+static void mark(janus_gpu *g, int p, double *t) {
+    if (!g->profile) return;
+    cudaStreamSynchronize(g->st);
+    double now = janus_now_s();
+    g->phase_s[p] += now - *t;
+    *t = now;
+}
+
+void janus_gpu_profile_reset(janus_gpu *g) { memset(g->phase_s, 0, sizeof g->phase_s); }
+
 void janus_gpu_free(janus_gpu *g) {
     if (!g) return;
+    if (g->profile) {
+        double tot = 0;
+        for (int p = 0; p < 8; p++) tot += g->phase_s[p];
+        for (int p = 0; p < 8; p++)
+            fprintf(stderr, "janus: gpu profile: %-15s %9.3f s %5.1f%%\n", PHASES[p], g->phase_s[p], 100 * g->phase_s[p] / (tot > 0 ? tot : 1));
+    }
     cudaStreamSynchronize(g->st);
     // Device memory goes with the context at exit; host staging here.
     free(g->h_topi), free(g->h_order), free(g->h_slot), free(g->h_seg), free(g->h_bt), free(g->fill), free(g->L);
@@ -271,6 +294,8 @@ void janus_gpu_forward(janus_gpu *g, const janus_batch *b, float *logits, int32_
     g->h_seg1[0] = 0, g->h_seg1[1] = T, g->h_seg1[2] = 0, g->h_seg1[3] = b->n_out;
     CK(cudaMemcpyAsync(g->seg1, g->h_seg1, sizeof g->h_seg1, cudaMemcpyHostToDevice, st));
     CK(jk_embed(g->x, g->embed, g->tok, T, H, st));
+    double tp = janus_now_s();
+    mark(g, 7, &tp);
     for (int l = 0; l < c->n_layers; l++) {
         const gpu_layer *G = &g->L[l];
         CK(jk_rmsnorm(g->h, g->x, G->attn_norm, T, H, c->rms_eps, st));
@@ -284,11 +309,13 @@ void janus_gpu_forward(janus_gpu *g, const janus_batch *b, float *logits, int32_
             CK(jk_rmsnorm(g->q, g->q, G->q_norm, T, nq, c->rms_eps, st));
             CK(jk_rmsnorm(g->k, g->k, G->k_norm, T, kvd, c->rms_eps, st));
         }
+        mark(g, 0, &tp);
         CK(jk_rope(g->q, g->pos, g->inv_freq, T, nh, hd, st));
         CK(jk_rope(g->k, g->pos, g->inv_freq, T, nkv, hd, st));
         uint16_t *kc = g->kc + (size_t)l * g->layer_kv, *vc = g->vc + (size_t)l * g->layer_kv;
         CK(jk_kv_store(kc, vc, g->k, g->v, g->bt, maxb, g->pos, T, kvd, g->bs, st));
         CK(jk_attention(g->att, g->q, kc, vc, g->bt, maxb, g->pos, T, nh, nkv, hd, g->bs, st));
+        mark(g, 1, &tp);
         linear(g, g->h, g->att, G->wo, NULL, T, H, nq, 0);
         CK(jk_add(g->x, g->h, (size_t)T * H, st));
         CK(jk_rmsnorm(g->h, g->x, G->ffn_norm, T, H, c->rms_eps, st));
@@ -296,8 +323,10 @@ void janus_gpu_forward(janus_gpu *g, const janus_batch *b, float *logits, int32_
             linear(g, g->act, g->h, G->mlp_gu, NULL, T, c->dense_inter, H, 1);
             linear(g, g->moe, g->act, G->mlp_down, NULL, T, H, c->dense_inter, 0);
             CK(jk_add(g->x, g->moe, (size_t)T * H, st));
+            mark(g, 5, &tp);
             continue;
         }
+        mark(g, 0, &tp);
         linear(g, g->rlog, g->h, G->router, NULL, T, E, H, 0);
         if (G->router_bias) CK(jk_add_bias(g->rlog, G->router_bias, T, E, st));
         CK(jk_router_topk(g->topi, g->topw, g->rlog, T, E, K, c->norm_topk, st));
@@ -322,9 +351,11 @@ void janus_gpu_forward(janus_gpu *g, const janus_batch *b, float *logits, int32_
         CK(cudaMemcpyAsync(g->seg, g->h_seg, 4 * (E + 1), cudaMemcpyHostToDevice, st));
         CK(cudaMemcpyAsync(g->order, g->h_order, 4 * (size_t)P, cudaMemcpyHostToDevice, st));
         CK(cudaMemcpyAsync(g->slot, g->h_slot, 4 * (size_t)P, cudaMemcpyHostToDevice, st));
+        mark(g, 2, &tp);
         CK(jk_gather_rows(g->xs, g->h, g->order, K, P, H, st));
         jk_moe_ffn_args a = {g->xs, g->seg, G->w_gu, G->w_down, g->act, g->ys, E, H, I, maxr};
         CK(jk_moe_ffn_decode(&a, st));
+        mark(g, 3, &tp);
         CK(jk_combine(g->moe, g->ys, g->slot, g->topi, g->topw, T, K, H, st));
         if (G->sh_gu) {
             linear(g, g->act, g->h, G->sh_gu, NULL, T, c->shared_inter, H, 1);
@@ -333,6 +364,7 @@ void janus_gpu_forward(janus_gpu *g, const janus_batch *b, float *logits, int32_
             CK(jk_sigmoid_scale_add(g->moe, g->sh, g->shg, T, H, st));
         }
         CK(jk_add(g->x, g->moe, (size_t)T * H, st));
+        mark(g, 4, &tp);
     }
     if (b->n_out > 0) {
         CK(cudaMemcpyAsync(g->rows, b->out_rows, 4 * (size_t)b->n_out, cudaMemcpyHostToDevice, st));
@@ -349,5 +381,6 @@ void janus_gpu_forward(janus_gpu *g, const janus_batch *b, float *logits, int32_
         }
     }
     CK(cudaStreamSynchronize(st));
+    mark(g, 6, &tp);
     if (tm) tm->attn_s += janus_now_s() - t0; // one figure for the whole GPU step
 }

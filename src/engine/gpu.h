@@ -27,5 +27,8 @@ void janus_gpu_forward(janus_gpu *g, const janus_batch *b, float *logits, int32_
 // Bytes of weights one decode step reads at most: everything but the
 // embedding table and the routed experts, which count per activated expert.
 size_t janus_gpu_dense_bytes(const janus_gpu *g);
+// With JANUS_GPU_PROFILE=1 every phase is synchronised and timed; janus_gpu_free
+// prints the table. Reset drops what was measured so far (e.g. the prefill).
+void janus_gpu_profile_reset(janus_gpu *g);
 
 #endif
