@@ -185,10 +185,116 @@ __global__ void attention_kernel(float *out, const float *q, const uint16_t *kc,
         if (d < hd) o[d] = acc[i] * inv;
     }
 }
+// GQA-shared variant: one block per (token, kv head) serves the G = nh / nkv
+// query heads that read the same K/V, so each K/V row is read once (the
+// per-head kernel above reads it G times). Tiles of GQ_TILE positions: K and
+// V rows land in shared memory with 16-byte loads (K rows padded by 4 bytes so
+// the per-position dot products hit distinct banks), scores and an online
+// softmax per head, then each thread updates its (head, dim) outputs.
+#define GQ_TILE 64
+#define GQ_THREADS 128
+#define GQ_MAX_OUT 16 // (G * hd) / GQ_THREADS outputs per thread at most
+__global__ void __launch_bounds__(GQ_THREADS) attention_gqa_kernel(float *out, const float *q, const uint16_t *kc,
+                                                                   const uint16_t *vc, const int32_t *bt, int max_blocks,
+                                                                   const int32_t *pos, int nh, int nkv, int hd, int bs) {
+    extern __shared__ __align__(16) float smem[];
+    const int t = blockIdx.x / nkv, kvh = blockIdx.x % nkv, G = nh / nkv, kv_dim = nkv * hd, tid = threadIdx.x;
+    const int kstride = hd + 2; // bf16 elements per padded K row
+    float *q_s = smem;                          // [G][hd]
+    float *p_s = q_s + G * hd;                  // [G][GQ_TILE]
+    float *m_s = p_s + G * GQ_TILE;             // [G]
+    float *l_s = m_s + G, *c_s = l_s + G;       // [G], [G]
+    uint16_t *k_s = (uint16_t *)(smem + ((G * hd + G * GQ_TILE + 3 * G + 3) & ~3)); // [GQ_TILE][hd + 2], 16-byte aligned
+    uint16_t *v_s = k_s + GQ_TILE * kstride;    // [GQ_TILE][hd]
+    const float scale = rsqrtf((float)hd);
+    for (int i = tid; i < G * hd; i += GQ_THREADS) {
+        const int g = i / hd, d = i % hd;
+        q_s[i] = q[((size_t)t * nh + kvh * G + g) * hd + d] * scale;
+    }
+    for (int g = tid; g < G; g += GQ_THREADS) m_s[g] = -FLT_MAX, l_s[g] = 0.f;
+    const int n = pos[t] + 1, n_out = G * hd;
+    const int32_t *tbl = bt + (size_t)t * max_blocks;
+    float acc[GQ_MAX_OUT];
+#pragma unroll
+    for (int i = 0; i < GQ_MAX_OUT; i++) acc[i] = 0.f;
+    const int vec = hd / 8; // 16-byte vectors per row
+    for (int c0 = 0; c0 < n; c0 += GQ_TILE) {
+        const int rows = min(GQ_TILE, n - c0);
+        __syncthreads();
+        for (int i = tid; i < rows * vec; i += GQ_THREADS) {
+            const int j = i / vec, v8 = i % vec, p = c0 + j;
+            const size_t off = ((size_t)tbl[p / bs] * bs + p % bs) * kv_dim + (size_t)kvh * hd + v8 * 8;
+            const uint4 kk = *(const uint4 *)(kc + off), vv = *(const uint4 *)(vc + off);
+            uint32_t *kd = (uint32_t *)(k_s + j * kstride + v8 * 8); // 4-byte aligned (padded rows)
+            kd[0] = kk.x, kd[1] = kk.y, kd[2] = kk.z, kd[3] = kk.w;
+            *(uint4 *)(v_s + j * hd + v8 * 8) = vv;
+        }
+        __syncthreads();
+        for (int i = tid; i < G * GQ_TILE; i += GQ_THREADS) {
+            const int g = i / GQ_TILE, j = i % GQ_TILE;
+            float sc = -FLT_MAX;
+            if (j < rows) {
+                const uint32_t *kr = (const uint32_t *)(k_s + j * kstride);
+                const float *qg = q_s + g * hd;
+                sc = 0.f;
+                for (int d2 = 0; d2 < hd / 2; d2++) {
+                    const uint32_t two = kr[d2];
+                    sc += qg[2 * d2] * __uint_as_float(two << 16) + qg[2 * d2 + 1] * __uint_as_float(two & 0xffff0000u);
+                }
+            }
+            p_s[i] = sc;
+        }
+        __syncthreads();
+        // Online softmax per head: warp w takes heads w, w + 4, ...
+        const int warp = tid >> 5, lane = tid & 31;
+        for (int g = warp; g < G; g += GQ_THREADS / 32) {
+            float mx = -FLT_MAX;
+            for (int j = lane; j < GQ_TILE; j += 32) mx = fmaxf(mx, p_s[g * GQ_TILE + j]);
+            mx = warp_max(mx);
+            const float nm = fmaxf(m_s[g], mx), corr = __expf(m_s[g] - nm);
+            float sum = 0.f;
+            for (int j = lane; j < GQ_TILE; j += 32) {
+                const float e = j < rows ? __expf(p_s[g * GQ_TILE + j] - nm) : 0.f;
+                p_s[g * GQ_TILE + j] = e;
+                sum += e;
+            }
+            sum = warp_sum(sum);
+            if (lane == 0) l_s[g] = l_s[g] * corr + sum, m_s[g] = nm, c_s[g] = corr;
+        }
+        __syncthreads();
+#pragma unroll
+        for (int r = 0; r < GQ_MAX_OUT; r++) {
+            const int i = tid + r * GQ_THREADS;
+            if (i >= n_out) break;
+            const int g = i / hd, d = i % hd;
+            float a = acc[r] * c_s[g];
+            const float *pg = p_s + g * GQ_TILE;
+            for (int j = 0; j < rows; j++) a += pg[j] * bf(v_s[j * hd + d]);
+            acc[r] = a;
+        }
+    }
+    __syncthreads();
+#pragma unroll
+    for (int r = 0; r < GQ_MAX_OUT; r++) {
+        const int i = tid + r * GQ_THREADS;
+        if (i >= n_out) break;
+        const int g = i / hd, d = i % hd;
+        out[((size_t)t * nh + kvh * G + g) * hd + d] = acc[r] / l_s[g];
+    }
+}
+
 extern "C" int jk_attention(float *out, const float *q, const uint16_t *kc, const uint16_t *vc, const int32_t *bt,
                             int max_blocks, const int32_t *pos, int T, int nh, int nkv, int hd, int bs, void *s) {
     if (T <= 0) return 0;
     if (hd > ATT_MAX_HD || hd % 2) return (int)cudaErrorInvalidValue;
+    const int G = nh / nkv;
+    if (hd % 8 == 0 && G * hd <= GQ_MAX_OUT * GQ_THREADS) {
+        const size_t smem = sizeof(float) * (((size_t)G * hd + (size_t)G * GQ_TILE + 3 * G + 3) & ~(size_t)3) +
+                            2 * (size_t)GQ_TILE * (hd + 2) + 2 * (size_t)GQ_TILE * hd + 16;
+        if (smem > 48 * 1024) cudaFuncSetAttribute(attention_gqa_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        attention_gqa_kernel<<<T * nkv, GQ_THREADS, smem, ST(s)>>>(out, q, kc, vc, bt, max_blocks, pos, nh, nkv, hd, bs);
+        return (int)cudaGetLastError();
+    }
     const int items = T * nh;
     attention_kernel<<<(items + ATT_WARPS - 1) / ATT_WARPS, ATT_WARPS * 32, 0, ST(s)>>>(out, q, kc, vc, bt, max_blocks,
                                                                                         pos, T, nh, nkv, hd, bs);
@@ -319,5 +425,27 @@ __global__ void argmax_kernel(int32_t *tok, float *lp, const float *logits, int 
 extern "C" int jk_argmax_logprob(int32_t *tok, float *lp, const float *logits, int R, int V, void *s) {
     if (R <= 0) return 0;
     argmax_kernel<<<R, 256, 0, ST(s)>>>(tok, lp, logits, V);
+    return (int)cudaGetLastError();
+}
+
+__global__ void f32_to_bf16_kernel(uint16_t *d, const float *s, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) d[i] = to_bf(s[i]);
+}
+extern "C" int jk_f32_to_bf16(uint16_t *dst, const float *src, size_t n, void *s) {
+    if (!n) return 0;
+    f32_to_bf16_kernel<<<(unsigned)((n + 255) / 256 < 4096 ? (n + 255) / 256 : 4096), 256, 0, ST(s)>>>(dst, src, n);
+    return (int)cudaGetLastError();
+}
+
+__global__ void silu_mul_split_kernel(float *y, const float *gu, int N) {
+    const int t = blockIdx.x;
+    for (int n = threadIdx.x; n < N; n += blockDim.x) {
+        const float g = gu[(size_t)t * 2 * N + n], u = gu[(size_t)t * 2 * N + N + n];
+        y[(size_t)t * N + n] = g / (1.0f + __expf(-g)) * u;
+    }
+}
+extern "C" int jk_silu_mul_split(float *y, const float *gu, int T, int N, void *s) {
+    if (T <= 0) return 0;
+    silu_mul_split_kernel<<<T, 256, 0, ST(s)>>>(y, gu, N);
     return (int)cudaGetLastError();
 }

@@ -41,6 +41,11 @@ int jk_combine(float *out, const float *y, const int32_t *slot, const int32_t *i
 // x: [T, H] += sigmoid(g[t]) * s[t]  (shared expert with its gate)
 int jk_sigmoid_scale_add(float *x, const float *s, const float *g, int T, int H, void *stream);
 
+// dst: [n] bf16 = src f32 (round to nearest even)
+int jk_f32_to_bf16(uint16_t *dst, const float *src, size_t n, void *stream);
+// y: [T, N] = silu(gu[t, n]) * gu[t, N + n], gu: [T, 2N]
+int jk_silu_mul_split(float *y, const float *gu, int T, int N, void *stream);
+
 // Greedy choice on the device: tok[r] = argmax (lowest index on ties) and
 // lp[r] = its log-softmax, for logits [R, V]   (twins: argmax in janus_sample, cpu_logprob)
 int jk_argmax_logprob(int32_t *tok, float *lp, const float *logits, int R, int V, void *stream);

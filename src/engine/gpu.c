@@ -7,6 +7,7 @@
 // routing back (to group rows by expert, as the exchange does across ranks).
 #include "engine/gpu.h"
 
+#include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,6 +50,9 @@ struct janus_gpu {
     size_t dense_bytes;
     int32_t *gtok;
     float *glp;
+    cublasHandle_t blas;     // dense projections (bf16 x bf16 -> f32)
+    uint16_t *xb;            // [max_tokens, max K] activations in bf16 for cuBLAS
+    float *gu;               // [max_tokens, 2 * max inter] gate/up before SwiGLU
     bool profile;            // JANUS_GPU_PROFILE=1: synchronise after each phase and time it
     double phase_s[8];
     int32_t h_seg1[4];
@@ -214,6 +218,12 @@ janus_gpu *janus_gpu_init(const janus_model *m, int device, int max_tokens, int 
     g->h_seg = xmalloc(4 * (E + 1));
     g->fill = xmalloc(sizeof(int) * (E + 1));
     g->gtok = dalloc(4 * T), g->glp = dalloc(4 * T);
+    int maxk = H > (int)nq ? H : (int)nq;
+    if (inter > maxk) maxk = inter;
+    g->xb = dalloc(2 * T * (size_t)maxk);
+    g->gu = dalloc(4 * T * 2 * (size_t)inter);
+    if (cublasCreate(&g->blas) != CUBLAS_STATUS_SUCCESS) janus_die(NULL, "cuBLAS: cannot create a handle");
+    cublasSetStream(g->blas, g->st);
     g->profile = getenv("JANUS_GPU_PROFILE") && atoi(getenv("JANUS_GPU_PROFILE")) > 0;
     CK(cudaStreamSynchronize(g->st));
     return g;
@@ -244,19 +254,28 @@ void janus_gpu_free(janus_gpu *g) {
     cudaStreamSynchronize(g->st);
     // Device memory goes with the context at exit; host staging here.
     free(g->h_topi), free(g->h_order), free(g->h_slot), free(g->h_seg), free(g->h_bt), free(g->fill), free(g->L);
+    cublasDestroy(g->blas);
     cudaStreamDestroy(g->st);
     free(g);
 }
 
 // y [T, N] = x [T, K] W^T (W: [N, K] bf16), through the grouped GEMV with one
 // group of T rows; gated: W is [2N, K] and y = silu(gate) * up.
-// seg: a device {0, T} (g->seg1 for the step's tokens, g->seg1 + 2 for the
-// rows that want logits).
+// y [T, N] = x [T, K] W^T (W: [N, K] bf16) through cuBLAS (x rounded to bf16,
+// f32 accumulation); gated: W is [2N, K] (gate rows, then up rows) and
+// y = silu(x Wg^T) * (x Wu^T). Row-major y [T, N] is column-major y^T [N, T]
+// = W x^T, so: C (N x T) = op_T(W: K x N col-major) * (x: K x T col-major).
 static void linear(janus_gpu *g, float *y, const float *x, const uint16_t *W, const uint16_t *b, int T, int N, int K,
                    int gated) {
     if (T <= 0) return;
-    const int32_t *seg = T == g->seg_T ? g->seg1 : g->seg1 + 2;
-    CK(jk_grouped_gemv(x, seg, W, y, 1, N, K, gated, T, g->st));
+    CK(jk_f32_to_bf16(g->xb, x, (size_t)T * K, g->st));
+    const int rows = gated ? 2 * N : N;
+    float *out = gated ? g->gu : y;
+    const float one = 1.0f, zero = 0.0f;
+    cublasStatus_t st = cublasGemmEx(g->blas, CUBLAS_OP_T, CUBLAS_OP_N, rows, T, K, &one, W, CUDA_R_16BF, K, g->xb,
+                                     CUDA_R_16BF, K, &zero, out, CUDA_R_32F, rows, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    if (st != CUBLAS_STATUS_SUCCESS) janus_die(NULL, "cuBLAS: GemmEx failed (status %d) for [%d x %d] x [%d x %d]", (int)st, T, K, rows, K);
+    if (gated) CK(jk_silu_mul_split(y, g->gu, T, N, g->st));
     if (b) CK(jk_add_bias(y, b, T, N, g->st));
 }
 
