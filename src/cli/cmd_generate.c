@@ -8,10 +8,13 @@
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
 #include "engine/generate.h"
+#include "io/parts.h"
 #include "io/requests.h"
 #include "io/results.h"
 #include "model/model.h"
@@ -65,17 +68,23 @@ static const char *HELP =
     "  --threads N            OpenMP threads per rank (default: OMP_NUM_THREADS, else\n"
     "                         the CPUs the rank is bound to, else cores / ranks per node)\n"
     "  --progress-interval S  seconds between progress lines on stderr (default 10, 0: off)\n"
+    "  --resume               continue an interrupted run of the same --requests and --out\n"
+    "                         (finished requests are kept in OUT.parts/ as they complete)\n"
     "  --quiet                only errors\n"
     "  --verbose              per-rank timing breakdown\n"
     "  -h, --help             this text\n"
     "\n"
-    "exit status: 0 success, 2 bad input or failure (message names the file and field).\n";
+    "exit status: 0 success; 2 bad input or failure (the message names the file and\n"
+    "field); 3 stopped by SIGTERM or SIGUSR1 (Slurm time limit, preemption, --signal):\n"
+    "the step in flight finished, finished requests are in OUT.parts/, and the same\n"
+    "command with --resume continues without losing or repeating a request.\n";
 
 typedef struct {
     const char *model, *requests, *out, *backend;
     int max_batch, max_step_tokens, kv_mb, block_size, threads;
     int attn_ranks, moe_ranks, micro_batches, replicas, node_size, hot;
     const char *exchange, *stats;
+    int resume;
     double progress_s;
 } gen_args;
 
@@ -94,6 +103,7 @@ static void parse(int argc, char **argv, gen_args *a) {
         {"micro-batches", required_argument, 0, 'u'},  {"expert-replicas", required_argument, 0, 'R'},
         {"exchange", required_argument, 0, 'X'},       {"node-size", required_argument, 0, 'N'},
         {"replicate-hot", required_argument, 0, 'H'},  {"stats", required_argument, 0, 'S'},
+        {"resume", no_argument, 0, 'Z'},
         {"help", no_argument, 0, 'h'},                 {0, 0, 0, 0}};
     int c;
     opterr = 0;
@@ -117,6 +127,7 @@ static void parse(int argc, char **argv, gen_args *a) {
         case 'X': a->exchange = optarg; break;
         case 'H': a->hot = (int)cli_int("--replicate-hot", optarg, 0, 1 << 20); break;
         case 'S': a->stats = optarg; break;
+        case 'Z': a->resume = 1; break;
         case 'N': a->node_size = (int)cli_int("--node-size", optarg, 1, 1 << 20); break;
         case 'q': janus_verbosity = 0; break;
         case 'v': janus_verbosity = 2; break;
@@ -154,6 +165,14 @@ static void parse(int argc, char **argv, gen_args *a) {
                       a->moe_ranks, a->attn_ranks + a->moe_ranks, size);
 }
 
+// SIGTERM / SIGUSR1: finish the step, flush, exit 3. The flag is the one piece
+// of process state a signal handler may touch.
+static volatile sig_atomic_t g_stop;
+static void on_stop_signal(int sig) {
+    (void)sig;
+    g_stop = 1;
+}
+
 // The output's directory must exist and be writable before hours of compute.
 static void check_out_path(const char *out) {
     char *dup = xstrdup(out);
@@ -164,7 +183,7 @@ static void check_out_path(const char *out) {
 
 // Gathers this rank's results to rank 0 and fills res in request order.
 static void gather_results(const janus_requests *R, const int64_t *mine, int64_t n_mine, janus_gen_out *g,
-                           janus_results *res) {
+                           const janus_parts_state *prev, janus_results *res) {
     int rank = janus_rank(), size = janus_nranks();
     // Fixed part per request: idx, n_gen, finish (as doubles for one message), ttft, tpot.
     int64_t ntok = 0;
@@ -238,6 +257,9 @@ static void gather_results(const janus_requests *R, const int64_t *mine, int64_t
                 nreq++;
             }
         }
+        for (int64_t r = 0; r < N; r++) // finished by earlier runs (--resume)
+            if (prev->done[r]) ng[r] = prev->n_gen[r], res->finish_reason[r] = prev->finish[r], res->ttft_s[r] = prev->ttft_s[r],
+                               res->tpot_s[r] = prev->tpot_s[r], nreq++;
         if (nreq != N) janus_die(NULL, "internal: gathered %lld results for %lld requests", (long long)nreq, (long long)N);
         for (int64_t r = 0; r < N; r++) {
             res->ids[r] = R->ids[r];
@@ -247,8 +269,10 @@ static void gather_results(const janus_requests *R, const int64_t *mine, int64_t
         res->tokens = xmalloc(sizeof(int32_t) * (G ? G : 1));
         res->logprobs = xmalloc(sizeof(float) * (G ? G : 1));
         for (int64_t r = 0; r < N; r++) {
-            memcpy(res->tokens + res->offsets[r], tok_all + src[r], sizeof(int32_t) * ng[r]);
-            memcpy(res->logprobs + res->offsets[r], lp_all + src[r], sizeof(float) * ng[r]);
+            const int32_t *ts = prev->done[r] ? prev->tokens[r] : tok_all + src[r];
+            const float *ls = prev->done[r] ? prev->logprobs[r] : lp_all + src[r];
+            memcpy(res->tokens + res->offsets[r], ts, sizeof(int32_t) * ng[r]);
+            memcpy(res->logprobs + res->offsets[r], ls, sizeof(float) * ng[r]);
         }
         free(ng);
         free(src);
@@ -348,11 +372,31 @@ int cmd_generate(int argc, char **argv) {
         janus_log("weights per rank: %.1f to %.1f MiB (replicas included)", mn, mx);
     }
 
-    // Share out among attention ranks: request i goes to attention rank i mod A.
-    int64_t n_mine = 0;
+    // Earlier runs' finished requests (--resume), from OUT.parts/.
+    janus_parts_state prev;
+    {
+        char pdir[1100];
+        janus_parts_dir(a.out, pdir, sizeof pdir);
+        struct stat sb;
+        if (!a.resume && stat(pdir, &sb) == 0)
+            janus_die_all(pdir, "exists: an interrupted run of this --out; rerun with --resume to continue it, or delete it");
+        if (janus_parts_load(a.out, R.n, R.ids, m.cfg.n_layers, m.cfg.n_experts, &prev, &e)) janus_die_all(NULL, "%s", e.msg);
+        if (a.resume)
+            janus_log("resume: %lld of %lld requests already done (run %d%s)", (long long)prev.n_done, (long long)R.n,
+                      prev.next_run, prev.records_dropped ? ", a torn record dropped: its request runs again" : "");
+    }
+    // Share out the remaining requests round-robin among the attention ranks.
+    int64_t n_mine = 0, n_left = 0;
     int64_t *mine = xmalloc(sizeof(int64_t) * (R.n / A + 1));
-    if (is_attn)
-        for (int64_t i = rank; i < R.n; i += A) mine[n_mine++] = i;
+    for (int64_t i = 0; i < R.n; i++) {
+        if (prev.done[i]) continue;
+        if (is_attn && n_left % A == rank) mine[n_mine++] = i;
+        n_left++;
+    }
+    janus_parts_writer pw = {.fd = -1};
+    if (is_attn && janus_parts_open(&pw, a.out, prev.next_run, rank, &e)) janus_die(NULL, "%s", e.msg);
+    signal(SIGTERM, on_stop_signal);
+    signal(SIGUSR1, on_stop_signal);
 
     const bool gpu = !strcmp(a.backend, "cuda");
     size_t block_bytes = janus_kv_block_bytes(&m.cfg, a.block_size);
@@ -378,20 +422,31 @@ int cmd_generate(int argc, char **argv) {
     }
 #endif
     en.fault_step = -1;
-    const char *fault = getenv("JANUS_FAULT"); // testing hook: "RANK:STEP" kills that rank at that step
+    // Testing hook: JANUS_FAULT="RANK:STEP[:SIGNAL]" sends that rank the signal
+    // (default SIGKILL) at that step.
+    const char *fault = getenv("JANUS_FAULT");
     if (fault) {
-        int fr = -1, fs = -1;
-        if (sscanf(fault, "%d:%d", &fr, &fs) == 2 && fr == rank) en.fault_step = fs;
+        int fr = -1, fs = -1, fsig = SIGKILL;
+        if (sscanf(fault, "%d:%d:%d", &fr, &fs, &fsig) >= 2 && fr == rank) en.fault_step = fs, en.fault_signal = fsig;
     }
-    janus_gen_opts go = {a.max_batch, a.max_step_tokens, a.block_size, kv_blocks, janus_verbosity ? a.progress_s : 0};
+    janus_gen_opts go = {a.max_batch, a.max_step_tokens, a.block_size, kv_blocks, janus_verbosity ? a.progress_s : 0,
+                         is_attn ? &pw : NULL, &g_stop, n_left};
     janus_gen_out g;
     janus_gen_out_init(&g, R.n);
     double tg0 = janus_now_s();
-    if (is_attn)
-        janus_generate(&en, &R, mine, n_mine, &go, &g);
-    else
-        janus_moe_loop(&en);
+    int stopped = is_attn ? janus_generate(&en, &R, mine, n_mine, &go, &g) : janus_moe_loop(&en, &g_stop);
     double gen_s = janus_now_s() - tg0;
+    janus_parts_close(&pw);
+    if (stopped) { // every rank saw the stop in the same step header
+        int64_t done_here = 0, done_all = 0;
+        for (int64_t i = 0; i < n_mine; i++) done_here += g.n_gen[mine[i]] > 0;
+        MPI_Reduce(&done_here, &done_all, 1, MPI_INT64_T, MPI_SUM, 0, MPI_COMM_WORLD);
+        janus_log("stopped by a signal: %lld of %lld requests done (%lld this run); they are in %s.parts/; rerun "
+                  "the same command with --resume to continue",
+                  (long long)(done_all + prev.n_done), (long long)R.n, (long long)done_all, a.out);
+        MPI_Finalize();
+        exit(3);
+    }
 
     // Expert activations and timing reach rank 0.
     const int L = m.cfg.n_layers, E = m.cfg.n_experts;
@@ -420,7 +475,7 @@ int cmd_generate(int argc, char **argv) {
                     en.layer_attn_s[l], en.layer_ffn_s[l]);
     }
     janus_results res = {0};
-    gather_results(&R, mine, n_mine, &g, &res);
+    gather_results(&R, mine, n_mine, &g, &prev, &res);
     if (rank == 0) {
         double wall = janus_now_s() - t0;
         int64_t G = res.offsets[res.n];
@@ -466,10 +521,12 @@ int cmd_generate(int argc, char **argv) {
         };
         res.n_layers = L;
         res.n_experts = E;
+        for (int64_t i = 0; i < (int64_t)L * E; i++) counts[i] += prev.counts[i]; // earlier runs' activations
         res.expert_counts = counts;
         res.attrs = attrs;
         res.n_attrs = (int)(sizeof attrs / sizeof attrs[0]);
         if (janus_results_write(a.out, &res, &e)) janus_die(NULL, "%s", e.msg);
+        janus_parts_remove(a.out); // the final file holds everything now
         int64_t n_eos = 0;
         for (int64_t i = 0; i < res.n; i++) n_eos += res.finish_reason[i];
         janus_log("done: %lld requests (%lld stopped at EOS), %lld tokens generated in %.2f s: %.1f tokens/s -> %s",
@@ -494,6 +551,7 @@ int cmd_generate(int argc, char **argv) {
     free(place);
     free(mask);
     free(mine);
+    janus_parts_state_free(&prev);
     janus_requests_free(&R);
     janus_model_free(&m);
     MPI_Finalize();

@@ -50,7 +50,8 @@ typedef struct {
     struct janus_gpu *gpu;     // non-NULL: the step runs on this GPU (engine/gpu.c)
     janus_fwd_times times;
     double *layer_attn_s, *layer_ffn_s; // [n_layers] attention / FFN-or-MoE seconds (attention ranks)
-    int64_t fault_step;        // testing hook: this rank dies at this step (-1: never)
+    int64_t fault_step;        // testing hook: this rank gets fault_signal at this step (-1: never)
+    int fault_signal;
 } janus_engine;
 
 // attn ranks: kv_blocks blocks of block_size positions for every layer.

@@ -50,8 +50,14 @@ int janus_blocks_needed(int64_t prompt_len, int max_new, int block_size) {
     return (int)((positions + block_size - 1) / block_size);
 }
 
-void janus_generate(janus_engine *en, const janus_requests *R, const int64_t *mine, int64_t n_mine,
-                    const janus_gen_opts *o, janus_gen_out *out) {
+// The step header every rank of a job contributes to: {has work, stop wanted,
+// requests done, tokens generated}, summed over the world (lockstep).
+static void step_header(janus_engine *en, int64_t *v) {
+    if (en->xc) MPI_Allreduce(MPI_IN_PLACE, v, 4, MPI_INT64_T, MPI_SUM, en->xc->world);
+}
+
+int janus_generate(janus_engine *en, const janus_requests *R, const int64_t *mine, int64_t n_mine,
+                   const janus_gen_opts *o, janus_gen_out *out) {
     const janus_config *c = &en->m->cfg;
     const int V = c->vocab, S = o->max_step_tokens;
     // Block pool: a stack of free block ids.
@@ -75,12 +81,17 @@ void janus_generate(janus_engine *en, const janus_requests *R, const int64_t *mi
     janus_batch *mbs = xcalloc(n_mb, sizeof(janus_batch));
     float **mlog = xcalloc(n_mb, sizeof(float *));
     int32_t *mrows = xmalloc(sizeof(int32_t) * S);
+    int stopped = 0;
+    double t_sync = t_start;
+    janus_err pe;
     for (;;) {
         // Lockstep: in a job with an exchange every rank takes every step, with
-        // zero tokens once its own requests are done, until no rank has work.
-        int work = done < n_mine, any = work;
-        if (en->xc) MPI_Allreduce(&work, &any, 1, MPI_INT, MPI_MAX, en->xc->world);
-        if (!any) break;
+        // zero tokens once its own requests are done, until no rank has work;
+        // a stop (signal) on any rank ends the loop on all of them together.
+        int64_t hdr[4] = {done < n_mine, o->stop && *o->stop, done, out->gen_tokens};
+        step_header(en, hdr);
+        if (hdr[1]) { stopped = 1; break; }
+        if (!hdr[0]) break;
         // Admit in file order while the batch and the cache have room.
         while (next < n_mine && n_act < o->max_batch) {
             int64_t r = mine[next];
@@ -177,6 +188,10 @@ void janus_generate(janus_engine *en, const janus_requests *R, const int64_t *mi
                 act[w++] = *s;
                 continue;
             }
+            if (o->parts && janus_parts_append(o->parts, s->idx, s->id, s->n_gen, s->gen, s->lp, reason,
+                                               s->t_first - s->t_admit,
+                                               s->n_gen > 1 ? (s->t_last - s->t_first) / (s->n_gen - 1) : 0.0, &pe))
+                janus_die(NULL, "%s", pe.msg);
             out->n_gen[s->idx] = s->n_gen;
             out->tokens[s->idx] = s->gen;
             out->logprobs[s->idx] = s->lp;
@@ -188,15 +203,26 @@ void janus_generate(janus_engine *en, const janus_requests *R, const int64_t *mi
             done++;
         }
         n_act = w;
+        // Progress (rank 0, from the step header: the whole job's counts as of
+        // the start of this step) and a periodic flush of the part file.
         if (o->progress_s > 0 && now - t_report >= o->progress_s) {
-            double rate = (out->gen_tokens - gen_at_report) / (now - t_report);
-            double eta = rate > 0 ? (double)(n_mine - done) * ((double)out->gen_tokens / (done ? done : 1)) / rate : 0;
-            janus_log("progress: rank 0 %lld/%lld requests, %.1f tok/s, batch %d, eta %.0f s", (long long)done,
-                      (long long)n_mine, rate, n_act, eta);
+            const int64_t g_done = hdr[2], g_gen = hdr[3], total = o->total_requests ? o->total_requests : n_mine;
+            double rate = (g_gen - gen_at_report) / (now - t_report);
+            double per_req = g_done ? (double)g_gen / g_done : 0;
+            double eta = rate > 0 && per_req > 0 ? (double)(total - g_done) * per_req / rate : 0;
+            janus_log("progress: %lld/%lld requests, %lld tokens, %.1f tokens/s, batch %d on rank 0, eta %.0f s",
+                      (long long)g_done, (long long)total, (long long)g_gen, rate, n_act, eta);
             t_report = now;
-            gen_at_report = out->gen_tokens;
+            gen_at_report = g_gen;
+        }
+        if (o->parts && now - t_sync >= 5.0) {
+            if (janus_parts_stats(o->parts, c->n_layers, c->n_experts, en->expert_counts, &pe)) janus_die(NULL, "%s", pe.msg);
+            janus_parts_sync(o->parts);
+            t_sync = now;
         }
     }
+    // Unfinished sequences (a stop): their buffers; their requests run again on resume.
+    for (int i = 0; i < n_act; i++) free(act[i].gen), free(act[i].lp), free(act[i].bt);
     free(free_blocks);
     free(act);
     free(fed);
@@ -210,15 +236,23 @@ void janus_generate(janus_engine *en, const janus_requests *R, const int64_t *mi
     free(mbs);
     free(mlog);
     free(mrows);
+    if (o->parts) {
+        if (janus_parts_stats(o->parts, c->n_layers, c->n_experts, en->expert_counts, &pe)) janus_die(NULL, "%s", pe.msg);
+        janus_parts_sync(o->parts);
+    }
+    return stopped;
 }
 
-void janus_moe_loop(janus_engine *en) {
+int janus_moe_loop(janus_engine *en, volatile sig_atomic_t *stop) {
     janus_batch *mbs = xcalloc(en->n_mb, sizeof(janus_batch));
+    int stopped = 0;
     for (;;) {
-        int work = 0, any = 0;
-        MPI_Allreduce(&work, &any, 1, MPI_INT, MPI_MAX, en->xc->world);
-        if (!any) break;
+        int64_t hdr[4] = {0, stop && *stop, 0, 0};
+        step_header(en, hdr);
+        if (hdr[1]) { stopped = 1; break; }
+        if (!hdr[0]) break;
         janus_step(en, mbs, NULL);
     }
     free(mbs);
+    return stopped;
 }

@@ -7,6 +7,9 @@
 
 #include "engine/forward.h"
 #include "engine/sample.h"
+#include <signal.h>
+
+#include "io/parts.h"
 #include "io/requests.h"
 
 typedef struct {
@@ -15,6 +18,9 @@ typedef struct {
     int block_size;         // KV positions per block
     int kv_blocks;          // blocks in the pool
     double progress_s;      // seconds between progress lines (rank 0), 0: none
+    janus_parts_writer *parts;       // finished requests appended here (NULL: none)
+    volatile sig_atomic_t *stop;     // set by SIGTERM/SIGUSR1: finish the step, flush, return
+    int64_t total_requests;          // the whole job's remaining requests (progress lines)
 } janus_gen_opts;
 
 // Per request (indexed like the requests file); filled for the requests this
@@ -36,11 +42,14 @@ void janus_gen_out_free(janus_gen_out *o);
 // KV blocks one request needs: its prompt and all but its last new token.
 int janus_blocks_needed(int64_t prompt_len, int max_new, int block_size);
 
-// Runs requests mine[0..n_mine) of R to completion on en.
-void janus_generate(janus_engine *en, const janus_requests *R, const int64_t *mine, int64_t n_mine,
-                    const janus_gen_opts *o, janus_gen_out *out);
+// Runs requests mine[0..n_mine) of R to completion on en. Returns 0, or 1 when
+// a stop was requested (on any rank): the requests finished so far are in the
+// part file, the others not run.
+int janus_generate(janus_engine *en, const janus_requests *R, const int64_t *mine, int64_t n_mine,
+                   const janus_gen_opts *o, janus_gen_out *out);
 
-// A MoE-only rank: serve every step until no attention rank has work.
-void janus_moe_loop(janus_engine *en);
+// A MoE-only rank: serve every step until no attention rank has work (0) or a
+// stop was requested (1).
+int janus_moe_loop(janus_engine *en, volatile sig_atomic_t *stop);
 
 #endif
