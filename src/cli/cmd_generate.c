@@ -393,6 +393,7 @@ int cmd_generate(int argc, char **argv) {
         if (is_attn && n_left % A == rank) mine[n_mine++] = i;
         n_left++;
     }
+    MPI_Barrier(MPI_COMM_WORLD); // every rank has looked at OUT.parts before any creates it
     janus_parts_writer pw = {.fd = -1};
     if (is_attn && janus_parts_open(&pw, a.out, prev.next_run, rank, &e)) janus_die(NULL, "%s", e.msg);
     signal(SIGTERM, on_stop_signal);
