@@ -24,6 +24,8 @@ In a temporary directory:
   - detok on a missing file, a requests file, or with a wrong tokenizer
     exits 2 naming the file.
 One line per check, then "N passed, N failed"; exit status 1 if any failed.
+The tools run under this test's Python (sys.executable), which needs h5py,
+numpy and tokenizers.
 """
 import glob
 import json
@@ -87,7 +89,7 @@ def generate_and_detok(tag, janus, tmp, req, with_prompts):
     if not check(f"{tag}: janus generate exits 0", rc == 0, se.strip()[-400:]):
         return None
     jl = os.path.join(tmp, f"{tag}.jsonl")
-    cmd = [DETOK, out, "--model", MODEL, "-o", jl] + (["--prompts", req] if with_prompts else [])
+    cmd = [sys.executable, DETOK, out, "--model", MODEL, "-o", jl] + (["--prompts", req] if with_prompts else [])
     rc, so, se = run(cmd)
     if not check(f"{tag}: detok exits 0", rc == 0 and os.path.isfile(jl), se.strip()):
         return None
@@ -146,7 +148,7 @@ def bad_case(name, tmp, content, line, want, extra_args=(), text=False, suffix="
     path = os.path.join(tmp, f"bad_{name.replace(' ', '_')}{suffix}")
     write(path, content)
     out = os.path.join(tmp, f"bad_{name.replace(' ', '_')}.h5")
-    cmd = [PREP, path, "--model", MODEL, "-o", out] + (["--text"] if text else []) + list(extra_args)
+    cmd = [sys.executable, PREP, path, "--model", MODEL, "-o", out] + (["--text"] if text else []) + list(extra_args)
     rc, so, se = run(cmd)
     msg = se.strip()
     ok = (rc == 2 and f"{path}:{line}:" in msg and want in msg and len(msg.splitlines()) == 1
@@ -196,7 +198,7 @@ def main():
         write(src, "".join(json.dumps(o, ensure_ascii=False) + "\n" + ("\n" if i == 1 else "")
                            for i, o in enumerate(lines)))  # a blank line after line 2
         req_path = os.path.join(tmp, "prompts.h5")
-        rc, so, se = run([PREP, src, "--model", MODEL, "-o", req_path, "--max-new-tokens", "8"])
+        rc, so, se = run([sys.executable, PREP, src, "--model", MODEL, "-o", req_path, "--max-new-tokens", "8"])
         total = sum(len(tok.encode(t, add_special_tokens=False).ids) for t in texts)
         check("jsonl: prep exits 0 and prints one summary line (requests, tokens, longest)",
               rc == 0 and len(so.strip().splitlines()) == 1 and f"{len(lines)} requests" in so
@@ -232,17 +234,18 @@ def main():
         write(txt, txt_lines[0] + "\n\n" + txt_lines[2] + "\r\n   \n" + txt_lines[4], newline="")
         prompts = [s for s in txt_lines if s.strip()]
         treq_path = os.path.join(tmp, "text.h5")
-        rc, so, se = run([PREP, txt, "--text", "--chat", "--add-bos", "--model", MODEL, "-o", treq_path,
+        rc, so, se = run([sys.executable, PREP, txt, "--text", "--chat", "--add-bos", "--model", MODEL, "-o", treq_path,
                           "--max-new-tokens", "5", "--temperature", "0.5", "--seed", "77"])
         check("text: prep exits 0", rc == 0 and f"{len(prompts)} requests" in so, f"rc {rc}, {so!r} {se!r}")
         if rc == 0:
             treq = janus_h5.read_requests(treq_path)
-            check("text: ids 0..N-1 for the non-blank lines", [int(i) for i in treq["ids"]] == list(range(len(prompts))),
+            check("text: ids 0..N-1 for the non-blank lines",
+                  [int(i) for i in treq["ids"]] == list(range(len(prompts))),
                   str(treq["ids"]))
             bad = [i for i, (s, p) in enumerate(zip(prompts, treq["prompts"]))
                    if list(p) != [0] + tok.encode(chat([{"role": "user", "content": s}]), add_special_tokens=False).ids]
             check("text: --add-bos puts id 0 first, then the templated line (no CR kept)", not bad, f"ids {bad}")
-            check("text: --max-new-tokens/--temperature/--seed defaults written, top_p/top_k absent -> engine defaults",
+            check("text: --max-new-tokens/--temperature/--seed defaults written, top_k left at 0",
                   list(treq["max_new_tokens"]) == [5] * len(prompts)
                   and all(abs(float(t) - 0.5) < 1e-6 for t in treq["temperature"])
                   and list(treq["seed"]) == [77] * len(prompts)
@@ -253,7 +256,7 @@ def main():
 
         # ---- truncation -----------------------------------------------------------
         tr_path = os.path.join(tmp, "trunc.h5")
-        rc, so, se = run([PREP, txt, "--text", "--add-bos", "--model", MODEL, "-o", tr_path,
+        rc, so, se = run([sys.executable, PREP, txt, "--text", "--add-bos", "--model", MODEL, "-o", tr_path,
                           "--max-prompt-tokens", "4", "--truncate"])
         if check("truncate: prep exits 0", rc == 0, se.strip()):
             tr = janus_h5.read_requests(tr_path)
@@ -278,15 +281,16 @@ def main():
 
         # ---- detok errors -------------------------------------------------------------
         missing = os.path.join(tmp, "nope.h5")
-        rc, so, se = run([DETOK, missing, "--model", MODEL])
+        rc, so, se = run([sys.executable, DETOK, missing, "--model", MODEL])
         check("detok: missing results file -> exit 2 naming it", rc == 2 and missing in se and "no such file" in se,
               f"rc {rc} {se!r}")
         if os.path.isfile(req_path):
-            rc, so, se = run([DETOK, req_path, "--model", MODEL])
+            rc, so, se = run([sys.executable, DETOK, req_path, "--model", MODEL])
             check("detok: a requests file given as results -> exit 2 naming it and the format",
                   rc == 2 and req_path in se and "janus-results" in se and not so, f"rc {rc} {se!r}")
-            rc, so, se = run([DETOK, req_path, "--tokenizer", src])
-            check("detok: a file that is no tokenizer.json -> exit 2 naming it", rc == 2 and src in se, f"rc {rc} {se!r}")
+            rc, so, se = run([sys.executable, DETOK, req_path, "--tokenizer", src])
+            check("detok: a file that is no tokenizer.json -> exit 2 naming it",
+                  rc == 2 and src in se, f"rc {rc} {se!r}")
 
     print(f"{passed} passed, {failed} failed")
     sys.exit(1 if failed else 0)

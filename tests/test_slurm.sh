@@ -73,7 +73,7 @@ marked_pids() {
   for p in /proc/[0-9]*; do
     p=${p#/proc/}
     [ "$p" != $$ ] || continue
-    tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qxF "$MARK" && echo "$p"
+    tr '\0' '\n' 2>/dev/null <"/proc/$p/environ" | grep -qxF "$MARK" && echo "$p"
   done
 }
 cleaned=0

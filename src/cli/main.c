@@ -14,6 +14,8 @@ static const char *USAGE =
     "commands:\n"
     "  generate   run a requests file through a model, write a results file\n"
     "             (mpirun -np N janus generate --model DIR --requests in.h5 --out out.h5)\n"
+    "  plan       choose the layout (attention GPUs, MoE GPUs, batch, micro-batches)\n"
+    "             for a latency SLO at the lowest GPU cost; --simulate sweeps GPU counts\n"
     "  inspect    summarise a model directory, a requests file or a results file\n"
     "  bench      benchmarks (decode: CPU decode tokens/s on a model)\n"
     "\n"
@@ -34,6 +36,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "generate")) return cmd_generate(argc - 1, argv + 1);
     if (!strcmp(cmd, "inspect")) return cmd_inspect(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
+    if (!strcmp(cmd, "plan")) return cmd_plan(argc - 1, argv + 1);
     fprintf(stderr, "janus: unknown command \"%s\" (janus --help lists them)\n", cmd);
     return 2;
 }

@@ -1,0 +1,242 @@
+// plan/planner.c: performance model and SLO planner (see planner.h).
+//
+// Per MoE layer and micro-batch of b' = b / m sequences per attention GPU:
+//   t_attn = (attention-side weights + KV of b' sequences) / (HBM x eff)
+//            + FLOPs / peak + overhead                 (weights re-read per micro-batch)
+//   t_moe  = (activated experts per MoE GPU x bytes of one expert) / (HBM x eff)
+//            + expert FLOPs / peak + overhead, with the A b' k routed pairs
+//            spread over the MoE GPUs by the activation scheduler
+//   t_xchg = 2 (alpha + b' k H 2 bytes / link bandwidth)   (there and back)
+// Disaggregated, ping-pong over m micro-batches:
+//   T_layer = m max(t_attn, t_xchg + t_moe) + min(t_attn, t_xchg + t_moe)
+// Monolithic (every GPU attends b sequences and holds E / G experts):
+//   T_layer = t_attn(b) + t_xchg + t_moe(G b k pairs over G GPUs)
+// TPOT = sum over layers + lm_head read. Dense layers: attention + dense FFN.
+#include "plan/planner.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static const janus_hw PRESETS[] = {
+    // name   HBM B/s  eff    FLOP/s  memory   NVLink B/s alpha   network B/s alpha  layer overhead  GPUs/node
+    {"h100", 3.35e12, 0.65, 989e12, 80e9, 450e9, 5e-6, 50e9, 10e-6, 60e-6, 8},
+    {"h200", 4.80e12, 0.65, 989e12, 141e9, 450e9, 5e-6, 50e9, 10e-6, 60e-6, 8},
+    {"cpu", 30e9, 0.10, 100e9, 24e9, 10e9, 2e-6, 10e9, 20e-6, 50e-6, 2},
+};
+
+const janus_hw *janus_hw_preset(const char *name) {
+    for (size_t i = 0; i < sizeof PRESETS / sizeof PRESETS[0]; i++)
+        if (!strcmp(PRESETS[i].name, name)) return &PRESETS[i];
+    return NULL;
+}
+
+double janus_expected_active(int E, double pairs, const double *p) {
+    double s = 0;
+    for (int e = 0; e < E; e++) {
+        double q = p ? p[e] : 1.0 / E;
+        if (q > 1) q = 1;
+        s += 1.0 - pow(1.0 - q, pairs);
+    }
+    return s;
+}
+
+// Bytes and FLOPs of one layer's attention side for b sequences of context L.
+static void attn_cost(const janus_config *c, int l, double b, double L, double *bytes, double *flops) {
+    const double H = c->hidden, nq = (double)c->n_heads * c->head_dim, nkv = (double)c->n_kv_heads * c->head_dim;
+    double w = (2 * nq * H + 2 * nkv * H + 2 * H) * 2; // q, k, v, o, norms (bf16)
+    if (c->layer_moe[l]) {
+        w += (double)c->n_experts * H * 2;                                     // router
+        if (c->shared_inter) w += (3.0 * c->shared_inter * H + H) * 2;        // shared expert
+    } else {
+        w += 3.0 * c->dense_inter * H * 2;                                     // dense FFN
+    }
+    const double kv = b * L * 2 * nkv * 2;
+    *bytes = w + kv;
+    *flops = 2 * b * (w / 2) + 4 * b * L * nq; // matvecs + attention scores and values
+}
+
+static double link_time(const janus_hw *hw, bool intra, double bytes) {
+    return intra ? hw->intra_alpha_s + bytes / hw->intra_Bps : hw->inter_alpha_s + bytes / hw->inter_Bps;
+}
+
+static void zipf_probs(double *p, int E, double s) {
+    double t = 0;
+    for (int e = 0; e < E; e++) t += (p[e] = pow(e + 1.0, -s));
+    for (int e = 0; e < E; e++) p[e] /= t;
+}
+
+void janus_plan_eval(const janus_config *c, const janus_hw *hw, const janus_workload *w, janus_plan *pl) {
+    const int E = c->n_experts, K = c->top_k;
+    const bool mono = pl->moe == 0;
+    const int G = pl->attn + pl->moe, M = mono ? pl->attn : pl->moe, m = pl->micro;
+    const double bw = hw->hbm_Bps * hw->eff, L = w->prompt_len + w->output_len / 2;
+    const double expert_bytes = 3.0 * c->hidden * c->moe_inter * 2, expert_flops = 6.0 * c->hidden * c->moe_inter;
+    double *p = xmalloc(sizeof(double) * E);
+    zipf_probs(p, E, w->zipf);
+    const bool intra = G <= hw->gpus_per_node;
+    const double bm = (double)pl->batch / m; // sequences per attention GPU per micro-batch
+    double tpot = 0, ta1 = 0, tm1 = 0, tx1 = 0, act1 = 0, moe_layer = -1, dense_layer = -1;
+    for (int l = 0; l < c->n_layers; l++) {
+        double ab, af;
+        // Every MoE layer (and every dense layer) of a model costs the same:
+        // compute one of each kind.
+        if (c->layer_moe[l] && moe_layer >= 0) { tpot += moe_layer; continue; }
+        if (!c->layer_moe[l] && dense_layer >= 0) { tpot += dense_layer; continue; }
+        const double before = tpot;
+        if (!c->layer_moe[l]) {
+            attn_cost(c, l, pl->batch, L, &ab, &af);
+            tpot += ab / bw + af / hw->flops + hw->layer_overhead_s;
+            dense_layer = tpot - before;
+            continue;
+        }
+        if (mono) { // attention and experts on the same GPUs, one after the other
+            attn_cost(c, l, pl->batch, L, &ab, &af);
+            double pairs = (double)G * pl->batch * K;
+            double act = fmin((double)E / G + 1, janus_expected_active(E, pairs, p) / G);
+            double t_a = ab / bw + af / hw->flops;
+            double t_e = act * expert_bytes / bw + pairs / G * expert_flops / hw->flops;
+            double t_x = G > 1 ? 2 * link_time(hw, intra, (double)pl->batch * K * c->hidden * 2 * (G - 1) / G) : 0;
+            tpot += t_a + t_e + t_x + 2 * hw->layer_overhead_s;
+            ta1 = t_a, tm1 = t_e, tx1 = t_x, act1 = act;
+            moe_layer = tpot - before;
+            continue;
+        }
+        attn_cost(c, l, bm, L, &ab, &af);
+        const double t_a = ab / bw + af / hw->flops + hw->layer_overhead_s;
+        const double pairs = (double)pl->attn * bm * K;
+        // The scheduler spreads the activated experts: ceil(active / M), at most
+        // the experts a MoE GPU holds.
+        double act = fmin(ceil((double)E / M), ceil(janus_expected_active(E, pairs, p) / M - 1e-9));
+        const double t_e = act * expert_bytes / bw + pairs / M * expert_flops / hw->flops + hw->layer_overhead_s;
+        const double t_x = 2 * link_time(hw, intra, bm * K * c->hidden * 2);
+        const double stage = t_x + t_e;
+        tpot += m * fmax(t_a, stage) + fmin(t_a, stage);
+        ta1 = t_a, tm1 = t_e, tx1 = t_x, act1 = act;
+        moe_layer = tpot - before;
+    }
+    tpot += (double)c->vocab * c->hidden * 2 / bw; // lm_head
+    pl->tpot_s = tpot;
+    pl->t_attn_s = ta1, pl->t_moe_s = tm1, pl->t_xchg_s = tx1, pl->act_per_moe_gpu = act1;
+    pl->tokens_per_s = (double)pl->attn * pl->batch / tpot;
+    pl->per_gpu = pl->tokens_per_s / G;
+    // Memory: weights, KV for every sequence's whole length, 10% for activations.
+    double attn_w = 0, expert_w = 0;
+    for (int l = 0; l < c->n_layers; l++) {
+        double ab, af;
+        attn_cost(c, l, 0, 0, &ab, &af);
+        attn_w += ab;
+        if (c->layer_moe[l]) expert_w += E * expert_bytes;
+    }
+    attn_w += 2.0 * c->vocab * c->hidden * 2; // embedding + lm_head
+    const double kv = (double)pl->batch * (w->prompt_len + w->output_len) * c->n_layers * 2.0 * c->n_kv_heads * c->head_dim * 2;
+    if (mono) {
+        pl->attn_mem = pl->moe_mem = attn_w + expert_w / G + kv;
+    } else {
+        pl->attn_mem = attn_w + kv;
+        pl->moe_mem = expert_w / M;
+    }
+    pl->fits = pl->attn_mem <= 0.9 * hw->mem_bytes && pl->moe_mem <= 0.9 * hw->mem_bytes;
+    free(p);
+}
+
+// Better: more tokens/s per GPU; then fewer GPUs; then lower TPOT; then a
+// fixed order of the layout numbers (determinism).
+static bool better(const janus_plan *a, const janus_plan *b) {
+    if (fabs(a->per_gpu - b->per_gpu) > 1e-9 * fmax(a->per_gpu, b->per_gpu)) return a->per_gpu > b->per_gpu;
+    int ga = a->attn + a->moe, gb = b->attn + b->moe;
+    if (ga != gb) return ga < gb;
+    if (fabs(a->tpot_s - b->tpot_s) > 1e-12) return a->tpot_s < b->tpot_s;
+    if (a->attn != b->attn) return a->attn < b->attn;
+    if (a->moe != b->moe) return a->moe < b->moe;
+    if (a->micro != b->micro) return a->micro < b->micro;
+    return a->batch < b->batch;
+}
+
+static void keep(janus_plan *top, int ntop, int *n, const janus_plan *c) {
+    int i = *n < ntop ? (*n)++ : ntop - 1;
+    if (*n == ntop && i == ntop - 1 && !better(c, &top[i])) return;
+    top[i] = *c;
+    while (i > 0 && better(&top[i], &top[i - 1])) {
+        janus_plan t = top[i];
+        top[i] = top[i - 1], top[i - 1] = t;
+        i--;
+    }
+}
+
+static bool ok(const janus_plan *p, double slo) { return p->fits && p->tpot_s <= slo; }
+
+// Largest batch (1..max_batch) meeting the SLO in memory for a layout: TPOT and
+// memory grow with the batch, so a binary search finds it (or a scan).
+static int best_batch(const janus_config *c, const janus_hw *hw, const janus_workload *w, janus_plan *pl, double slo,
+                      int max_batch, bool exhaustive) {
+    int best = 0;
+    if (exhaustive) {
+        for (int b = 1; b <= max_batch; b++) {
+            pl->batch = b;
+            janus_plan_eval(c, hw, w, pl);
+            if (ok(pl, slo)) best = b;
+        }
+    } else {
+        int lo = 1, hi = max_batch;
+        while (lo <= hi) {
+            int mid = lo + (hi - lo) / 2;
+            pl->batch = mid;
+            janus_plan_eval(c, hw, w, pl);
+            if (ok(pl, slo)) best = mid, lo = mid + 1;
+            else hi = mid - 1;
+        }
+    }
+    if (best) {
+        pl->batch = best;
+        janus_plan_eval(c, hw, w, pl);
+    }
+    return best;
+}
+
+int janus_plan_search(const janus_config *c, const janus_hw *hw, const janus_workload *w, int gpus, double slo_tpot_s,
+                      int max_batch, bool exhaustive, janus_plan *top, int ntop) {
+    int n = 0, feasible = 0;
+    for (int g = 1; g <= gpus; g++) { // monolithic layouts of g GPUs
+        janus_plan pl = {.attn = g, .moe = 0, .micro = 1};
+        if (best_batch(c, hw, w, &pl, slo_tpot_s, max_batch, exhaustive)) feasible++, keep(top, ntop, &n, &pl);
+    }
+    for (int a = 1; a < gpus; a++)
+        for (int mo = 1; a + mo <= gpus; mo++)
+            for (int m = 1; m <= 4; m++) {
+                janus_plan pl = {.attn = a, .moe = mo, .micro = m};
+                if (best_batch(c, hw, w, &pl, slo_tpot_s, max_batch, exhaustive) && pl.batch >= m)
+                    feasible++, keep(top, ntop, &n, &pl);
+            }
+    return feasible;
+}
+
+void janus_plan_json(const janus_plan *pl, const char *hw, double slo_s, char *buf, size_t n) {
+    snprintf(buf, n,
+             "{\"mode\": \"%s\", \"attn_ranks\": %d, \"moe_ranks\": %d, \"micro_batches\": %d, \"max_batch\": %d, "
+             "\"hardware\": \"%s\", \"slo_tpot_ms\": %.3f, \"predicted_tpot_ms\": %.4f, \"predicted_tokens_per_s\": %.3f, "
+             "\"predicted_tokens_per_s_per_gpu\": %.3f}",
+             pl->moe ? "disaggregated" : "monolithic", pl->attn, pl->moe, pl->micro, pl->batch, hw, slo_s * 1e3,
+             pl->tpot_s * 1e3, pl->tokens_per_s, pl->per_gpu);
+}
+
+int janus_plan_read(const char *path, janus_plan *pl, janus_err *e) {
+    json_error_t je;
+    json_t *r = json_load_file(path, 0, &je);
+    if (!r) return janus_errf(e, "%s: line %d: %s", path, je.line, je.text);
+    const char *keys[4] = {"attn_ranks", "moe_ranks", "micro_batches", "max_batch"};
+    int v[4];
+    for (int i = 0; i < 4; i++) {
+        json_t *x = json_object_get(r, keys[i]);
+        if (!json_is_integer(x) || json_integer_value(x) < (i == 1 ? 0 : 1)) {
+            json_decref(r);
+            return janus_errf(e, "%s: %s: missing or not a %s integer", path, keys[i], i == 1 ? "non-negative" : "positive");
+        }
+        v[i] = (int)json_integer_value(x);
+    }
+    json_decref(r);
+    memset(pl, 0, sizeof *pl);
+    pl->attn = v[0], pl->moe = v[1], pl->micro = v[2], pl->batch = v[3];
+    return 0;
+}

@@ -1,0 +1,64 @@
+// plan/planner.h: the performance model and the SLO planner (DESIGN section 6).
+//
+// The model predicts the decode step time (TPOT) of a layout from the model's
+// shapes, the workload (mean prompt and output lengths) and the hardware
+// (bandwidths, FLOP/s, memory, link alpha/beta). The planner enumerates
+// layouts (attention GPUs, MoE GPUs, batch per attention GPU, micro-batches,
+// and the monolithic layouts), keeps those that meet the TPOT SLO and fit in
+// memory, and picks the one with the most output tokens/s per GPU.
+#ifndef JANUS_PLAN_PLANNER_H
+#define JANUS_PLAN_PLANNER_H
+
+#include "model/config.h"
+
+typedef struct {
+    const char *name;
+    double hbm_Bps;       // device memory bandwidth
+    double eff;           // fraction of it the kernels reach (calibration)
+    double flops;         // dense bf16 FLOP/s
+    double mem_bytes;     // device memory
+    double intra_Bps, intra_alpha_s; // within a node (NVLink)
+    double inter_Bps, inter_alpha_s; // between nodes (network, per GPU)
+    double layer_overhead_s;         // launches and syncs per layer
+    int gpus_per_node;
+} janus_hw;
+
+// Data-sheet profiles ("h100", "h200", "cpu"); NULL if unknown.
+const janus_hw *janus_hw_preset(const char *name);
+
+typedef struct {
+    double prompt_len, output_len; // means over the requests
+    double zipf;                   // router skew assumed (0: uniform)
+} janus_workload;
+
+typedef struct {
+    int attn, moe;      // GPUs; moe == 0: monolithic (every GPU both roles)
+    int batch;          // sequences per attention GPU
+    int micro;          // micro-batches
+    // predictions
+    double tpot_s, tokens_per_s, per_gpu, attn_mem, moe_mem, act_per_moe_gpu;
+    double t_attn_s, t_moe_s, t_xchg_s; // one layer, one micro-batch
+    bool fits;
+} janus_plan;
+
+// Expected distinct experts activated when `pairs` routed (token, slot) pairs
+// fall on E experts with per-pair probabilities p (NULL: uniform):
+// sum_e 1 - (1 - p_e)^pairs.
+double janus_expected_active(int E, double pairs, const double *p);
+
+// Fills the predictions of pl (attn, moe, batch, micro set).
+void janus_plan_eval(const janus_config *c, const janus_hw *hw, const janus_workload *w, janus_plan *pl);
+
+// Best plan within `gpus` GPUs under the SLO (max_batch caps the batch per
+// attention GPU); top: the ntop best candidates, best first. Returns the
+// number of feasible candidates (0: none meets the SLO in memory).
+// exhaustive: scan every batch instead of the binary search (tests).
+int janus_plan_search(const janus_config *c, const janus_hw *hw, const janus_workload *w, int gpus, double slo_tpot_s,
+                      int max_batch, bool exhaustive, janus_plan *top, int ntop);
+
+// JSON of a plan (the plan attribute of result files, --plan FILE input).
+void janus_plan_json(const janus_plan *pl, const char *hw, double slo_s, char *buf, size_t n);
+// Reads attn, moe, batch, micro from a plan JSON file.
+int janus_plan_read(const char *path, janus_plan *pl, janus_err *e);
+
+#endif
