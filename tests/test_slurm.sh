@@ -28,13 +28,14 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 JANUS=${1:-$ROOT/build/janus}
 LIMIT=${JANUS_SLURM_TEST_TIMEOUT:-240}
-DEADLINE=$(( $(date +%s) + LIMIT ))
+START=$(date +%s)
+DEADLINE=$(( START + LIMIT ))
 PY=${PYTHON:-python3}
 export PATH=$PATH:/usr/sbin:/sbin
 
 pass=0 fail=0
-ok() { echo "ok: $*"; pass=$((pass + 1)); }
-bad() { echo "FAIL: $*"; fail=$((fail + 1)); }
+ok() { echo "ok: $* [$(( $(date +%s) - START )) s]"; pass=$((pass + 1)); }
+bad() { echo "FAIL: $* [$(( $(date +%s) - START )) s]"; fail=$((fail + 1)); }
 skip() { echo "$*: skipped"; exit 77; }
 left() { echo $(( DEADLINE - $(date +%s) )); }
 # Run a command with at most the time left before the overall deadline (and at most $1 s).
@@ -63,6 +64,8 @@ export OMPI_MCA_btl_vader_single_copy_mechanism=none OMP_NUM_THREADS=1
 T=$(mktemp -d /tmp/janus-slurm.XXXXXX) || exit 1
 chmod 711 "$T"
 mkdir -p "$T/state" "$T/spool" "$T/out"
+# A private copy of the binary: a rebuild while the jobs run does not disturb them.
+cp "$JANUS" "$T/janus" 2>/dev/null && "$T/janus" --version >/dev/null 2>&1 && JANUS=$T/janus
 MARK="JANUS_SLURM_TEST_MARK=$T"     # in the environment of every daemon we start
 pids=()
 
@@ -124,7 +127,7 @@ head -c 1024 /dev/urandom >"$T/munge.key"
 chmod 400 "$T/munge.key"
 SOCK=$T/munge.sock
 env "$MARK" munged -F --socket="$SOCK" --key-file="$T/munge.key" --pid-file="$T/munged.pid" \
-  --log-file="$T/munged.log" --seed-file="$T/munged.seed" --num-threads=2 &
+  --log-file="$T/munged.log" --seed-file="$T/munged.seed" --num-threads=2 >"$T/munged.stdout" 2>&1 &
 pids+=($!)
 auth=munge
 for i in $(seq 1 50); do
@@ -134,7 +137,7 @@ for i in $(seq 1 50); do
 done
 if ! munge -S "$SOCK" -n 2>/dev/null | unmunge -S "$SOCK" >/dev/null 2>&1; then
   echo "test_slurm: munged did not come up (see below): using AuthType=auth/none"
-  show_logs
+  show_logs "$T/munged.stdout"
   auth=none
 fi
 
@@ -282,7 +285,7 @@ launcher_of() { sed -n 's/.*launcher \([a-z0-9]*\),.*/\1/p' "$1" | head -n 1; }
 used=""
 for launch in auto pmi2 mpirun; do
   log=$T/single-$launch.out out=$T/out/single-$launch.h5
-  if submit "single-$launch" single-node.sbatch --nodes=1 --ntasks=2 --cpus-per-task=1 --output="$log" \
+  if submit "single-$launch" single-node.sbatch --nodes=1 --ntasks-per-node=2 --cpus-per-task=1 --output="$log" \
        --export="ALL,JANUS=$JANUS,MODEL=$MODEL,REQUESTS=$REQUESTS,OUT=$out,LAUNCH=$launch" &&
      same_results "$out" 2 >"$T/single-$launch.cmp" 2>&1; then
     used=$(launcher_of "$log"); cat "$T/single-$launch.cmp"

@@ -155,8 +155,13 @@ static bool better(const janus_plan *a, const janus_plan *b) {
 }
 
 static void keep(janus_plan *top, int ntop, int *n, const janus_plan *c) {
-    int i = *n < ntop ? (*n)++ : ntop - 1;
-    if (*n == ntop && i == ntop - 1 && !better(c, &top[i])) return;
+    int i;
+    if (*n < ntop) {
+        i = (*n)++; // a free slot
+    } else {
+        i = ntop - 1; // full: replace the worst if c beats it
+        if (!better(c, &top[i])) return;
+    }
     top[i] = *c;
     while (i > 0 && better(&top[i], &top[i - 1])) {
         janus_plan t = top[i];
