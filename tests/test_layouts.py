@@ -38,6 +38,7 @@ LAYOUTS = [
                                     "--node-size", "2", "--micro-batches", "2"]),
     ("1+3 replicate-hot 3 (stats of the single-rank run)", 4,
      ["--attn-ranks", "1", "--moe-ranks", "3", "--replicate-hot", "3", "--stats", "@BASE"]),
+    ("plan auto on 3 ranks", 3, ["--plan", "auto"]),
     ("3+3 hierarchical node 2 replicas 2", 6, ["--attn-ranks", "3", "--moe-ranks", "3", "--node-size", "2",
                                                "--exchange", "hierarchical", "--expert-replicas", "2"]),
 ]

@@ -18,6 +18,7 @@
 #include "io/requests.h"
 #include "io/results.h"
 #include "model/model.h"
+#include "plan/planner.h"
 #ifdef JANUS_CUDA
 #include "engine/gpu.h"
 #endif
@@ -52,6 +53,9 @@ static const char *HELP =
     "  --replicate-hot K      one extra replica for each layer's K most activated experts,\n"
     "                         from the /stats/expert_counts of --stats FILE\n"
     "  --stats FILE           a results file of an earlier run (activation statistics)\n"
+    "  --plan FILE|auto       take the layout from a plan (janus plan --out FILE), or let\n"
+    "                         rank 0 plan it for this job's ranks (--slo-tpot-ms, default 200)\n"
+    "  --slo-tpot-ms MS       the SLO --plan auto plans for\n"
     "  --exchange PATH        direct | hierarchical | auto (default auto: direct on one\n"
     "                         node, hierarchical across nodes)\n"
     "  --node-size S          ranks per node for the exchange (default: from MPI;\n"
@@ -83,15 +87,16 @@ typedef struct {
     const char *model, *requests, *out, *backend;
     int max_batch, max_step_tokens, kv_mb, block_size, threads;
     int attn_ranks, moe_ranks, micro_batches, replicas, node_size, hot;
-    const char *exchange, *stats;
+    const char *exchange, *stats, *plan;
     int resume;
+    double slo_ms;
     double progress_s;
 } gen_args;
 
 static void parse(int argc, char **argv, gen_args *a) {
     *a = (gen_args){.backend = "cpu", .max_batch = 64, .max_step_tokens = 512, .kv_mb = 1024, .block_size = 16,
                     .progress_s = 10,
-                    .micro_batches = 1, .replicas = 1, .exchange = "auto"};
+                    .micro_batches = 1, .replicas = 1, .exchange = "auto", .slo_ms = 200};
     static struct option opts[] = {
         {"model", required_argument, 0, 'm'},          {"requests", required_argument, 0, 'r'},
         {"out", required_argument, 0, 'o'},            {"max-batch", required_argument, 0, 'b'},
@@ -103,7 +108,8 @@ static void parse(int argc, char **argv, gen_args *a) {
         {"micro-batches", required_argument, 0, 'u'},  {"expert-replicas", required_argument, 0, 'R'},
         {"exchange", required_argument, 0, 'X'},       {"node-size", required_argument, 0, 'N'},
         {"replicate-hot", required_argument, 0, 'H'},  {"stats", required_argument, 0, 'S'},
-        {"resume", no_argument, 0, 'Z'},
+        {"resume", no_argument, 0, 'Z'},               {"plan", required_argument, 0, 'P'},
+        {"slo-tpot-ms", required_argument, 0, 'L'},
         {"help", no_argument, 0, 'h'},                 {0, 0, 0, 0}};
     int c;
     opterr = 0;
@@ -128,6 +134,8 @@ static void parse(int argc, char **argv, gen_args *a) {
         case 'H': a->hot = (int)cli_int("--replicate-hot", optarg, 0, 1 << 20); break;
         case 'S': a->stats = optarg; break;
         case 'Z': a->resume = 1; break;
+        case 'P': a->plan = optarg; break;
+        case 'L': a->slo_ms = cli_num("--slo-tpot-ms", optarg, 1e-3, 1e7); break;
         case 'N': a->node_size = (int)cli_int("--node-size", optarg, 1, 1 << 20); break;
         case 'q': janus_verbosity = 0; break;
         case 'v': janus_verbosity = 2; break;
@@ -157,9 +165,12 @@ static void parse(int argc, char **argv, gen_args *a) {
         janus_die_all(NULL, "--exchange: \"%s\" is not one of direct, hierarchical, auto", a->exchange);
     if (a->hot && !a->stats) janus_die_all(NULL, "--replicate-hot needs --stats FILE (a results file with /stats/expert_counts)");
     if (a->hot && a->replicas > 1) janus_die_all(NULL, "--replicate-hot and --expert-replicas exclude each other");
+    if (a->plan && (a->attn_ranks || a->moe_ranks))
+        janus_die_all(NULL, "--plan and --attn-ranks/--moe-ranks exclude each other");
     if (!!a->attn_ranks != !!a->moe_ranks)
         janus_die_all(NULL, "--attn-ranks and --moe-ranks go together (or neither, for monolithic mode)");
     int size = janus_nranks();
+    if (a->plan) return; // checked once the plan is known
     if (a->attn_ranks && a->attn_ranks + a->moe_ranks != size)
         janus_die_all(NULL, "--attn-ranks %d + --moe-ranks %d = %d, but the job has %d ranks", a->attn_ranks,
                       a->moe_ranks, a->attn_ranks + a->moe_ranks, size);
@@ -179,6 +190,49 @@ static void check_out_path(const char *out) {
     const char *dir = dirname(dup);
     if (access(dir, W_OK) != 0) janus_die_all(out, "the directory %s does not exist or is not writable", dir);
     free(dup);
+}
+
+// --plan FILE: the layout of a saved plan; --plan auto: rank 0 plans for this
+// job's ranks and broadcasts {attention, MoE, micro-batches, batch}.
+static void apply_plan(gen_args *a, int size, char *json, size_t n) {
+    janus_plan pl = {0};
+    int v[4] = {0, 0, 0, 0};
+    if (strcmp(a->plan, "auto") != 0) {
+        janus_err e;
+        if (janus_plan_read(a->plan, &pl, &e)) janus_die_all(NULL, "%s", e.msg);
+        v[0] = pl.attn, v[1] = pl.moe, v[2] = pl.micro, v[3] = pl.batch;
+        snprintf(json, n, "{\"mode\": \"%s\", \"attn_ranks\": %d, \"moe_ranks\": %d, \"micro_batches\": %d, \"max_batch\": %d, \"from\": \"%s\"}",
+                 pl.moe ? "disaggregated" : "monolithic", pl.attn, pl.moe, pl.micro, pl.batch, a->plan);
+    } else if (janus_rank() == 0) {
+        janus_config c;
+        janus_err e;
+        if (janus_config_load(a->model, &c, &e)) janus_die(NULL, "%s", e.msg);
+        janus_requests R;
+        if (janus_requests_read(a->requests, &R, &e)) janus_die(NULL, "%s", e.msg);
+        janus_workload w = {1, 1, 0};
+        double pl_sum = 0, out_sum = 0;
+        for (int64_t i = 0; i < R.n; i++) pl_sum += (double)(R.offsets[i + 1] - R.offsets[i]), out_sum += R.max_new[i];
+        if (R.n) w.prompt_len = pl_sum / R.n, w.output_len = out_sum / R.n;
+        janus_requests_free(&R);
+        const char *hwname = !strcmp(a->backend, "cuda") ? "h100" : "cpu";
+        janus_plan top[64];
+        int nf = janus_plan_search(&c, janus_hw_preset(hwname), &w, size, a->slo_ms / 1e3, 4096, false, top, 64);
+        for (int i = 0; i < (nf < 64 ? nf : 64); i++) // this job's ranks, all of them
+            if (top[i].attn + top[i].moe == size && !(top[i].moe && size < 2)) { pl = top[i]; break; }
+        if (!pl.attn) pl = (janus_plan){.attn = size, .moe = 0, .micro = 1, .batch = a->max_batch};
+        v[0] = pl.attn, v[1] = pl.moe, v[2] = pl.micro, v[3] = pl.batch;
+        janus_plan_json(&pl, hwname, a->slo_ms / 1e3, json, n);
+        janus_log("plan auto (%s profile, %d ranks, SLO %.0f ms): %s", hwname, size, a->slo_ms, json);
+    }
+    MPI_Bcast(v, 4, MPI_INT, 0, MPI_COMM_WORLD);
+    MPI_Bcast(json, (int)n, MPI_CHAR, 0, MPI_COMM_WORLD);
+    const int need = v[1] ? v[0] + v[1] : v[0];
+    if (need != size)
+        janus_die_all(a->plan, "the plan needs %d ranks (%d attention + %d MoE) but the job has %d", need, v[0], v[1], size);
+    if (v[1]) a->attn_ranks = v[0], a->moe_ranks = v[1];
+    a->micro_batches = v[2];
+    a->max_batch = v[3];
+    if (a->max_step_tokens < a->max_batch) a->max_step_tokens = a->max_batch;
 }
 
 // Gathers this rank's results to rank 0 and fills res in request order.
@@ -305,6 +359,8 @@ int cmd_generate(int argc, char **argv) {
     int threads = a.threads ? a.threads : cli_threads(local_size);
     omp_set_num_threads(threads);
     check_out_path(a.out);
+    char plan_json[1024] = "";
+    if (a.plan) apply_plan(&a, size, plan_json, sizeof plan_json);
 
     // Layout: disaggregated (A attention + M MoE ranks) or monolithic (every
     // rank both; one rank: all experts local, no exchange).
@@ -493,7 +549,7 @@ int cmd_generate(int argc, char **argv) {
             {"model_type", m.cfg.model_type, 0},
             {"requests", a.requests, 0},
             {"layout", layout, 0},
-            {"plan", plan, 0},
+            {"plan", plan_json[0] ? plan_json : plan, 0},
             {"janus_version", JANUS_VERSION, 0},
             {"backend", a.backend, 0},
             {"command", cmdline, 0},
