@@ -23,6 +23,11 @@
 # Every daemon it started, and anything they left running, is stopped on exit; an
 # overall time limit (JANUS_SLURM_TEST_TIMEOUT, default 240 s) bounds every wait.
 # Last line: "N passed, N failed".
+#
+# For development: KEEP_TMP=1 keeps the temp dir (logs, slurm.conf, results; it is
+# kept anyway when something failed); JANUS_SLURM_TEST_LAUNCHERS="mpirun" tries only
+# the listed LAUNCH values (default "auto pmi2 mpirun"); JANUS_SLURM_TEST_AUTH=none
+# tests the auth/none fallback.
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -76,7 +81,7 @@ marked_pids() {
   for p in /proc/[0-9]*; do
     p=${p#/proc/}
     [ "$p" != $$ ] || continue
-    tr '\0' '\n' 2>/dev/null <"/proc/$p/environ" | grep -qxF "$MARK" && echo "$p"
+    { tr '\0' '\n' <"/proc/$p/environ"; } 2>/dev/null | grep -qxF "$MARK" && echo "$p"
   done
 }
 cleaned=0
@@ -130,6 +135,7 @@ env "$MARK" munged -F --socket="$SOCK" --key-file="$T/munge.key" --pid-file="$T/
   --log-file="$T/munged.log" --seed-file="$T/munged.seed" --num-threads=2 >"$T/munged.stdout" 2>&1 &
 pids+=($!)
 auth=munge
+[ "${JANUS_SLURM_TEST_AUTH:-munge}" = none ] && kill "${pids[0]}" 2>/dev/null   # (to test the fallback)
 for i in $(seq 1 50); do
   munge -S "$SOCK" -n 2>/dev/null | unmunge -S "$SOCK" >/dev/null 2>&1 && break
   kill -0 "${pids[0]}" 2>/dev/null || break
@@ -193,7 +199,7 @@ export SLURM_CONF=$T/slurm.conf
   echo "MailProg=/bin/true"
   echo "InactiveLimit=0"
   echo "KillWait=5"
-  echo "MinJobAge=300"
+  echo "MinJobAge=4"     # sbatch --wait then polls every 2 s (it backs off to MinJobAge/2)
   echo "SlurmctldTimeout=30"
   echo "SlurmdTimeout=30"
   echo "NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=256 State=UNKNOWN"
@@ -222,6 +228,9 @@ else
   echo "$pass passed, $fail failed"
   exit 1
 fi
+n=$(marked_pids | wc -l)
+if [ "$n" -ge 3 ]; then ok "$n daemon processes carry this run's marker (what the final clean-up looks for)"
+else bad "only $n processes carry this run's marker: the clean-up check would be blind"; fi
 echo "test_slurm: srun --mpi=list: $(timeout 10 srun --mpi=list 2>&1 | tr -s '\n\t ' ' ')"
 
 # ---- the reference: a direct mpirun run ----
@@ -283,7 +292,7 @@ launcher_of() { sed -n 's/.*launcher \([a-z0-9]*\),.*/\1/p' "$1" | head -n 1; }
 
 # ---- 1. single node, 2 tasks: pmix, else pmi2, else mpirun inside the allocation ----
 used=""
-for launch in auto pmi2 mpirun; do
+for launch in ${JANUS_SLURM_TEST_LAUNCHERS:-auto pmi2 mpirun}; do
   log=$T/single-$launch.out out=$T/out/single-$launch.h5
   if submit "single-$launch" single-node.sbatch --nodes=1 --ntasks-per-node=2 --cpus-per-task=1 --output="$log" \
        --export="ALL,JANUS=$JANUS,MODEL=$MODEL,REQUESTS=$REQUESTS,OUT=$out,LAUNCH=$launch" &&
