@@ -27,13 +27,18 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-# 2. A python3 with h5py and numpy (pip first; Debian's packages where pip is
-#    not allowed to install into the system interpreter).
+# 2. A python3 with h5py, numpy, matplotlib (tools/report, plots) and tokenizers
+#    (tools/prep, tools/detok): pip first; where pip may not install into the
+#    system interpreter (Debian's PEP 668 marker), a virtual environment.
 PY=$(command -v python3)
-if ! "$PY" -c 'import h5py, numpy' 2>/dev/null; then
-  "$PY" -m pip install -q h5py numpy 2>/dev/null ||
-    { DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-h5py python3-numpy >/dev/null && PY=/usr/bin/python3; }
-  "$PY" -c 'import h5py, numpy' || { echo "bootstrap: no python3 with h5py and numpy" >&2; exit 1; }
+pymods='import h5py, numpy, matplotlib, tokenizers'
+if ! "$PY" -c "$pymods" 2>/dev/null; then
+  if ! "$PY" -m pip install -q h5py numpy matplotlib tokenizers 2>/dev/null; then
+    dpkg-query -W -f='${Status}' python3-venv 2>/dev/null | grep -q "install ok installed" ||
+      DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv >/dev/null
+    python3 -m venv .venv && PY=$PWD/.venv/bin/python3 && "$PY" -m pip install -q h5py numpy matplotlib tokenizers
+  fi
+  "$PY" -c "$pymods" || { echo "bootstrap: no python3 with h5py, numpy, matplotlib and tokenizers" >&2; exit 1; }
 fi
 
 # 3. Build (release, CPU engine).

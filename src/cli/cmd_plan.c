@@ -26,7 +26,8 @@ static const char *HELP =
     "  --prompt-len P         workload without a file (default 512)\n"
     "  --output-len O         (default 256)\n"
     "  --zipf S               router skew assumed (default 0: uniform)\n"
-    "  --hardware H           h100 | h200 | cpu (default h100)\n"
+    "  --hardware H           h100 | h200 | cpu (default h100), or a calibration JSON file\n"
+    "                         (janus bench decode --calibration FILE writes one for CPUs)\n"
     "  --gpus-per-node G      override the hardware's GPUs per node\n"
     "  --inter-gbps B         override the network bandwidth per GPU (Gbit/s)\n"
     "  --max-batch B          largest batch per attention GPU considered (default 1024)\n"
@@ -119,8 +120,16 @@ int cmd_plan(int argc, char **argv) {
     if (!model) janus_die(NULL, "plan: --model DIR is required (janus plan --help)");
     if (!gpus_s) janus_die(NULL, "plan: --gpus N is required");
     const janus_hw *preset = janus_hw_preset(hwname);
-    if (!preset) janus_die(NULL, "--hardware: \"%s\" is not one of h100, h200, cpu", hwname);
-    janus_hw hw = *preset;
+    janus_hw hw;
+    if (preset) {
+        hw = *preset;
+    } else {
+        janus_err he;
+        FILE *hf = fopen(hwname, "r");
+        if (!hf) janus_die(NULL, "--hardware: \"%s\" is not one of h100, h200, cpu, nor a calibration file", hwname);
+        fclose(hf);
+        if (janus_hw_load(hwname, &hw, &he)) janus_die(NULL, "%s", he.msg);
+    }
     if (gpn) hw.gpus_per_node = gpn;
     if (inter_gbps > 0) hw.inter_Bps = inter_gbps * 1e9 / 8;
     janus_config cfg;

@@ -32,6 +32,39 @@ const janus_hw *janus_hw_preset(const char *name) {
     return NULL;
 }
 
+int janus_hw_load(const char *path, janus_hw *hw, janus_err *e) {
+    json_error_t je;
+    json_t *r = json_load_file(path, 0, &je);
+    if (!r) return janus_errf(e, "%s: line %d: %s", path, je.line, je.text);
+    const char *base = json_string_value(json_object_get(r, "base"));
+    const janus_hw *b = janus_hw_preset(base ? base : "h100");
+    if (!b) {
+        json_decref(r);
+        return janus_errf(e, "%s: base: \"%s\" is not one of h100, h200, cpu", path, base);
+    }
+    *hw = *b;
+    static char name[64];
+    snprintf(name, sizeof name, "%s", json_string_value(json_object_get(r, "name")) ? json_string_value(json_object_get(r, "name")) : "calibrated");
+    hw->name = name;
+    struct { const char *k; double *v; } f[] = {{"hbm_Bps", &hw->hbm_Bps}, {"eff", &hw->eff}, {"flops", &hw->flops},
+        {"mem_bytes", &hw->mem_bytes}, {"intra_Bps", &hw->intra_Bps}, {"intra_alpha_s", &hw->intra_alpha_s},
+        {"inter_Bps", &hw->inter_Bps}, {"inter_alpha_s", &hw->inter_alpha_s}, {"layer_overhead_s", &hw->layer_overhead_s}};
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+        json_t *v = json_object_get(r, f[i].k);
+        if (!v) continue;
+        if (!json_is_number(v) || json_number_value(v) < 0) {
+            json_decref(r);
+            return janus_errf(e, "%s: %s: not a non-negative number", path, f[i].k);
+        }
+        *f[i].v = json_number_value(v);
+    }
+    json_t *g = json_object_get(r, "gpus_per_node");
+    if (json_is_integer(g) && json_integer_value(g) > 0) hw->gpus_per_node = (int)json_integer_value(g);
+    json_decref(r);
+    if (!(hw->hbm_Bps > 0 && hw->eff > 0 && hw->flops > 0)) return janus_errf(e, "%s: hbm_Bps, eff and flops must be positive", path);
+    return 0;
+}
+
 double janus_expected_active(int E, double pairs, const double *p) {
     double s = 0;
     for (int e = 0; e < E; e++) {

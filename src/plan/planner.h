@@ -25,6 +25,11 @@ typedef struct {
 
 // Data-sheet profiles ("h100", "h200", "cpu"); NULL if unknown.
 const janus_hw *janus_hw_preset(const char *name);
+// A calibration file: JSON with any of the janus_hw fields by name (hbm_Bps,
+// eff, flops, mem_bytes, intra_Bps, intra_alpha_s, inter_Bps, inter_alpha_s,
+// layer_overhead_s, gpus_per_node) over the preset named by "base" (default
+// h100). `janus bench decode --calibration FILE` writes one for CPUs.
+int janus_hw_load(const char *path, janus_hw *hw, janus_err *e);
 
 typedef struct {
     double prompt_len, output_len; // means over the requests
