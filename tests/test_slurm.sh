@@ -2,7 +2,7 @@
 # tests/test_slurm.sh: the job scripts under jobs/ on a real, private Slurm cluster of
 # one node (this machine).
 #
-#   bash tests/test_slurm.sh [path/to/janus]      (default: build/janus)
+#   bash tests/test_slurm.sh [JANUS [PYTHON]]   (defaults: build/janus, $PYTHON or python3)
 #
 # Installs nothing. Needs root (slurmd launches jobs), Slurm's slurmctld, slurmd and
 # client commands, munge (or falls back to auth/none when munged cannot run), Open MPI
@@ -35,7 +35,7 @@ JANUS=${1:-$ROOT/build/janus}
 LIMIT=${JANUS_SLURM_TEST_TIMEOUT:-240}
 START=$(date +%s)
 DEADLINE=$(( START + LIMIT ))
-PY=${PYTHON:-python3}
+PY=${2:-${PYTHON:-python3}}
 export PATH=$PATH:/usr/sbin:/sbin
 
 pass=0 fail=0
@@ -57,6 +57,8 @@ done
 [ "$(id -u)" = 0 ] || skip "slurm test needs root (slurmd starts the jobs)"
 for c in mpirun timeout; do command -v "$c" >/dev/null 2>&1 || skip "$c missing"; done
 [ -x "$JANUS" ] || { echo "test_slurm: $JANUS: no janus binary (ninja -C build)"; echo "0 passed, 1 failed"; exit 1; }
+[ -d "$ROOT/inputs/model" ] && [ -f "$ROOT/inputs/requests.h5" ] ||
+  { echo "test_slurm: no bundled model/requests under $ROOT/inputs"; echo "0 passed, 1 failed"; exit 1; }
 JANUS=$(realpath "$JANUS")
 "$PY" -c 'import h5py, numpy' 2>/dev/null || { echo "test_slurm: $PY has no h5py/numpy"; echo "0 passed, 1 failed"; exit 1; }
 
@@ -74,44 +76,71 @@ cp "$JANUS" "$T/janus" 2>/dev/null && "$T/janus" --version >/dev/null 2>&1 && JA
 MARK="JANUS_SLURM_TEST_MARK=$T"     # in the environment of every daemon we start
 pids=()
 
-# Stop everything this test started: jobs, daemons, and any process (slurmstepd, job
-# tasks) that inherited the marker of this run's daemons; by pid, never by name.
+# Stop everything this test started: jobs, daemons, and any process they left (a
+# slurmstepd, a job task): those carry this run's marker in their environment, or hold
+# a file or working directory under $T open. By pid, never by name.
 marked_pids() {
-  local p
-  for p in /proc/[0-9]*; do
-    p=${p#/proc/}
-    [ "$p" != $$ ] || continue
-    { tr '\0' '\n' <"/proc/$p/environ"; } 2>/dev/null | grep -qxF "$MARK" && echo "$p"
-  done
+  "$PY" - "$MARK" "$T" $$ <<'EOF'
+import os, sys
+mark, tmp, me = sys.argv[1].encode(), sys.argv[2] + "/", {os.getpid(), int(sys.argv[3])}
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    if int(pid) in me:
+        continue
+    ours = False
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            ours = mark in f.read().split(b"\0")
+    except OSError:
+        pass
+    links = []
+    try:
+        links = [f"/proc/{pid}/cwd"] + [f"/proc/{pid}/fd/{fd}" for fd in os.listdir(f"/proc/{pid}/fd")]
+    except OSError:
+        pass
+    for link in links:
+        try:
+            if (os.readlink(link) + "/").startswith(tmp):
+                ours = True
+        except OSError:
+            pass
+    if ours:
+        print(pid)
+EOF
 }
-cleaned=0
-cleanup() {
-  [ "$cleaned" = 0 ] || return 0
-  cleaned=1
+stopped=0
+stop_all() {
+  [ "$stopped" = 0 ] || return 0
+  stopped=1
   if [ -n "${SLURM_CONF:-}" ] && [ -f "$SLURM_CONF" ] && [ ${#pids[@]} -gt 0 ]; then
-    timeout 10 scancel --quiet --full -u root 2>/dev/null
-    local i
-    for i in 1 2 3 4 5 6 7 8 9 10; do
+    timeout 10 scancel --quiet --full -u root 2>/dev/null    # (jobs of this private cluster)
+    local _
+    for _ in 1 2 3 4 5 6 7 8 9 10; do
       [ -z "$(timeout 5 squeue -h -o %i 2>/dev/null)" ] && break
       sleep 0.5
     done
   fi
-  local p
+  local p q alive
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
   for p in 1 2 3 4 5 6 7 8 9 10; do
-    local alive=0 q
+    alive=0
     for q in "${pids[@]}"; do kill -0 "$q" 2>/dev/null && alive=1; done
     [ "$alive" = 0 ] && break
     sleep 0.5
   done
   for p in "${pids[@]}" $(marked_pids); do kill -KILL "$p" 2>/dev/null; done
   wait 2>/dev/null
+}
+tidied=0
+tidy_tmp() {
+  [ "$tidied" = 0 ] || return 0
+  tidied=1
   if [ "${KEEP_TMP:-0}" = 1 ] || [ "$fail" -gt 0 ]; then
-    echo "test_slurm: logs and results kept in $T"
+    echo "test_slurm: logs, slurm.conf and results kept in $T"
   else
     rm -rf "$T"
   fi
 }
+cleanup() { stop_all; tidy_tmp; }
 trap cleanup EXIT
 trap 'echo "test_slurm: interrupted"; exit 130' INT TERM
 
@@ -135,8 +164,8 @@ env "$MARK" munged -F --socket="$SOCK" --key-file="$T/munge.key" --pid-file="$T/
   --log-file="$T/munged.log" --seed-file="$T/munged.seed" --num-threads=2 >"$T/munged.stdout" 2>&1 &
 pids+=($!)
 auth=munge
-[ "${JANUS_SLURM_TEST_AUTH:-munge}" = none ] && kill "${pids[0]}" 2>/dev/null   # (to test the fallback)
-for i in $(seq 1 50); do
+[ "${JANUS_SLURM_TEST_AUTH:-munge}" = none ] && { kill "${pids[0]}"; wait "${pids[0]}"; } 2>/dev/null  # (to test the fallback)
+for _ in $(seq 1 50); do
   munge -S "$SOCK" -n 2>/dev/null | unmunge -S "$SOCK" >/dev/null 2>&1 && break
   kill -0 "${pids[0]}" 2>/dev/null || break
   sleep 0.1
@@ -225,6 +254,7 @@ if [ "$state" = idle ]; then
 else
   bad "slurm did not come up: node state '${state:-none}'"
   show_logs "$T/slurmctld.stdout" "$T/slurmd.stdout"
+  cleanup
   echo "$pass passed, $fail failed"
   exit 1
 fi
@@ -352,10 +382,9 @@ else
 fi
 
 # ---- stop everything, check nothing is left ----
-cleanup_fail=$fail
-cleanup
+stop_all
 left_over=$(marked_pids | tr '\n' ' ')
 if [ -z "$left_over" ]; then ok "every daemon and job process stopped"; else bad "processes left running: $left_over"; fi
-[ "$cleanup_fail" = "$fail" ] || echo "test_slurm: logs kept in $T"
+tidy_tmp
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]

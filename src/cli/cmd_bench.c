@@ -13,11 +13,14 @@
 #include "cli/cli.h"
 #include "engine/forward.h"
 #include "engine/generate.h"
+#include "io/results.h"
+#include "plan/placement.h"
 #include "sched/sched.h"
 
 static const char *HELP =
     "usage: janus bench decode --model DIR [options]\n"
     "       janus bench sched [options]\n"
+    "       janus bench placement [options]\n"
     "       janus bench moe-layer [--json FILE]   (CUDA build: decode MoE layer vs HBM bandwidth)\n"
     "       janus bench e2e --model DIR [--synthetic] [--batch B] [--context C] [--steps S] [--zipf Z]\n"
     "                                             (CUDA build: decode step time vs bytes / HBM bandwidth)\n"
@@ -39,7 +42,28 @@ static const char *HELP =
     "sched: microseconds per layer of the activation scheduler (C version) for\n"
     "8..256 experts and 2..64 MoE ranks; N routed tokens per layer (default 512 x\n"
     "top-8 slots) drawn from a Zipf(S) expert popularity (default 1.0), R replicas\n"
-    "of every expert (default 2). The budget column is DESIGN's 10 us per layer.\n";
+    "of every expert (default 2). The budget column is DESIGN's 10 us per layer.\n"
+    "\n"
+    "usage: janus bench placement [--experts E] [--ranks M] [--slots LIST] [--tokens LIST]\n"
+    "                             [--zipf LIST | --stats RESULTS.h5] [--top-k K] [--samples N] [--json FILE]\n"
+    "\n"
+    "placement: expected activated experts on the busiest MoE rank (Monte Carlo, N\n"
+    "sampled layers, scheduled by the activation scheduler) under contiguous sharding\n"
+    "(one replica each) and under replicated placement (janus_place_replicated: hot\n"
+    "experts get the spare slots), and the reduction in percent; the bound column is\n"
+    "what no placement can beat (every expert on every rank: ceil(active / M)) and\n"
+    "max% the largest reduction it allows; tok_contig and tok_repl: the busiest rank's\n"
+    "mean (token, slot) pairs (the scheduler's secondary objective).\n"
+    "\n"
+    "  --experts E        routed experts per layer (default 64; --stats: the file's)\n"
+    "  --ranks M          MoE ranks (default 8)\n"
+    "  --slots LIST       expert slots per MoE rank, each >= E / M (default 8,10,12)\n"
+    "  --tokens LIST      tokens per layer and step (default 16,64,256)\n"
+    "  --zipf LIST        expert popularity p_e ~ (e+1)^-s, by index (default 0,0.5,1.0,1.2)\n"
+    "  --stats FILE       instead: every MoE layer's /stats/expert_counts of a janus results file\n"
+    "  --top-k K          experts per token (default 8)\n"
+    "  --samples N        sampled layers per figure (default 200)\n"
+    "  --json FILE        also write the table as JSON\n";
 
 // Copy bandwidth (read + write bytes / s) of a buffer well beyond the caches.
 static double copy_bandwidth(void) {
@@ -278,6 +302,136 @@ static int bench_sched(int argc, char **argv) {
     return 0;
 }
 
+static int bench_placement(int argc, char **argv) {
+    int E = 64, M = 8, k = 8, samples = 200;
+    const char *json = NULL, *stats = NULL;
+    const char *lists[3] = {"8,10,12", "16,64,256", "0,0.5,1.0,1.2"}; // slots, tokens, zipf
+    static struct option opts[] = {{"experts", required_argument, 0, 'e'}, {"ranks", required_argument, 0, 'r'},
+                                   {"slots", required_argument, 0, 's'},   {"tokens", required_argument, 0, 'n'},
+                                   {"zipf", required_argument, 0, 'z'},    {"stats", required_argument, 0, 'S'},
+                                   {"top-k", required_argument, 0, 'k'},   {"samples", required_argument, 0, 'N'},
+                                   {"json", required_argument, 0, 'j'},    {"help", no_argument, 0, 'h'},
+                                   {0, 0, 0, 0}};
+    int c;
+    opterr = 0;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'e': E = (int)cli_int("--experts", optarg, 1, 1 << 16); break;
+        case 'r': M = (int)cli_int("--ranks", optarg, 1, 1 << 12); break;
+        case 's': lists[0] = optarg; break;
+        case 'n': lists[1] = optarg; break;
+        case 'z': lists[2] = optarg; break;
+        case 'S': stats = optarg; break;
+        case 'k': k = (int)cli_int("--top-k", optarg, 1, 1 << 16); break;
+        case 'N': samples = (int)cli_int("--samples", optarg, 1, 1 << 24); break;
+        case 'j': json = optarg; break;
+        case 'h': fputs(HELP, stdout); return 0;
+        default: janus_die(NULL, "bench placement: unknown or incomplete option \"%s\" (janus bench --help)", argv[optind - 1]);
+        }
+    }
+    // Popularity vectors: one per Zipf exponent, or one per MoE layer of --stats.
+    int nd = 0;
+    double *dist = NULL; // [nd, E]
+    char (*name)[24] = NULL;
+    if (stats) {
+        janus_results res;
+        janus_err err;
+        if (janus_results_read(stats, &res, &err)) janus_die(NULL, "%s", err.msg);
+        E = res.n_experts;
+        dist = xmalloc(sizeof(double) * ((size_t)res.n_layers * E + 1));
+        name = xmalloc(sizeof *name * (res.n_layers + 1));
+        for (int l = 0; l < res.n_layers; l++) {
+            const int64_t *cnt = res.expert_counts + (size_t)l * E;
+            double tot = 0;
+            for (int e = 0; e < E; e++) tot += (double)cnt[e];
+            if (tot <= 0) continue; // a dense layer
+            for (int e = 0; e < E; e++) dist[(size_t)nd * E + e] = (double)cnt[e] / tot;
+            snprintf(name[nd++], sizeof name[0], "layer%d", l);
+        }
+        janus_results_free(&res);
+        if (!nd) janus_die(stats, "/stats/expert_counts: no layer with routed tokens");
+    }
+    // Lists: slots and tokens (integers), Zipf exponents (numbers).
+    const char *lname[3] = {"--slots", "--tokens", "--zipf"};
+    double vals[3][64];
+    int nv[3] = {0, 0, 0};
+    for (int li = 0; li < 3; li++)
+        for (const char *q = lists[li]; *q;) {
+            char *end;
+            double v = strtod(q, &end);
+            bool integer = li < 2;
+            if (end == q || (*end && *end != ',') || nv[li] == 64 || !(v >= (li == 2 ? 0 : 1)) || v > (li == 2 ? 10 : 1 << 20) ||
+                (integer && v != floor(v)))
+                janus_die(NULL, "%s: \"%s\" is not a comma-separated list of %s (at most 64)", lname[li], lists[li],
+                          li == 2 ? "numbers in [0, 10]" : "integers in [1, 1048576]");
+            vals[li][nv[li]++] = v;
+            q = *end ? end + 1 : end;
+        }
+    if (!stats) {
+        nd = nv[2];
+        dist = xmalloc(sizeof(double) * (size_t)nd * E);
+        name = xmalloc(sizeof *name * nd);
+        for (int d = 0; d < nd; d++) {
+            janus_zipf(dist + (size_t)d * E, E, vals[2][d]);
+            snprintf(name[d], sizeof name[0], "zipf%.2f", vals[2][d]);
+        }
+    }
+    if (k > E) janus_die(NULL, "bench placement: --top-k %d exceeds the %d experts", k, E);
+    for (int i = 0; i < nv[0]; i++)
+        if ((int64_t)vals[0][i] * M < E)
+            janus_die(NULL, "--slots: %d slots x %d ranks cannot hold %d experts", (int)vals[0][i], M, E);
+    FILE *jf = json ? fopen(json, "w") : NULL;
+    if (json && !jf) janus_die(json, "cannot open for writing");
+    printf("# janus bench placement: %d experts, %d MoE ranks, top-%d, %d sampled layers per figure, popularity from %s\n",
+           E, M, k, samples, stats ? stats : "Zipf by expert index");
+    printf("# activated experts on the busiest MoE rank: contiguous sharding vs replicated placement; "
+           "bound: no placement does better\n");
+    printf("%-10s %6s %7s %10s %10s %7s %8s %7s %10s %10s\n", "dist", "slots", "tokens", "contiguous", "replicated", "red%",
+           "bound", "max%", "tok_contig", "tok_repl");
+    if (jf)
+        fprintf(jf, "{\"bench\": \"placement\", \"experts\": %d, \"ranks\": %d, \"top_k\": %d, \"samples\": %d, "
+                    "\"stats\": %s%s%s, \"rows\": [",
+                E, M, k, samples, stats ? "\"" : "", stats ? stats : "null", stats ? "\"" : "");
+    janus_placement contig, full;
+    janus_placement_uniform(&contig, E, M, 1);
+    janus_placement_uniform(&full, E, M, M);
+    int first = 1;
+    for (int d = 0; d < nd; d++) {
+        const double *p = dist + (size_t)d * E;
+        for (int si = 0; si < nv[0]; si++) {
+            const int slots = (int)vals[0][si];
+            janus_placement rep;
+            if (janus_place_replicated(p, E, M, slots, &rep))
+                janus_die(NULL, "bench placement: no placement for %s, %d slots", name[d], slots);
+            for (int ti = 0; ti < nv[1]; ti++) {
+                const int tokens = (int)vals[1][ti];
+                const uint64_t seed = 42 + (uint64_t)tokens; // the same sampled layers for all three
+                double tc, tr;
+                double ac = janus_expected_max_activated(&contig, p, tokens, k, samples, seed, &tc);
+                double ar = janus_expected_max_activated(&rep, p, tokens, k, samples, seed, &tr);
+                double ab = janus_expected_max_activated(&full, p, tokens, k, samples, seed, NULL);
+                double red = ac > 0 ? 100 * (ac - ar) / ac : 0, mx = ac > 0 ? 100 * (ac - ab) / ac : 0;
+                printf("%-10s %6d %7d %10.3f %10.3f %6.1f%% %8.3f %6.1f%% %10.1f %10.1f\n", name[d], slots, tokens, ac, ar,
+                       red, ab, mx, tc, tr);
+                if (jf)
+                    fprintf(jf, "%s{\"dist\": \"%s\", \"slots\": %d, \"tokens\": %d, \"contiguous_max_act\": %.4f, "
+                                "\"replicated_max_act\": %.4f, \"reduction_pct\": %.2f, \"bound_max_act\": %.4f, "
+                                "\"bound_reduction_pct\": %.2f, \"contiguous_max_tok\": %.2f, \"replicated_max_tok\": %.2f}",
+                            first ? "" : ", ", name[d], slots, tokens, ac, ar, red, ab, mx, tc, tr);
+                first = 0;
+            }
+            janus_placement_free(&rep);
+        }
+    }
+    if (jf) fprintf(jf, "]}\n"), fclose(jf);
+    janus_placement_free(&contig);
+    janus_placement_free(&full);
+    free(dist);
+    free(name);
+    return 0;
+}
+
 int cmd_bench(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         fputs(HELP, argc < 2 ? stderr : stdout);
@@ -285,6 +439,7 @@ int cmd_bench(int argc, char **argv) {
     }
     if (!strcmp(argv[1], "decode")) return bench_decode(argc - 1, argv + 1);
     if (!strcmp(argv[1], "sched")) return bench_sched(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "placement")) return bench_placement(argc - 1, argv + 1);
     if (!strcmp(argv[1], "e2e")) {
 #ifdef JANUS_CUDA
         return bench_e2e(argc - 1, argv + 1);

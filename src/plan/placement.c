@@ -48,11 +48,14 @@ static void apportion(const double *q, int E, int M, int T, int32_t *r) {
         r[e] = 1 + x;
         given += x;
     }
-    // Largest remainder first; what the caps leave over goes on the same way.
+    // Largest remainder first; what the caps leave over goes on the same way:
+    // each time to the expert furthest below its quota, want_e - (r_e - 1),
+    // compared as want_a - want_b > r_a - r_b so that tiny p are not rounded
+    // away (which would break "hotter never fewer replicas").
     for (; given < spare; given++) {
         int best = -1;
         for (int e = 0; e < E; e++)
-            if (r[e] < M && (best < 0 || want[e] - (r[e] - 1) > want[best] - (r[best] - 1))) best = e;
+            if (r[e] < M && (best < 0 || want[e] - want[best] > (double)(r[e] - r[best]))) best = e;
         r[best]++;
     }
     free(want);
@@ -61,7 +64,7 @@ static void apportion(const double *q, int E, int M, int T, int32_t *r) {
 // ---- placement ------------------------------------------------------------
 
 typedef struct {
-    double w; // expected load of one replica: p_e / r_e
+    double w; // sort key: p_e (phase 1), p_e / r_e (phase 2)
     int e, j;
 } replica;
 
@@ -131,7 +134,7 @@ int janus_place_replicated(const double *p, int E, int M, int slots_per_rank, ja
     // one expert of each popularity tier of M, and at most ceil(E / M) in all
     // (<= per_rank, as M * per_rank >= E).
     int n = 0;
-    for (int e = 0; e < E; e++) items[n++] = (replica){wt[e], e, 0};
+    for (int e = 0; e < E; e++) items[n++] = (replica){q[e], e, 0}; // by popularity, not p_e / r_e
     qsort(items, n, sizeof(replica), cmp_replica);
     for (int i = 0; i < n; i++) {
         int e = items[i].e, best = 0;
