@@ -39,6 +39,8 @@ LAYOUTS = [
     ("1+3 replicate-hot 3 (stats of the single-rank run)", 4,
      ["--attn-ranks", "1", "--moe-ranks", "3", "--replicate-hot", "3", "--stats", "@BASE"]),
     ("plan auto on 3 ranks", 3, ["--plan", "auto"]),
+    ("1+3 expert-slots from stats", 4,
+     ["--attn-ranks", "1", "--moe-ranks", "3", "--expert-slots", "5", "--stats", "@BASE"]),
     ("3+3 hierarchical node 2 replicas 2", 6, ["--attn-ranks", "3", "--moe-ranks", "3", "--node-size", "2",
                                                "--exchange", "hierarchical", "--expert-replicas", "2"]),
 ]

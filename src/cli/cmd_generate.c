@@ -18,6 +18,7 @@
 #include "io/requests.h"
 #include "io/results.h"
 #include "model/model.h"
+#include "plan/placement.h"
 #include "plan/planner.h"
 #ifdef JANUS_CUDA
 #include "engine/gpu.h"
@@ -52,6 +53,9 @@ static const char *HELP =
     "                         the activation scheduler balances tokens over them\n"
     "  --replicate-hot K      one extra replica for each layer's K most activated experts,\n"
     "                         from the /stats/expert_counts of --stats FILE\n"
+    "  --expert-slots S       experts each MoE rank holds (>= experts / MoE ranks): the spare\n"
+    "                         slots become replicas of the most activated experts of\n"
+    "                         --stats FILE, placed to balance the expected load\n"
     "  --stats FILE           a results file of an earlier run (activation statistics)\n"
     "  --plan FILE|auto       take the layout from a plan (janus plan --out FILE), or let\n"
     "                         rank 0 plan it for this job's ranks (--slo-tpot-ms, default 200)\n"
@@ -86,7 +90,7 @@ static const char *HELP =
 typedef struct {
     const char *model, *requests, *out, *backend;
     int max_batch, max_step_tokens, kv_mb, block_size, threads;
-    int attn_ranks, moe_ranks, micro_batches, replicas, node_size, hot;
+    int attn_ranks, moe_ranks, micro_batches, replicas, node_size, hot, slots;
     const char *exchange, *stats, *plan;
     int resume;
     double slo_ms;
@@ -109,6 +113,7 @@ static void parse(int argc, char **argv, gen_args *a) {
         {"exchange", required_argument, 0, 'X'},       {"node-size", required_argument, 0, 'N'},
         {"replicate-hot", required_argument, 0, 'H'},  {"stats", required_argument, 0, 'S'},
         {"resume", no_argument, 0, 'Z'},               {"plan", required_argument, 0, 'P'},
+        {"expert-slots", required_argument, 0, 'E'},
         {"slo-tpot-ms", required_argument, 0, 'L'},
         {"help", no_argument, 0, 'h'},                 {0, 0, 0, 0}};
     int c;
@@ -134,6 +139,7 @@ static void parse(int argc, char **argv, gen_args *a) {
         case 'H': a->hot = (int)cli_int("--replicate-hot", optarg, 0, 1 << 20); break;
         case 'S': a->stats = optarg; break;
         case 'Z': a->resume = 1; break;
+        case 'E': a->slots = (int)cli_int("--expert-slots", optarg, 1, 1 << 20); break;
         case 'P': a->plan = optarg; break;
         case 'L': a->slo_ms = cli_num("--slo-tpot-ms", optarg, 1e-3, 1e7); break;
         case 'N': a->node_size = (int)cli_int("--node-size", optarg, 1, 1 << 20); break;
@@ -164,6 +170,9 @@ static void parse(int argc, char **argv, gen_args *a) {
     if (strcmp(a->exchange, "auto") && strcmp(a->exchange, "direct") && strcmp(a->exchange, "hierarchical"))
         janus_die_all(NULL, "--exchange: \"%s\" is not one of direct, hierarchical, auto", a->exchange);
     if (a->hot && !a->stats) janus_die_all(NULL, "--replicate-hot needs --stats FILE (a results file with /stats/expert_counts)");
+    if (a->slots && !a->stats) janus_die_all(NULL, "--expert-slots needs --stats FILE (a results file with /stats/expert_counts)");
+    if (a->slots && (a->hot || a->replicas > 1))
+        janus_die_all(NULL, "--expert-slots excludes --replicate-hot and --expert-replicas");
     if (a->hot && a->replicas > 1) janus_die_all(NULL, "--replicate-hot and --expert-replicas exclude each other");
     if (a->plan && (a->attn_ranks || a->moe_ranks))
         janus_die_all(NULL, "--plan and --attn-ranks/--moe-ranks exclude each other");
@@ -377,7 +386,7 @@ int cmd_generate(int argc, char **argv) {
         janus_die_all(NULL, "--expert-replicas %d: more replicas than the %d MoE ranks", a.replicas, M);
     janus_placement *place = xcalloc(cfg.n_layers, sizeof(janus_placement));
     int64_t *stats = NULL;
-    if (a.hot) { // activation statistics of an earlier run choose the hot experts
+    if (a.hot || a.slots) { // activation statistics of an earlier run choose the hot experts
         janus_results sr;
         if (janus_results_read(a.stats, &sr, &e)) janus_die_all(NULL, "%s", e.msg);
         if (sr.n_layers != cfg.n_layers || sr.n_experts != cfg.n_experts || !sr.expert_counts)
@@ -389,8 +398,20 @@ int cmd_generate(int argc, char **argv) {
     }
     for (int l = 0; l < cfg.n_layers; l++) {
         if (!cfg.layer_moe[l]) continue;
-        if (stats) janus_placement_hot(&place[l], cfg.n_experts, M, stats + (size_t)l * cfg.n_experts, a.hot);
-        else janus_placement_uniform(&place[l], cfg.n_experts, M, a.replicas);
+        if (stats && a.slots) {
+            const int E = cfg.n_experts;
+            double *p = xmalloc(sizeof(double) * E), tot = 0;
+            for (int x = 0; x < E; x++) tot += (double)stats[(size_t)l * E + x] + 1.0; // +1: unseen experts stay possible
+            for (int x = 0; x < E; x++) p[x] = ((double)stats[(size_t)l * E + x] + 1.0) / tot;
+            if (janus_place_replicated(p, E, M, a.slots, &place[l]))
+                janus_die_all(NULL, "--expert-slots %d: %d MoE ranks x %d slots cannot hold the %d experts", a.slots, M,
+                              a.slots, E);
+            free(p);
+        } else if (stats) {
+            janus_placement_hot(&place[l], cfg.n_experts, M, stats + (size_t)l * cfg.n_experts, a.hot);
+        } else {
+            janus_placement_uniform(&place[l], cfg.n_experts, M, a.replicas);
+        }
     }
     free(stats);
     // The experts this rank holds (all of them when it is alone).
