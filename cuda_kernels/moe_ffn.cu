@@ -15,9 +15,10 @@
 #include <cuda_runtime.h>
 
 #include "moe_ffn.h"
+#include <stdlib.h>
 
 #define WARPS 8           // warps per block
-#define COLS_PER_BLOCK 64 // output columns per block (per expert)
+#define COLS_PER_BLOCK 64 // default output columns per block (per expert); see jk_grouped_gemv
 
 __device__ __forceinline__ void bf16x8_to_f32(uint4 v, float *f) {
     const uint32_t w[4] = {v.x, v.y, v.z, v.w};
@@ -42,7 +43,7 @@ __global__ void __launch_bounds__(WARPS * 32) grouped_gemv_kernel(const float *_
                                                                    const int32_t *__restrict__ seg,
                                                                    const __nv_bfloat16 *__restrict__ w,
                                                                    float *__restrict__ y, int N, int K, int gated,
-                                                                   int col_tiles) {
+                                                                   int col_tiles, int cols_per_block) {
     const int e = blockIdx.x / col_tiles, tile = blockIdx.x % col_tiles;
     const int r0 = seg[e], r1 = seg[e + 1];
     if (r0 >= r1) return;
@@ -50,7 +51,7 @@ __global__ void __launch_bounds__(WARPS * 32) grouped_gemv_kernel(const float *_
     const size_t w_rows = gated ? 2 * (size_t)N : (size_t)N;
     const __nv_bfloat16 *we = w + (size_t)e * w_rows * K;
     const int cols_per_pass = gated ? NC / 2 : NC; // output columns a warp finishes per pass
-    const int c0 = tile * COLS_PER_BLOCK, c1 = min(N, c0 + COLS_PER_BLOCK);
+    const int c0 = tile * cols_per_block, c1 = min(N, c0 + cols_per_block);
     for (int n0 = c0 + warp * cols_per_pass; n0 < c1; n0 += WARPS * cols_per_pass) {
         // The NC weight rows of this pass (clamped to valid rows; extra ones discarded).
         const __nv_bfloat16 *row[NC];
@@ -246,15 +247,21 @@ extern "C" int jk_grouped_gemv(const float *x, const int32_t *seg, const uint16_
             tc_gemv_kernel<0><<<blocks, TC_WARPS * 32, 0, (cudaStream_t)stream>>>(x, seg, (const __nv_bfloat16 *)w, y, N, K, tasks, E);
         return (int)cudaGetLastError();
     }
-    const int col_tiles = (N + COLS_PER_BLOCK - 1) / COLS_PER_BLOCK;
+    // One or two rows per expert comes with few activated experts (small
+    // batches): narrower column tiles give more blocks, so more bytes in flight.
+    int cpb = COLS_PER_BLOCK;
+    if (max_rows <= 2) cpb = 32;
+    const char *ov = getenv("JANUS_GEMV_COLS"); // experiments: force a tile width
+    if (ov && atoi(ov) >= 8) cpb = atoi(ov);
+    const int col_tiles = (N + cpb - 1) / cpb;
     const dim3 grid(E * col_tiles), block(WARPS * 32);
     const __nv_bfloat16 *wb = (const __nv_bfloat16 *)w;
     cudaStream_t st = (cudaStream_t)stream;
-    if (max_rows <= 1) grouped_gemv_kernel<1, 8><<<grid, block, 0, st>>>(x, seg, wb, y, N, K, gated, col_tiles);
-    else if (max_rows <= 2) grouped_gemv_kernel<2, 8><<<grid, block, 0, st>>>(x, seg, wb, y, N, K, gated, col_tiles);
-    else if (max_rows <= 4) grouped_gemv_kernel<4, 8><<<grid, block, 0, st>>>(x, seg, wb, y, N, K, gated, col_tiles);
-    else if (max_rows <= 8) grouped_gemv_kernel<8, 4><<<grid, block, 0, st>>>(x, seg, wb, y, N, K, gated, col_tiles);
-    else grouped_gemv_kernel<16, 4><<<grid, block, 0, st>>>(x, seg, wb, y, N, K, gated, col_tiles);
+    if (max_rows <= 1) grouped_gemv_kernel<1, 8><<<grid, block, 0, st>>>(x, seg, wb, y, N, K, gated, col_tiles, cpb);
+    else if (max_rows <= 2) grouped_gemv_kernel<2, 8><<<grid, block, 0, st>>>(x, seg, wb, y, N, K, gated, col_tiles, cpb);
+    else if (max_rows <= 4) grouped_gemv_kernel<4, 8><<<grid, block, 0, st>>>(x, seg, wb, y, N, K, gated, col_tiles, cpb);
+    else if (max_rows <= 8) grouped_gemv_kernel<8, 4><<<grid, block, 0, st>>>(x, seg, wb, y, N, K, gated, col_tiles, cpb);
+    else grouped_gemv_kernel<16, 4><<<grid, block, 0, st>>>(x, seg, wb, y, N, K, gated, col_tiles, cpb);
     return (int)cudaGetLastError();
 }
 
