@@ -19,7 +19,10 @@
 #      made by 2 ranks;
 #   2. jobs/multi-node.sbatch on this one node, disaggregated 1 + 1: same results;
 #   3. jobs/sweep.sbatch as a 2-task job array: each task writes its own results
-#      (equal to the direct run) and one metrics line.
+#      (equal to the direct run) and one metrics line;
+#   4. preemption: SIGUSR1 to a running single-node job's steps (what --signal=USR1@120
+#      does before the time limit) makes janus exit 3; submitting the same job again
+#      resumes (the script adds --resume) and the results equal an uninterrupted run.
 # Every daemon it started, and anything they left running, is stopped on exit; an
 # overall time limit (JANUS_SLURM_TEST_TIMEOUT, default 240 s) bounds every wait.
 # Last line: "N passed, N failed".
@@ -274,9 +277,10 @@ else
   bad "direct mpirun -np 2 run"; cat "$T/direct.log"
 fi
 
-# same_results OUT RANKS: OUT equals the direct run request for request, made by RANKS ranks.
+# same_results OUT RANKS [REF]: OUT equals the direct run (REF) request for request,
+# and was made by RANKS ranks.
 same_results() {
-  "$PY" - "$REF" "$1" "$2" <<'EOF'
+  "$PY" - "${3:-$REF}" "$1" "$2" <<'EOF'
 import os, sys
 sys.path.insert(0, os.path.join(os.environ["ROOT"], "tools"))
 import numpy as np
@@ -379,6 +383,49 @@ if [ "${lines:-0}" = 2 ] && [ "${good:-0}" = 2 ] && [ -s "$sweep_dir/task-0.metr
   ok "sweep wrote one metrics line per task"; sed 's/^/  /' "$sweep_dir/metrics.txt"
 else
   bad "sweep metrics: expected 2 lines with status=0 in $sweep_dir/metrics.txt"; cat "$sweep_dir/metrics.txt" 2>/dev/null
+fi
+
+# ---- 4. time limit / preemption: SIGUSR1 to the job steps, janus exits 3, the rerun resumes ----
+BIG=$T/big.h5 BIG_REF=$T/out/big-direct.h5 out=$T/out/preempt.h5
+vocab=$("$PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))["vocab_size"])' "$MODEL/config.json")
+if "$PY" "$ROOT/tools/make_requests.py" "$BIG" --random 400 --vocab "$vocab" --min-len 5 --max-len 40 \
+     --max-new 60 --seed 7 >/dev/null &&
+   bounded 120 mpirun --oversubscribe -np 2 "$JANUS" generate --model "$MODEL" --requests "$BIG" \
+     --out "$BIG_REF" --quiet >"$T/big-direct.log" 2>&1; then
+  submit preempt1 single-node.sbatch --nodes=1 --ntasks-per-node=2 --cpus-per-task=1 --output="$T/preempt1.out" \
+    --export="ALL,JANUS=$JANUS,MODEL=$MODEL,REQUESTS=$BIG,OUT=$out,LAUNCH=$used" &
+  sb=$!
+  # Signal once some requests are finished (a part file has data), as Slurm would at --signal=USR1@T.
+  signalled=""
+  for _ in $(seq 1 300); do
+    if [ -n "$(find "$out.parts" -type f -size +0 2>/dev/null | head -n 1)" ]; then
+      jid=$(timeout 5 squeue -h -n janus-preempt1 -o %i 2>/dev/null | head -n 1)
+      [ -n "$jid" ] && timeout 10 scancel --signal=USR1 "$jid" && signalled=$jid
+      break
+    fi
+    kill -0 "$sb" 2>/dev/null || break
+    sleep 0.2
+  done
+  wait "$sb"; rc1=$?
+  if [ -n "$signalled" ] && [ "$rc1" = 3 ] && grep -q 'stopped by a signal' "$T/preempt1.out"; then
+    ok "SIGUSR1 to job $signalled (as --signal=USR1@120 does): janus exited 3, finished requests kept"
+    sed -n 's/^janus: \(stopped by a signal: [0-9]* of [0-9]* requests done\).*/  \1/p' "$T/preempt1.out"
+  elif [ "$rc1" = 0 ]; then
+    echo "test_slurm: the job finished before the signal: resume not exercised"
+  else
+    bad "SIGUSR1 to the job: expected exit 3 (rc $rc1, signalled '${signalled}')"; tail -n 20 "$T/preempt1.out"
+  fi
+  if submit preempt2 single-node.sbatch --nodes=1 --ntasks-per-node=2 --cpus-per-task=1 --output="$T/preempt2.out" \
+       --export="ALL,JANUS=$JANUS,MODEL=$MODEL,REQUESTS=$BIG,OUT=$out,LAUNCH=$used" &&
+     { [ "$rc1" = 0 ] || grep -q -- ' --resume ' "$T/preempt2.out"; } &&
+     same_results "$out" 2 "$BIG_REF" >"$T/preempt.cmp" 2>&1; then
+    cat "$T/preempt.cmp"; grep -h '^janus: resume:' "$T/preempt2.out" | sed 's/^/  /'
+    ok "rerun with the same OUT resumed (--resume added by the script): results equal an uninterrupted run"
+  else
+    bad "rerun after the signal"; cat "$T/preempt.cmp" 2>/dev/null; tail -n 20 "$T/preempt2.out" 2>/dev/null
+  fi
+else
+  bad "preemption test: could not make the reference run"; cat "$T/big-direct.log" 2>/dev/null
 fi
 
 # ---- stop everything, check nothing is left ----
