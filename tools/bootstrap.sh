@@ -15,8 +15,10 @@ case "$what" in demo|test) ;; *) echo "usage: bash tools/bootstrap.sh demo|test"
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 
-# 1. Debian packages (build, MPI, HDF5, JSON, Python for the tests and tools/).
-pkgs=(gcc pkg-config meson ninja-build libopenmpi-dev openmpi-bin libhdf5-dev libjansson-dev python3 python3-pip)
+# 1. Debian packages (build, MPI, HDF5, JSON, Python for the tests and tools/,
+#    Slurm and munge for the test that submits janus through a real sbatch).
+pkgs=(gcc pkg-config meson ninja-build libopenmpi-dev openmpi-bin libhdf5-dev libjansson-dev python3 python3-pip
+      slurmctld slurmd slurm-client munge)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
