@@ -603,6 +603,8 @@ int cmd_generate(int argc, char **argv) {
         res.expert_counts = counts;
         res.attrs = attrs;
         res.n_attrs = (int)(sizeof attrs / sizeof attrs[0]);
+        res.n_progress = g.n_prog; // rank 0's copy of the step headers: the whole job
+        res.progress_time_s = g.prog_t, res.progress_tokens = g.prog_tokens, res.progress_done = g.prog_done;
         if (janus_results_write(a.out, &res, &e)) janus_die(NULL, "%s", e.msg);
         janus_parts_remove(a.out); // the final file holds everything now
         int64_t n_eos = 0;

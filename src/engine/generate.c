@@ -41,6 +41,7 @@ void janus_gen_out_free(janus_gen_out *o) {
     free(o->finish);
     free(o->ttft_s);
     free(o->tpot_s);
+    free(o->prog_t), free(o->prog_tokens), free(o->prog_done);
     memset(o, 0, sizeof *o);
 }
 
@@ -90,6 +91,18 @@ int janus_generate(janus_engine *en, const janus_requests *R, const int64_t *min
         // a stop (signal) on any rank ends the loop on all of them together.
         int64_t hdr[4] = {done < n_mine, o->stop && *o->stop, done, out->gen_tokens};
         step_header(en, hdr);
+        const double tnow = janus_now_s();
+        if (out->n_prog == 0 || tnow - out->prog_t[out->n_prog - 1] - t_start >= 0.25 || !hdr[0]) {
+            if (out->n_prog == out->cap_prog) {
+                out->cap_prog = out->cap_prog ? 2 * out->cap_prog : 256;
+                out->prog_t = xrealloc(out->prog_t, sizeof(double) * out->cap_prog);
+                out->prog_tokens = xrealloc(out->prog_tokens, sizeof(int64_t) * out->cap_prog);
+                out->prog_done = xrealloc(out->prog_done, sizeof(int64_t) * out->cap_prog);
+            }
+            out->prog_t[out->n_prog] = tnow - t_start;
+            out->prog_tokens[out->n_prog] = hdr[3];
+            out->prog_done[out->n_prog++] = hdr[2];
+        }
         if (hdr[1]) { stopped = 1; break; }
         if (!hdr[0]) break;
         // Admit in file order while the batch and the cache have room.

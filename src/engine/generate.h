@@ -34,6 +34,9 @@ typedef struct {
     double *ttft_s, *tpot_s;// [n]
     int64_t gen_tokens;     // generated on this rank
     int64_t steps;
+    int64_t n_prog, cap_prog; // timeline from the step headers (whole job), every 0.25 s
+    double *prog_t;
+    int64_t *prog_tokens, *prog_done;
 } janus_gen_out;
 
 void janus_gen_out_init(janus_gen_out *o, int64_t n);

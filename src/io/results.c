@@ -52,6 +52,13 @@ static int write_all(hid_t f, const char *path, const janus_results *r, janus_er
     if (h5u_write(f, path, "/results/tpot_s", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 1, &n, r->tpot_s, e)) return -1;
     if (h5u_write(f, path, "/stats/expert_counts", H5T_STD_I64LE, H5T_NATIVE_INT64, 2, ec, r->expert_counts, e))
         return -1;
+    if (r->n_progress > 0) {
+        hsize_t np = (hsize_t)r->n_progress;
+        if (h5u_write(f, path, "/progress/time_s", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 1, &np, r->progress_time_s, e) ||
+            h5u_write(f, path, "/progress/tokens", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, &np, r->progress_tokens, e) ||
+            h5u_write(f, path, "/progress/requests_done", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, &np, r->progress_done, e))
+            return -1;
+    }
     return 0;
 }
 

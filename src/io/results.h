@@ -9,6 +9,7 @@
 //   /results/ttft_s        float64 [N]
 //   /results/tpot_s        float64 [N]
 //   /stats/expert_counts   int64   [layers, experts]
+//   /progress/time_s, /progress/tokens, /progress/requests_done  [P] (optional timeline)
 // The file is written whole to "<path>.tmp.<pid>" and renamed onto <path> only
 // when complete, so a file at <path> is never half written.
 #ifndef JANUS_IO_RESULTS_H
@@ -35,6 +36,10 @@ typedef struct {
     int64_t *expert_counts; // [n_layers * n_experts], may be NULL when n_layers == 0
     int n_attrs;
     janus_attr *attrs;      // root attributes besides format and version
+    int64_t n_progress;     // timeline of the run (0: none): /progress/time_s, /progress/tokens,
+    double *progress_time_s;   // /progress/requests_done: seconds since generation began,
+    int64_t *progress_tokens;  // tokens generated and requests done by then (whole job)
+    int64_t *progress_done;
 } janus_results;
 
 int janus_results_write(const char *path, const janus_results *r, janus_err *e);
