@@ -2,6 +2,7 @@
 // on every rank, requests shared out (monolithic data-parallel mode: every rank
 // holds the whole model), generation, results gathered on rank 0 and written
 // atomically in request order.
+#include <fcntl.h>
 #include <getopt.h>
 #include <libgen.h>
 #include <mpi.h>
@@ -224,11 +225,29 @@ static void apply_plan(gen_args *a, int size, char *json, size_t n) {
         if (R.n) w.prompt_len = pl_sum / R.n, w.output_len = out_sum / R.n;
         janus_requests_free(&R);
         const char *hwname = !strcmp(a->backend, "cuda") ? "h100" : "cpu";
-        janus_plan top[64];
-        int nf = janus_plan_search(&c, janus_hw_preset(hwname), &w, size, a->slo_ms / 1e3, 4096, false, top, 64);
-        for (int i = 0; i < (nf < 64 ? nf : 64); i++) // this job's ranks, all of them
-            if (top[i].attn + top[i].moe == size && !(top[i].moe && size < 2)) { pl = top[i]; break; }
-        if (!pl.attn) pl = (janus_plan){.attn = size, .moe = 0, .micro = 1, .batch = a->max_batch};
+        const janus_hw *hw = janus_hw_preset(hwname);
+        // Only layouts of exactly this job's ranks: a search "within size GPUs"
+        // ranks smaller layouts first and its top list may hold none of them.
+        for (int at = 0; at < size; at++) // at == 0: monolithic on every rank
+            for (int mb = 1; mb <= (at ? 4 : 1); mb++) {
+                janus_plan cand = at ? (janus_plan){.attn = at, .moe = size - at, .micro = mb}
+                                     : (janus_plan){.attn = size, .moe = 0, .micro = 1};
+                int lo = 1, hi = 4096, best = 0; // largest batch meeting the SLO in memory
+                while (lo <= hi) {
+                    cand.batch = lo + (hi - lo) / 2;
+                    janus_plan_eval(&c, hw, &w, &cand);
+                    if (cand.fits && cand.tpot_s <= a->slo_ms / 1e3) best = cand.batch, lo = cand.batch + 1;
+                    else hi = cand.batch - 1;
+                }
+                if (!best || best < mb) continue;
+                cand.batch = best;
+                janus_plan_eval(&c, hw, &w, &cand);
+                if (!pl.attn || cand.per_gpu > pl.per_gpu) pl = cand;
+            }
+        if (!pl.attn) {
+            pl = (janus_plan){.attn = size, .moe = 0, .micro = 1, .batch = a->max_batch};
+            janus_plan_eval(&c, hw, &w, &pl);
+        }
         v[0] = pl.attn, v[1] = pl.moe, v[2] = pl.micro, v[3] = pl.batch;
         janus_plan_json(&pl, hwname, a->slo_ms / 1e3, json, n);
         janus_log("plan auto (%s profile, %d ranks, SLO %.0f ms): %s", hwname, size, a->slo_ms, json);
@@ -242,6 +261,23 @@ static void apply_plan(gen_args *a, int size, char *json, size_t n) {
     a->micro_batches = v[2];
     a->max_batch = v[3];
     if (a->max_step_tokens < a->max_batch) a->max_step_tokens = a->max_batch;
+}
+
+// Rank 0 gathers every rank's n elements (64-bit counts; sent in chunks of at
+// most 2^30 elements, each an int count) to recv at disp[q] (cnt, disp: rank 0).
+static void gather_big(const void *send, int64_t n, MPI_Datatype t, size_t esz, void *recv, const int64_t *cnt,
+                       const int64_t *disp, int tag) {
+    const int64_t CH = (int64_t)1 << 30;
+    if (janus_rank() == 0) {
+        if (n) memcpy((char *)recv + (size_t)disp[0] * esz, send, (size_t)n * esz);
+        for (int q = 1; q < janus_nranks(); q++)
+            for (int64_t off = 0; off < cnt[q]; off += CH)
+                MPI_Recv((char *)recv + (size_t)(disp[q] + off) * esz, (int)(cnt[q] - off < CH ? cnt[q] - off : CH), t, q,
+                         tag, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+    } else {
+        for (int64_t off = 0; off < n; off += CH)
+            MPI_Send((const char *)send + (size_t)off * esz, (int)(n - off < CH ? n - off : CH), t, 0, tag, MPI_COMM_WORLD);
+    }
 }
 
 // Gathers this rank's results to rank 0 and fills res in request order.
@@ -266,22 +302,24 @@ static void gather_results(const janus_requests *R, const int64_t *mine, int64_t
         memcpy(lp + k, g->logprobs[r], sizeof(float) * g->n_gen[r]);
         k += g->n_gen[r];
     }
-    int counts[2] = {(int)(5 * n_mine), (int)ntok};
-    int *all = rank == 0 ? xmalloc(sizeof(int) * 2 * size) : NULL;
-    MPI_Gather(counts, 2, MPI_INT, all, 2, MPI_INT, 0, MPI_COMM_WORLD);
-    int *cm = NULL, *dm = NULL, *ct = NULL, *dt = NULL;
+    // 64-bit counts and chunked point-to-point: a job's generated tokens can
+    // exceed the int counts and displacements of MPI_Gatherv (2^31).
+    int64_t counts[2] = {5 * n_mine, ntok};
+    int64_t *all = rank == 0 ? xmalloc(sizeof(int64_t) * 2 * size) : NULL;
+    MPI_Gather(counts, 2, MPI_INT64_T, all, 2, MPI_INT64_T, 0, MPI_COMM_WORLD);
+    int64_t *cm = NULL, *dm = NULL, *ct = NULL, *dt = NULL;
     double *meta_all = NULL;
     int32_t *tok_all = NULL;
     float *lp_all = NULL;
     if (rank == 0) {
-        cm = xmalloc(sizeof(int) * size), dm = xmalloc(sizeof(int) * size);
-        ct = xmalloc(sizeof(int) * size), dt = xmalloc(sizeof(int) * size);
+        cm = xmalloc(sizeof(int64_t) * size), dm = xmalloc(sizeof(int64_t) * size);
+        ct = xmalloc(sizeof(int64_t) * size), dt = xmalloc(sizeof(int64_t) * size);
         int64_t sm = 0, st = 0;
         for (int q = 0; q < size; q++) {
             cm[q] = all[2 * q];
             ct[q] = all[2 * q + 1];
-            dm[q] = (int)sm;
-            dt[q] = (int)st;
+            dm[q] = sm;
+            dt[q] = st;
             sm += cm[q];
             st += ct[q];
         }
@@ -289,9 +327,9 @@ static void gather_results(const janus_requests *R, const int64_t *mine, int64_t
         tok_all = xmalloc(sizeof(int32_t) * (st ? st : 1));
         lp_all = xmalloc(sizeof(float) * (st ? st : 1));
     }
-    MPI_Gatherv(meta, counts[0], MPI_DOUBLE, meta_all, cm, dm, MPI_DOUBLE, 0, MPI_COMM_WORLD);
-    MPI_Gatherv(tok, counts[1], MPI_INT32_T, tok_all, ct, dt, MPI_INT32_T, 0, MPI_COMM_WORLD);
-    MPI_Gatherv(lp, counts[1], MPI_FLOAT, lp_all, ct, dt, MPI_FLOAT, 0, MPI_COMM_WORLD);
+    gather_big(meta, counts[0], MPI_DOUBLE, sizeof(double), meta_all, cm, dm, 1);
+    gather_big(tok, counts[1], MPI_INT32_T, sizeof(int32_t), tok_all, ct, dt, 2);
+    gather_big(lp, counts[1], MPI_FLOAT, sizeof(float), lp_all, ct, dt, 3);
     free(meta);
     free(tok);
     free(lp);
@@ -308,7 +346,7 @@ static void gather_results(const janus_requests *R, const int64_t *mine, int64_t
         int64_t nreq = 0;
         for (int q = 0; q < size; q++) {
             int64_t at = dt[q];
-            for (int i = 0; i < cm[q] / 5; i++) {
+            for (int64_t i = 0; i < cm[q] / 5; i++) {
                 const double *mm = meta_all + dm[q] + 5 * i;
                 int64_t r = (int64_t)mm[0];
                 ng[r] = (int32_t)mm[1];
@@ -357,6 +395,9 @@ int cmd_generate(int argc, char **argv) {
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
     janus_set_rank(rank, size);
+    // A stop during loading is kept and honoured at the first step (exit 3).
+    signal(SIGTERM, on_stop_signal);
+    signal(SIGUSR1, on_stop_signal);
     double t0 = janus_now_s();
     gen_args a;
     parse(argc, argv, &a);
@@ -426,7 +467,8 @@ int cmd_generate(int argc, char **argv) {
     if (janus_requests_check_model(&R, m.cfg.vocab, m.cfg.max_ctx, &e)) janus_die_all(NULL, "%s", e.msg);
     janus_xpath path = XPATH_DIRECT;
     int node_size = a.node_size;
-    if (!node_size) node_size = local_size;
+    if (!node_size) // one value on every rank (nodes may hold different rank counts)
+        MPI_Allreduce(&local_size, &node_size, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
     if (!strcmp(a.exchange, "hierarchical") || (!strcmp(a.exchange, "auto") && node_size < size)) path = XPATH_HIER;
     char layout[256];
     if (disagg)
@@ -473,15 +515,14 @@ int cmd_generate(int argc, char **argv) {
     MPI_Barrier(MPI_COMM_WORLD); // every rank has looked at OUT.parts before any creates it
     janus_parts_writer pw = {.fd = -1};
     if (is_attn && janus_parts_open(&pw, a.out, prev.next_run, rank, &e)) janus_die(NULL, "%s", e.msg);
-    signal(SIGTERM, on_stop_signal);
-    signal(SIGUSR1, on_stop_signal);
 
     const bool gpu = !strcmp(a.backend, "cuda");
     size_t block_bytes = janus_kv_block_bytes(&m.cfg, a.block_size);
 #ifdef JANUS_CUDA
     if (gpu) block_bytes = janus_gpu_kv_block_bytes(&m.cfg, a.block_size);
 #endif
-    int kv_blocks = (int)(((size_t)a.kv_mb << 20) / block_bytes);
+    size_t kv_blocks_z = ((size_t)a.kv_mb << 20) / block_bytes;
+    int kv_blocks = kv_blocks_z > INT32_MAX ? INT32_MAX : (int)kv_blocks_z;
     if (kv_blocks < 1)
         janus_die_all(NULL, "--kv-cache-mb: %d MiB holds no KV block (one block of %d positions takes %.2f MiB)", a.kv_mb,
                       a.block_size, block_bytes / 1048576.0);
@@ -606,6 +647,14 @@ int cmd_generate(int argc, char **argv) {
         res.n_progress = g.n_prog; // rank 0's copy of the step headers: the whole job
         res.progress_time_s = g.prog_t, res.progress_tokens = g.prog_tokens, res.progress_done = g.prog_done;
         if (janus_results_write(a.out, &res, &e)) janus_die(NULL, "%s", e.msg);
+        { // durable before the parts go: a crash must leave one or the other
+            int fd = open(a.out, O_RDONLY);
+            if (fd >= 0) fsync(fd), close(fd);
+            char *dup = xstrdup(a.out);
+            int dfd = open(dirname(dup), O_RDONLY);
+            if (dfd >= 0) fsync(dfd), close(dfd);
+            free(dup);
+        }
         janus_parts_remove(a.out); // the final file holds everything now
         int64_t n_eos = 0;
         for (int64_t i = 0; i < res.n; i++) n_eos += res.finish_reason[i];

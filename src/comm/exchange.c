@@ -9,6 +9,10 @@
 
 #define TAG_SPAN 16000 // tags (l * n_mb + i) mod TAG_SPAN, x2 for rows / outputs
 
+// One activation row (H floats): message counts are rows, so a message of
+// more than 2^31 / H rows does not overflow the int count of MPI.
+static MPI_Datatype g_row = MPI_DATATYPE_NULL;
+
 static int tag_of(const janus_xchg *x, int l, int i, int out) {
     return 2 * ((l * x->n_mb + i) % TAG_SPAN) + out;
 }
@@ -37,6 +41,9 @@ void janus_xchg_init(janus_xchg *x, MPI_Comm world, int n_attn, int n_moe, bool 
     x->node_size = node_size > 0 ? node_size : x->size;
     x->n_mb = n_mb;
     x->model = m;
+    if (g_row != MPI_DATATYPE_NULL) MPI_Type_free(&g_row);
+    MPI_Type_contiguous(x->H, MPI_FLOAT, &g_row);
+    MPI_Type_commit(&g_row);
     int S = 0;
     for (int l = 0; l < c->n_layers; l++)
         if (c->layer_moe[l] && place[l].rep_off[x->E] > S) S = place[l].rep_off[x->E];
@@ -104,6 +111,7 @@ void janus_xchg_free(janus_xchg *x) {
     free(x->tok), free(x->act), free(x->seg), free(x->rows_am);
     free(x->e_start), free(x->e_fill), free(x->m_fill), free(x->a_cur), free(x->order), free(x->my_slot);
     janus_hier_free(x);
+    if (g_row != MPI_DATATYPE_NULL) MPI_Type_free(&g_row);
     for (int l = 0; l < x->n_layers; l++)
         if (x->ws[l].E) janus_sched_ws_free(&x->ws[l]);
     free(x->ws);
@@ -223,9 +231,9 @@ static void post_rows(janus_xchg *x, int l, int i, const float *xrows, const int
     a->n_req = 0;
     for (int m = 0; m < M; m++) {
         if (!a->cnt[m] || !direct(x, x->rank, x->moe_world[m])) continue;
-        MPI_Irecv(a->recv + (size_t)a->off[m] * H, a->cnt[m] * H, MPI_FLOAT, x->moe_world[m], tag_of(x, l, i, 1),
+        MPI_Irecv(a->recv + (size_t)a->off[m] * H, a->cnt[m], g_row, x->moe_world[m], tag_of(x, l, i, 1),
                   x->world, &a->req[a->n_req++]);
-        MPI_Isend(a->send + (size_t)a->off[m] * H, a->cnt[m] * H, MPI_FLOAT, x->moe_world[m], tag_of(x, l, i, 0),
+        MPI_Isend(a->send + (size_t)a->off[m] * H, a->cnt[m], g_row, x->moe_world[m], tag_of(x, l, i, 0),
                   x->world, &a->req[a->n_req++]);
         x->t.rows_sent += a->cnt[m];
         x->t.bytes_sent += (int64_t)a->cnt[m] * H * 4;
@@ -253,7 +261,7 @@ void janus_xchg_serve(janus_xchg *x, int l, int i) {
     q->n_req = 0;
     for (int a = 0; a < A; a++)
         if (q->cnt[a] && direct(x, x->rank, x->attn_world[a]))
-            MPI_Irecv(q->in + (size_t)q->off[a] * H, q->cnt[a] * H, MPI_FLOAT, x->attn_world[a], tag_of(x, l, i, 0),
+            MPI_Irecv(q->in + (size_t)q->off[a] * H, q->cnt[a], g_row, x->attn_world[a], tag_of(x, l, i, 0),
                       x->world, &q->req[q->n_req++]);
     if (x->path == XPATH_HIER) janus_hier_moe_post_recv(x, l, i);
     MPI_Waitall(q->n_req, q->req, MPI_STATUSES_IGNORE);
@@ -285,7 +293,7 @@ void janus_xchg_serve(janus_xchg *x, int l, int i) {
     q->n_req = 0;
     for (int a = 0; a < A; a++)
         if (q->cnt[a] && direct(x, x->rank, x->attn_world[a]))
-            MPI_Isend(q->out + (size_t)q->off[a] * H, q->cnt[a] * H, MPI_FLOAT, x->attn_world[a], tag_of(x, l, i, 1),
+            MPI_Isend(q->out + (size_t)q->off[a] * H, q->cnt[a], g_row, x->attn_world[a], tag_of(x, l, i, 1),
                       x->world, &q->req[q->n_req++]);
     if (x->path == XPATH_HIER) janus_hier_moe_send(x, l, i);
     x->t.rows_served += R;

@@ -22,6 +22,7 @@ struct janus_hier {
     hier_mb *mb;       // [n_mb]
     MPI_Request *req;  // the gateway's sends in flight until the layer ends
     int n_req, cap_req;
+    MPI_Datatype row;  // H floats: counts are rows (no int overflow of rows * H)
 };
 
 static int node_of(const janus_xchg *x, int w) { return w / x->node_size; }
@@ -85,6 +86,8 @@ static int tag(const janus_xchg *x, int l, int i) { return (l * x->n_mb + i) % 3
 void janus_hier_init(janus_xchg *x) {
     struct janus_hier *h = xcalloc(1, sizeof *h);
     for (int c = 0; c < NCOMM; c++) MPI_Comm_dup(x->world, &h->c[c]);
+    MPI_Type_contiguous(x->H, MPI_FLOAT, &h->row);
+    MPI_Type_commit(&h->row);
     h->n_nodes = (x->size + x->node_size - 1) / x->node_size;
     h->mb = xcalloc(x->n_mb, sizeof(hier_mb));
     h->rq = xmalloc(sizeof(MPI_Request) * (size_t)(2 * h->n_nodes * (x->n_attn + x->n_moe) + 2));
@@ -97,6 +100,7 @@ void janus_hier_free(janus_xchg *x) {
     struct janus_hier *h = x->hier;
     if (!h) return;
     for (int c = 0; c < NCOMM; c++) MPI_Comm_free(&h->c[c]);
+    MPI_Type_free(&h->row);
     for (int i = 0; i < x->n_mb; i++)
         for (int b = 0; b < NBUF; b++) free(h->mb[i].buf[b]);
     free(h->mb);
@@ -116,8 +120,8 @@ void janus_hier_attn_post(janus_xchg *x, int l, int i) {
         m_range(x, N, &m0, &m1);
         int n = a->off[m1] - a->off[m0];
         if (m1 <= m0 || n == 0) continue;
-        MPI_Irecv(a->recv + (size_t)a->off[m0] * H, n * H, MPI_FLOAT, gw, tag(x, l, i), h->c[B3], &a->req[a->n_req++]);
-        MPI_Isend(a->send + (size_t)a->off[m0] * H, n * H, MPI_FLOAT, gw, tag(x, l, i), h->c[F1], &a->req[a->n_req++]);
+        MPI_Irecv(a->recv + (size_t)a->off[m0] * H, n, h->row, gw, tag(x, l, i), h->c[B3], &a->req[a->n_req++]);
+        MPI_Isend(a->send + (size_t)a->off[m0] * H, n, h->row, gw, tag(x, l, i), h->c[F1], &a->req[a->n_req++]);
     }
 }
 
@@ -147,7 +151,7 @@ void janus_hier_gateway_forward(janus_xchg *x, int l, int i) {
         if (N == Ng || m1 <= m0) continue;
         for (int a = la0; a < la1; a++) {
             int64_t n = block_rows(x, a, a + 1, m0, m1);
-            if (n) MPI_Irecv(fwd + pos * H, (int)(n * H), MPI_FLOAT, x->attn_world[a], T, h->c[F1], &rq[nr++]);
+            if (n) MPI_Irecv(fwd + pos * H, (int)n, h->row, x->attn_world[a], T, h->c[F1], &rq[nr++]);
             pos += n;
         }
     }
@@ -170,12 +174,12 @@ void janus_hier_gateway_forward(janus_xchg *x, int l, int i) {
         a_range(x, Ns, &a0, &a1);
         if (Ns == Ng || a1 <= a0 || lm1 <= lm0) continue;
         int64_t n = block_rows(x, a0, a1, lm0, lm1);
-        if (n) MPI_Irecv(fin + pos * H, (int)(n * H), MPI_FLOAT, gateway(x, Ns), T, h->c[F2], &rq[nr++]);
+        if (n) MPI_Irecv(fin + pos * H, (int)n, h->row, gateway(x, Ns), T, h->c[F2], &rq[nr++]);
         pos += n;
     }
     for (int N = 0; N < NN; N++) {
         size_t n = blk[N + 1] - blk[N];
-        if (N != Ng && n) MPI_Isend(fwd + blk[N] * H, (int)(n * H), MPI_FLOAT, gateway(x, N), T, h->c[F2], &rq[nr++]);
+        if (N != Ng && n) MPI_Isend(fwd + blk[N] * H, (int)n, h->row, gateway(x, N), T, h->c[F2], &rq[nr++]);
     }
     MPI_Waitall(nr, rq, MPI_STATUSES_IGNORE);
     // Stage 3: to each local MoE rank m, per source node, the rows of every
@@ -197,7 +201,7 @@ void janus_hier_gateway_forward(janus_xchg *x, int l, int i) {
                 src += block_rows(x, a, a + 1, lm0, lm1);
             }
             if (opos > start)
-                MPI_Isend(fout + start * H, (int)((opos - start) * H), MPI_FLOAT, x->moe_world[m], T, h->c[F3], gw_req(h));
+                MPI_Isend(fout + start * H, (int)(opos - start), h->row, x->moe_world[m], T, h->c[F3], gw_req(h));
         }
 }
 
@@ -211,7 +215,7 @@ void janus_hier_moe_post_recv(janus_xchg *x, int l, int i) {
         if (Ns == Nm || a1 <= a0) continue;
         int64_t n = block_rows(x, a0, a1, mi, mi + 1);
         if (n)
-            MPI_Irecv(q->in + (size_t)q->off[a0] * H, (int)(n * H), MPI_FLOAT, gateway(x, Nm), tag(x, l, i), h->c[F3],
+            MPI_Irecv(q->in + (size_t)q->off[a0] * H, (int)n, h->row, gateway(x, Nm), tag(x, l, i), h->c[F3],
                       &q->req[q->n_req++]);
     }
 }
@@ -226,7 +230,7 @@ void janus_hier_moe_send(janus_xchg *x, int l, int i) {
         if (Ns == Nm || a1 <= a0) continue;
         int64_t n = block_rows(x, a0, a1, mi, mi + 1);
         if (n)
-            MPI_Isend(q->out + (size_t)q->off[a0] * H, (int)(n * H), MPI_FLOAT, gateway(x, Nm), tag(x, l, i), h->c[B1],
+            MPI_Isend(q->out + (size_t)q->off[a0] * H, (int)n, h->row, gateway(x, Nm), tag(x, l, i), h->c[B1],
                       &q->req[q->n_req++]);
     }
 }
@@ -256,7 +260,7 @@ void janus_hier_gateway_back(janus_xchg *x, int l, int i) {
         if (Ns == Ng || a1 <= a0) continue;
         for (int m = lm0; m < lm1; m++) {
             int64_t n = block_rows(x, a0, a1, m, m + 1);
-            if (n) MPI_Irecv(bin + pos * H, (int)(n * H), MPI_FLOAT, x->moe_world[m], T, h->c[B1], &rq[nr++]);
+            if (n) MPI_Irecv(bin + pos * H, (int)n, h->row, x->moe_world[m], T, h->c[B1], &rq[nr++]);
             pos += n;
         }
     }
@@ -279,12 +283,12 @@ void janus_hier_gateway_back(janus_xchg *x, int l, int i) {
         m_range(x, Nd, &m0, &m1);
         if (Nd == Ng || m1 <= m0 || la1 <= la0) continue;
         int64_t n = block_rows(x, la0, la1, m0, m1);
-        if (n) MPI_Irecv(bin2 + pos * H, (int)(n * H), MPI_FLOAT, gateway(x, Nd), T, h->c[B2], &rq[nr++]);
+        if (n) MPI_Irecv(bin2 + pos * H, (int)n, h->row, gateway(x, Nd), T, h->c[B2], &rq[nr++]);
         pos += n;
     }
     for (int Ns = 0; Ns < NN; Ns++) {
         size_t n = blk[Ns + 1] - blk[Ns];
-        if (Ns != Ng && n) MPI_Isend(bin + blk[Ns] * H, (int)(n * H), MPI_FLOAT, gateway(x, Ns), T, h->c[B2], &rq[nr++]);
+        if (Ns != Ng && n) MPI_Isend(bin + blk[Ns] * H, (int)n, h->row, gateway(x, Ns), T, h->c[B2], &rq[nr++]);
     }
     MPI_Waitall(nr, rq, MPI_STATUSES_IGNORE);
     // Stage 3 back: to each local attention rank a, per remote node, [m][rows].
@@ -305,7 +309,7 @@ void janus_hier_gateway_back(janus_xchg *x, int l, int i) {
                 src += block_rows(x, la0, la1, m, m + 1);
             }
             if (opos > start)
-                MPI_Isend(bout + start * H, (int)((opos - start) * H), MPI_FLOAT, x->attn_world[a], T, h->c[B3], gw_req(h));
+                MPI_Isend(bout + start * H, (int)(opos - start), h->row, x->attn_world[a], T, h->c[B3], gw_req(h));
         }
 }
 

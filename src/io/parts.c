@@ -105,6 +105,10 @@ static int load_file(const char *path, int64_t n, const int64_t *ids, int layers
     fseek(f, 0, SEEK_END);
     long size = ftell(f);
     fseek(f, 0, SEEK_SET);
+    if (size < 0) { // not a regular file: fread below would overrun buf
+        fclose(f);
+        return janus_errf(e, "%s: cannot read: %s", path, strerror(errno));
+    }
     uint8_t *buf = xmalloc(size > 0 ? (size_t)size : 1);
     size_t got = fread(buf, 1, (size_t)size, f);
     fclose(f);

@@ -267,9 +267,11 @@ int janus_plan_read(const char *path, janus_plan *pl, janus_err *e) {
     int v[4];
     for (int i = 0; i < 4; i++) {
         json_t *x = json_object_get(r, keys[i]);
-        if (!json_is_integer(x) || json_integer_value(x) < (i == 1 ? 0 : 1)) {
+        const json_int_t hi = i == 2 ? 64 : (1 << 20);
+        if (!json_is_integer(x) || json_integer_value(x) < (i == 1 ? 0 : 1) || json_integer_value(x) > hi) {
             json_decref(r);
-            return janus_errf(e, "%s: %s: missing or not a %s integer", path, keys[i], i == 1 ? "non-negative" : "positive");
+            return janus_errf(e, "%s: %s: missing or not an integer in [%d, %lld]", path, keys[i], i == 1 ? 0 : 1,
+                              (long long)hi);
         }
         v[i] = (int)json_integer_value(x);
     }
