@@ -22,6 +22,8 @@
 #include "plan/placement.h"
 #include "plan/planner.h"
 #ifdef JANUS_CUDA
+#include <cuda_runtime_api.h>
+
 #include "engine/gpu.h"
 #endif
 
@@ -73,7 +75,12 @@ static const char *HELP =
     "  --block-size N         KV cache positions per block (default 16)\n"
     "\n"
     "running:\n"
-    "  --backend B            cpu (default) or cuda (CUDA build; one rank, one GPU for now)\n"
+    "  --backend B            cpu (default) or cuda (CUDA build): each rank takes GPU\n"
+    "                         (node-local rank mod visible GPUs); ranks may share a GPU\n"
+    "  --transport T          exchange payload: auto (default), mpi (host-staged MPI)\n"
+    "  --synthetic            (cuda) weights made on the GPU from config.json alone, for\n"
+    "                         scaling runs of full-size shapes without a checkpoint\n"
+    "  --zipf S               (with --synthetic) router skew: expert popularity ~ rank^-S\n"
     "  --threads N            OpenMP threads per rank (default: OMP_NUM_THREADS, else\n"
     "                         the CPUs the rank is bound to, else cores / ranks per node)\n"
     "  --progress-interval S  seconds between progress lines on stderr (default 10, 0: off)\n"
@@ -92,16 +99,16 @@ typedef struct {
     const char *model, *requests, *out, *backend;
     int max_batch, max_step_tokens, kv_mb, block_size, threads;
     int attn_ranks, moe_ranks, micro_batches, replicas, node_size, hot, slots;
-    const char *exchange, *stats, *plan;
-    int resume;
-    double slo_ms;
+    const char *exchange, *stats, *plan, *transport;
+    int resume, synthetic;
+    double slo_ms, zipf;
     double progress_s;
 } gen_args;
 
 static void parse(int argc, char **argv, gen_args *a) {
     *a = (gen_args){.backend = "cpu", .max_batch = 64, .max_step_tokens = 512, .kv_mb = 1024, .block_size = 16,
                     .progress_s = 10,
-                    .micro_batches = 1, .replicas = 1, .exchange = "auto", .slo_ms = 200};
+                    .micro_batches = 1, .replicas = 1, .exchange = "auto", .slo_ms = 200, .transport = "auto"};
     static struct option opts[] = {
         {"model", required_argument, 0, 'm'},          {"requests", required_argument, 0, 'r'},
         {"out", required_argument, 0, 'o'},            {"max-batch", required_argument, 0, 'b'},
@@ -115,7 +122,8 @@ static void parse(int argc, char **argv, gen_args *a) {
         {"replicate-hot", required_argument, 0, 'H'},  {"stats", required_argument, 0, 'S'},
         {"resume", no_argument, 0, 'Z'},               {"plan", required_argument, 0, 'P'},
         {"expert-slots", required_argument, 0, 'E'},
-        {"slo-tpot-ms", required_argument, 0, 'L'},
+        {"slo-tpot-ms", required_argument, 0, 'L'},    {"transport", required_argument, 0, 'Y'},
+        {"synthetic", no_argument, 0, 'y'},            {"zipf", required_argument, 0, 'z'},
         {"help", no_argument, 0, 'h'},                 {0, 0, 0, 0}};
     int c;
     opterr = 0;
@@ -137,6 +145,9 @@ static void parse(int argc, char **argv, gen_args *a) {
         case 'u': a->micro_batches = (int)cli_int("--micro-batches", optarg, 1, 64); break;
         case 'R': a->replicas = (int)cli_int("--expert-replicas", optarg, 1, 1 << 20); break;
         case 'X': a->exchange = optarg; break;
+        case 'Y': a->transport = optarg; break;
+        case 'y': a->synthetic = 1; break;
+        case 'z': a->zipf = cli_num("--zipf", optarg, 0, 10); break;
         case 'H': a->hot = (int)cli_int("--replicate-hot", optarg, 0, 1 << 20); break;
         case 'S': a->stats = optarg; break;
         case 'Z': a->resume = 1; break;
@@ -161,12 +172,17 @@ static void parse(int argc, char **argv, gen_args *a) {
 #ifdef JANUS_CUDA
     if (strcmp(a->backend, "cpu") != 0 && strcmp(a->backend, "cuda") != 0)
         janus_die_all(NULL, "--backend: \"%s\" is not one of cpu, cuda", a->backend);
-    if (!strcmp(a->backend, "cuda") && janus_nranks() > 1)
-        janus_die_all(NULL, "--backend cuda: runs of several ranks need the NCCL exchange, which is not built yet; use one rank");
 #else
     if (strcmp(a->backend, "cpu") != 0)
         janus_die_all(NULL, "--backend: \"%s\" is not available in this build (cpu only; build with -Dcuda=enabled)", a->backend);
 #endif
+    if (strcmp(a->transport, "auto") && strcmp(a->transport, "mpi") && strcmp(a->transport, "nccl"))
+        janus_die_all(NULL, "--transport: \"%s\" is not one of auto, mpi, nccl", a->transport);
+    if (a->synthetic && strcmp(a->backend, "cuda"))
+        janus_die_all(NULL, "--synthetic: weights are made on the GPU; add --backend cuda");
+    if (a->zipf > 0 && !a->synthetic) janus_die_all(NULL, "--zipf: only with --synthetic (a checkpoint routes as it was trained)");
+    if (!strcmp(a->transport, "nccl"))
+        janus_die_all(NULL, "--transport nccl: not in this build yet; use mpi (host-staged)");
     if (a->max_step_tokens < a->max_batch) a->max_step_tokens = a->max_batch; // every decode token fits a step
     if (strcmp(a->exchange, "auto") && strcmp(a->exchange, "direct") && strcmp(a->exchange, "hierarchical"))
         janus_die_all(NULL, "--exchange: \"%s\" is not one of direct, hierarchical, auto", a->exchange);
@@ -405,6 +421,8 @@ int cmd_generate(int argc, char **argv) {
     MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node);
     int local_size;
     MPI_Comm_size(node, &local_size);
+    int local_rank;
+    MPI_Comm_rank(node, &local_rank);
     MPI_Comm_free(&node);
     int threads = a.threads ? a.threads : cli_threads(local_size);
     omp_set_num_threads(threads);
@@ -461,6 +479,7 @@ int cmd_generate(int argc, char **argv) {
         if (cfg.layer_moe[l] && is_moe) janus_placement_mask(&place[l], moe_idx, mask + (size_t)l * cfg.n_experts);
     int what = (is_attn ? JANUS_LOAD_ATTN : 0) | (is_moe ? JANUS_LOAD_EXPERTS : 0);
     janus_model m;
+    if (a.synthetic) what = 0; // config.json alone; the GPUs make the weights
     if (janus_model_load(a.model, &m, what, size == 1 ? NULL : mask, &e)) janus_die_all(NULL, "%s", e.msg);
     janus_requests R;
     if (janus_requests_read(a.requests, &R, &e)) janus_die_all(NULL, "%s", e.msg);
@@ -535,9 +554,22 @@ int cmd_generate(int argc, char **argv) {
     janus_engine en;
     janus_engine_init(&en, &m, is_attn, mb_tokens, a.micro_batches, is_attn && !gpu ? kv_blocks : 0, a.block_size, xcp);
 #ifdef JANUS_CUDA
-    if (gpu) {
-        en.gpu = janus_gpu_init(&m, rank % (local_size > 0 ? local_size : 1), mb_tokens, kv_blocks, a.block_size, 0, 0);
-        janus_log("cuda: weights and a %d-block KV cache (%.1f MiB) on the GPU", kv_blocks, kv_blocks * block_bytes / 1048576.0);
+    janus_gpu *gpu_h = NULL;
+    if (gpu) { // this rank's GPU holds what its role needs
+        janus_gpu_opts go = {.device = local_rank, .attn = is_attn, .experts = is_moe,
+                             .expert_mask = size == 1 ? NULL : mask, .max_tokens = mb_tokens,
+                             .n_mb = a.micro_batches, .kv_blocks = kv_blocks, .block_size = a.block_size,
+                             .max_expert_rows = A * mb_tokens * m.cfg.top_k, .seed = 1234, .zipf = a.zipf};
+        gpu_h = janus_gpu_init_opts(&m, &go);
+        if (is_attn) en.gpu = gpu_h;
+        if (xcp && is_moe) xc.experts_fn = janus_gpu_serve_experts, xc.experts_ctx = gpu_h;
+        int dev = -1;
+        cudaGetDevice(&dev);
+        janus_log("cuda: GPU %d per rank (node-local rank mod visible GPUs); exchange payload host-staged through MPI", dev);
+        janus_vlog("rank %d: GPU %d holds %.1f MiB of weights%s", rank, dev, janus_gpu_weight_bytes(gpu_h) / 1048576.0,
+                   is_attn ? " and the KV cache" : "");
+        if (is_attn && rank == 0)
+            janus_log("cuda: a %d-block KV cache (%.1f MiB) per attention GPU", kv_blocks, kv_blocks * block_bytes / 1048576.0);
     }
 #endif
     en.fault_step = -1;
@@ -671,7 +703,7 @@ int cmd_generate(int argc, char **argv) {
     }
     janus_gen_out_free(&g);
 #ifdef JANUS_CUDA
-    janus_gpu_free(en.gpu);
+    janus_gpu_free(gpu_h);
 #endif
     janus_engine_free(&en);
     if (xcp) janus_xchg_free(&xc);

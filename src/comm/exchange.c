@@ -63,6 +63,7 @@ void janus_xchg_init(janus_xchg *x, MPI_Comm world, int n_attn, int n_moe, bool 
     x->e_fill = xcalloc(x->E + 1, sizeof(int));
     x->m_fill = xcalloc(n_moe, sizeof(int));
     x->a_cur = xcalloc(n_attn + 1, sizeof(int));
+    x->seg32 = xcalloc(x->E + 1, sizeof(int32_t));
     x->my_slot = xmalloc(sizeof(int) * (size_t)c->n_layers * x->E);
     for (int l = 0; l < c->n_layers; l++)
         for (int e = 0; e < x->E; e++) {
@@ -109,7 +110,7 @@ void janus_xchg_free(janus_xchg *x) {
     free(x->xa), free(x->xm);
     free(x->attn_world), free(x->moe_world), free(x->hs_send), free(x->hs_all), free(x->n_tok), free(x->share);
     free(x->tok), free(x->act), free(x->seg), free(x->rows_am);
-    free(x->e_start), free(x->e_fill), free(x->m_fill), free(x->a_cur), free(x->order), free(x->my_slot);
+    free(x->e_start), free(x->e_fill), free(x->m_fill), free(x->a_cur), free(x->order), free(x->my_slot), free(x->seg32);
     janus_hier_free(x);
     if (g_row != MPI_DATATYPE_NULL) MPI_Type_free(&g_row);
     for (int l = 0; l < x->n_layers; l++)
@@ -271,21 +272,31 @@ void janus_xchg_serve(janus_xchg *x, int l, int i) {
     memcpy(cur, q->off, sizeof(int) * (A + 1));
     int g = 0;
     const janus_layer *L = &x->model->layers[l];
+    int32_t *seg = x->seg32; // [E+1] grouped rows of each expert
+    seg[0] = 0;
     for (int e = 0; e < E; e++) {
-        if (my_slot[e] < 0) continue;
-        int g0 = g;
-        for (int a = 0; a < A; a++) {
-            int n = (int)x->seg[(size_t)a * S + my_slot[e]];
-            for (int r = 0; r < n; r++) {
-                q->perm[g] = cur[a] + r;
-                memcpy(q->xs + (size_t)g * H, q->in + (size_t)(cur[a] + r) * H, sizeof(float) * H);
-                g++;
+        if (my_slot[e] >= 0)
+            for (int a = 0; a < A; a++) {
+                int n = (int)x->seg[(size_t)a * S + my_slot[e]];
+                for (int r = 0; r < n; r++) {
+                    q->perm[g] = cur[a] + r;
+                    memcpy(q->xs + (size_t)g * H, q->in + (size_t)(cur[a] + r) * H, sizeof(float) * H);
+                    g++;
+                }
+                cur[a] += n;
             }
-            cur[a] += n;
-        }
-        if (g > g0) {
+        seg[e + 1] = g;
+    }
+    if (x->experts_fn) {
+        int64_t maxr = 0;
+        for (int e = 0; e < E; e++) maxr = x->n_tok[e] > maxr ? x->n_tok[e] : maxr;
+        x->experts_fn(x->experts_ctx, l, seg, (int)maxr, q->xs, q->ys, g);
+    } else {
+        for (int e = 0; e < E; e++) {
+            const int g0 = seg[e], n = seg[e + 1] - seg[e];
+            if (!n) continue;
             if (!L->gate[e].p) janus_die(NULL, "internal: expert %d of layer %d is not loaded on MoE rank %d", e, l, mi);
-            janus_swiglu_ffn(q->ys + (size_t)g0 * H, q->xs + (size_t)g0 * H, g - g0, &L->gate[e], &L->up[e], &L->down[e],
+            janus_swiglu_ffn(q->ys + (size_t)g0 * H, q->xs + (size_t)g0 * H, n, &L->gate[e], &L->up[e], &L->down[e],
                              &x->ffn);
         }
     }

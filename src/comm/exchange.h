@@ -78,6 +78,13 @@ typedef struct {
     const janus_model *model;    // the experts this rank holds (MoE ranks)
     janus_ffn_scratch ffn;
     janus_xchg_times t;
+    // Expert compute of a MoE rank (NULL: the CPU reference). rows xs [R, H]
+    // grouped by expert (expert e's rows seg[e] .. seg[e+1], host arrays),
+    // outputs ys [R, H]; max_rows: the most rows any expert has job-wide this
+    // (layer, micro-batch). The GPU backend sets janus_gpu_serve_experts.
+    void (*experts_fn)(void *ctx, int l, const int32_t *seg, int max_rows, const float *xs, float *ys, int R);
+    void *experts_ctx;
+    int32_t *seg32;              // [E+1] scratch for experts_fn
 } janus_xchg;
 
 // Builds the pools: world ranks [0, n_attn) attend, [n_attn, n_attn + n_moe)

@@ -141,8 +141,12 @@ void janus_step(janus_engine *en, const janus_batch *b, float *const *logits) {
     const int H = c->hidden, K = c->top_k, n_mb = en->n_mb;
     if (en->fault_step >= 0 && (int64_t)en->times.steps == en->fault_step) raise(en->fault_signal ? en->fault_signal : SIGKILL);
 #ifdef JANUS_CUDA
-    if (en->gpu) { // one GPU, all experts local: the micro-batches run one after another
-        for (int i = 0; i < n_mb; i++) janus_gpu_forward(en->gpu, &b[i], logits[i], NULL, NULL, en->expert_counts, &en->times);
+    if (en->gpu) {
+        if (en->xc) // several ranks: layer by layer through the exchange
+            janus_gpu_step(en->gpu, en, b, logits);
+        else // one GPU, all experts local: the micro-batches run one after another
+            for (int i = 0; i < n_mb; i++)
+                janus_gpu_forward(en->gpu, &b[i], logits[i], NULL, NULL, en->expert_counts, &en->times);
         en->times.steps += 1;
         return;
     }

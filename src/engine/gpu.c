@@ -25,37 +25,50 @@
 
 typedef struct {
     uint16_t *attn_norm, *ffn_norm, *wq, *wk, *wv, *wo, *bq, *bk, *bv, *q_norm, *k_norm;
-    uint16_t *router, *w_gu, *w_down;   // routed experts [E, 2I, H], [E, H, I]
+    uint16_t *router, *w_gu, *w_down;   // routed experts held here [n_loc, 2I, H], [n_loc, H, I]
     uint16_t *sh_gu, *sh_down, *sh_gw;  // shared expert [2Is, H], [H, Is], gate [1, H]
     uint16_t *mlp_gu, *mlp_down;        // dense layer [2Id, H], [H, Id]
     uint16_t *router_bias;              // synthetic router skew [E], or NULL
+    int n_loc;                          // routed experts held on this GPU
+    int32_t *loc;                       // [E] (host) local index of each expert, -1: not held
 } gpu_layer;
+
+// One micro-batch's device state: lives from its embedding to its logits.
+typedef struct {
+    float *x, *h, *topw;                // [T, H], [T, H], [T, K]
+    int32_t *topi, *tok, *pos, *rows;   // [T, K], [T], [T], [n_out]
+    int32_t *bt, *h_bt;                 // [T, maxb] block tables (device, host staging)
+    int bt_cap, maxb, T;
+} gpu_mb;
 
 struct janus_gpu {
     const janus_model *m;
+    janus_gpu_opts o;
     cudaStream_t st;
     uint16_t *embed, *final_norm, *lm_head;
     gpu_layer *L;
     float *inv_freq;
     uint16_t *kc, *vc;
-    int kv_blocks, bs, max_tokens, max_bt;
+    int kv_blocks, bs, max_tokens;
     size_t layer_kv; // elements of one layer's K (or V) cache
-    float *x, *h, *q, *k, *v, *att, *rlog, *topw, *xs, *ys, *act, *moe, *sh, *shg, *logits;
-    int32_t *topi, *tok, *pos, *bt, *order, *slot, *seg, *seg1, *rows;
-    int32_t *h_topi, *h_order, *h_slot, *h_seg, *h_bt;
+    gpu_mb *mb;      // [n_mb]
+    float *q, *k, *v, *att, *rlog, *xs, *ys, *act, *moe, *sh, *shg, *logits;
+    int32_t *order, *slot, *seg, *ident;
+    int32_t *h_topi, *h_order, *h_slot, *h_seg;
     int *fill;
-    int seg_T;       // the step's token count, as uploaded in seg1
+    int32_t *lseg;   // [E+1] local segment offsets
+    int xs_rows;     // rows xs/ys/act hold
+    float *h_rows, *h_y;                // pinned staging of the exchange: [max_tokens, H], [max_tokens * K, H]
     bool synth;      // synthetic weights
     uint64_t seed;
-    size_t dense_bytes;
+    size_t dense_bytes, weight_bytes;
     int32_t *gtok;
     float *glp;
     cublasHandle_t blas;     // dense projections (bf16 x bf16 -> f32)
     uint16_t *xb;            // [max_tokens, max K] activations in bf16 for cuBLAS
     float *gu;               // [max_tokens, 2 * max inter] gate/up before SwiGLU
     bool profile;            // JANUS_GPU_PROFILE=1: synchronise after each phase and time it
-    double phase_s[8];
-    int32_t h_seg1[4];
+    double phase_s[8], tp;
 };
 
 size_t janus_gpu_kv_block_bytes(const janus_config *c, int block_size) {
@@ -108,43 +121,103 @@ static void *dalloc(size_t bytes) {
 // A [rows, cols] weight: uploaded from the checkpoint, or synthetic (uniform,
 // variance scale^2, deterministic in the seed). rows == 0: absent.
 static uint16_t *weight(janus_gpu *g, const janus_w *w, int64_t rows, int64_t cols, float scale) {
-    if (!g->synth) return upload(w);
+    if (!g->synth) {
+        if (w && w->p) g->weight_bytes += (size_t)w->rows * w->cols * 2;
+        return upload(w);
+    }
     if (rows <= 0) return NULL;
     uint16_t *d = dalloc((size_t)rows * cols * 2);
     CK(jk_fill_bf16(d, (size_t)rows * cols, g->seed++, scale, g->st));
+    g->weight_bytes += (size_t)rows * cols * 2;
     return d;
 }
 static uint16_t *weight_cat(janus_gpu *g, const janus_w *a, const janus_w *b, int64_t rows, int64_t cols, float scale) {
-    if (!g->synth) return upload_cat(a, b);
+    if (!g->synth) {
+        if (a->p) g->weight_bytes += ((size_t)a->rows * a->cols + (size_t)b->rows * b->cols) * 2;
+        return upload_cat(a, b);
+    }
     return weight(g, NULL, 2 * rows, cols, scale);
+}
+
+// The routed experts of layer l that this GPU holds, compacted in ascending
+// expert order. Synthetic experts are filled per (layer, expert) from the
+// seed, so every layout holds the same weights for the same expert.
+static void upload_experts(janus_gpu *g, int l, uint64_t seed0) {
+    const janus_model *m = g->m;
+    const janus_config *c = &m->cfg;
+    const janus_layer *L = &m->layers[l];
+    gpu_layer *G = &g->L[l];
+    const int E = c->n_experts, H = c->hidden, I = c->moe_inter;
+    G->loc = xmalloc(sizeof(int32_t) * E);
+    G->n_loc = 0;
+    for (int e = 0; e < E; e++) {
+        bool held = g->o.experts && (!g->o.expert_mask || g->o.expert_mask[(size_t)l * E + e]);
+        if (held && !g->synth && !L->gate[e].p)
+            janus_die(c->dir, "internal: expert %d of layer %d is to be on this GPU but was not loaded", e, l);
+        G->loc[e] = held ? G->n_loc++ : -1;
+    }
+    if (!G->n_loc) return;
+    const size_t gu_n = (size_t)2 * I * H, dn_n = (size_t)H * I;
+    G->w_gu = dalloc(G->n_loc * gu_n * 2);
+    G->w_down = dalloc(G->n_loc * dn_n * 2);
+    g->weight_bytes += G->n_loc * (gu_n + dn_n) * 2;
+    for (int e = 0; e < E; e++) {
+        const int j = G->loc[e];
+        if (j < 0) continue;
+        if (g->synth) {
+            const uint64_t s = seed0 * 0x9E3779B97F4A7C15ull + ((uint64_t)l << 20) + 2 * (uint64_t)e;
+            CK(jk_fill_bf16(G->w_gu + j * gu_n, gu_n, s, 1.0f / sqrtf((float)H), g->st));
+            CK(jk_fill_bf16(G->w_down + j * dn_n, dn_n, s + 1, 1.0f / sqrtf((float)I), g->st));
+            continue;
+        }
+        uint16_t *gu = upload_cat(&L->gate[e], &L->up[e]), *dn = upload(&L->down[e]);
+        CK(cudaMemcpy(G->w_gu + j * gu_n, gu, gu_n * 2, cudaMemcpyDeviceToDevice));
+        CK(cudaMemcpy(G->w_down + j * dn_n, dn, dn_n * 2, cudaMemcpyDeviceToDevice));
+        cudaFree(gu);
+        cudaFree(dn);
+    }
 }
 
 janus_gpu *janus_gpu_init(const janus_model *m, int device, int max_tokens, int kv_blocks, int block_size,
                           uint64_t seed, double zipf) {
+    janus_gpu_opts o = {.device = device, .attn = true, .experts = true, .max_tokens = max_tokens, .n_mb = 1,
+                        .kv_blocks = kv_blocks, .block_size = block_size, .seed = seed, .zipf = zipf};
+    return janus_gpu_init_opts(m, &o);
+}
+
+janus_gpu *janus_gpu_init_opts(const janus_model *m, const janus_gpu_opts *o) {
     const janus_config *c = &m->cfg;
     int ndev = 0;
     if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) janus_die(NULL, "--backend cuda: no CUDA device visible");
-    CK(cudaSetDevice(device % ndev));
+    CK(cudaSetDevice(o->device % ndev));
     janus_gpu *g = xcalloc(1, sizeof *g);
     g->m = m;
-    g->synth = m->embed.p == NULL;
-    g->seed = seed;
+    g->o = *o;
+    g->o.expert_mask = NULL; // only read here, during init
+    g->synth = m->st.n_files == 0; // loaded from config.json alone
+    g->seed = o->seed;
     CK(cudaStreamCreate(&g->st));
     if (c->hidden % 8 || c->moe_inter % 8 || (c->dense_inter && c->dense_inter % 8) || (c->shared_inter % 8))
         janus_die(c->dir, "--backend cuda needs hidden and intermediate sizes that are multiples of 8");
     if (c->n_experts > 256 || c->top_k > 16 || c->head_dim > 256)
         janus_die(c->dir, "--backend cuda supports up to 256 experts, top-16 and head_dim 256");
-    const int E = c->n_experts, H = c->hidden, I = c->moe_inter, hd = c->head_dim;
+    const int E = c->n_experts, H = c->hidden, hd = c->head_dim;
     const int nq = c->n_heads * hd, nkv = c->n_kv_heads * hd;
     const float sH = 1.0f / sqrtf((float)H);
-    g->embed = weight(g, &m->embed, c->vocab, H, 1.0f);
-    g->final_norm = weight(g, &m->final_norm, 1, H, 1.0f);
-    g->lm_head = c->tie_embed ? g->embed : weight(g, &m->lm_head, c->vocab, H, sH);
-    g->dense_bytes = (c->tie_embed ? 0 : (size_t)c->vocab * H * 2) + (size_t)H * 2;
+    const bool A = o->attn;
     g->L = xcalloc(c->n_layers, sizeof(gpu_layer));
+    if (A) {
+        g->embed = weight(g, &m->embed, c->vocab, H, 1.0f);
+        g->final_norm = weight(g, &m->final_norm, 1, H, 1.0f);
+        g->lm_head = c->tie_embed ? g->embed : weight(g, &m->lm_head, c->vocab, H, sH);
+        g->dense_bytes = (c->tie_embed ? 0 : (size_t)c->vocab * H * 2) + (size_t)H * 2;
+    }
+    const uint64_t seed0 = o->seed;
     for (int l = 0; l < c->n_layers; l++) {
         const janus_layer *L = &m->layers[l];
         gpu_layer *G = &g->L[l];
+        if (c->layer_moe[l]) upload_experts(g, l, seed0);
+        if (!A) continue;
         G->attn_norm = weight(g, &L->attn_norm, 1, H, 1.0f), G->ffn_norm = weight(g, &L->ffn_norm, 1, H, 1.0f);
         G->wq = weight(g, &L->wq, nq, H, sH), G->wk = weight(g, &L->wk, nkv, H, sH);
         G->wv = weight(g, &L->wv, nkv, H, sH), G->wo = weight(g, &L->wo, H, nq, 1.0f / sqrtf((float)nq));
@@ -157,26 +230,12 @@ janus_gpu *janus_gpu_init(const janus_model *m, int device, int max_tokens, int 
         if (c->layer_moe[l]) {
             G->router = weight(g, &L->router, E, H, sH);
             g->dense_bytes += (size_t)E * H * 2;
-            if (g->synth) {
-                G->w_gu = weight(g, NULL, (int64_t)E * 2 * I, H, sH);
-                G->w_down = weight(g, NULL, (int64_t)E * H, I, 1.0f / sqrtf((float)I));
-                if (zipf > 0) { // popularity rank of expert e: (e * 37) mod E
-                    uint16_t *hb = xmalloc(2 * E);
-                    for (int e = 0; e < E; e++) hb[e] = f32_to_bf16((float)(-zipf * log(1.0 + (double)((e * 37) % E))));
-                    G->router_bias = dalloc(2 * E);
-                    CK(cudaMemcpy(G->router_bias, hb, 2 * E, cudaMemcpyHostToDevice));
-                    free(hb);
-                }
-            } else {
-                G->w_gu = dalloc((size_t)E * 2 * I * H * 2);
-                G->w_down = dalloc((size_t)E * H * I * 2);
-                for (int e = 0; e < E; e++) {
-                    uint16_t *gu = upload_cat(&L->gate[e], &L->up[e]), *dn = upload(&L->down[e]);
-                    CK(cudaMemcpy(G->w_gu + (size_t)e * 2 * I * H, gu, (size_t)2 * I * H * 2, cudaMemcpyDeviceToDevice));
-                    CK(cudaMemcpy(G->w_down + (size_t)e * H * I, dn, (size_t)H * I * 2, cudaMemcpyDeviceToDevice));
-                    cudaFree(gu);
-                    cudaFree(dn);
-                }
+            if (g->synth && o->zipf > 0) { // popularity rank of expert e: (e * 37) mod E
+                uint16_t *hb = xmalloc(2 * E);
+                for (int e = 0; e < E; e++) hb[e] = f32_to_bf16((float)(-o->zipf * log(1.0 + (double)((e * 37) % E))));
+                G->router_bias = dalloc(2 * E);
+                CK(cudaMemcpy(G->router_bias, hb, 2 * E, cudaMemcpyHostToDevice));
+                free(hb);
             }
             if (c->desc->shared_expert && c->shared_inter > 0) {
                 const int S = c->shared_inter;
@@ -192,53 +251,75 @@ janus_gpu *janus_gpu_init(const janus_model *m, int device, int max_tokens, int 
             g->dense_bytes += (size_t)3 * D * H * 2;
         }
     }
-    float *inv = xmalloc(sizeof(float) * c->head_dim / 2);
-    cpu_rope_inv_freq(inv, c->head_dim, c->rope_theta);
-    g->inv_freq = dalloc(sizeof(float) * c->head_dim / 2);
-    CK(cudaMemcpy(g->inv_freq, inv, sizeof(float) * c->head_dim / 2, cudaMemcpyHostToDevice));
-    free(inv);
-    const size_t kv_dim = (size_t)c->n_kv_heads * c->head_dim;
-    g->kv_blocks = kv_blocks, g->bs = block_size, g->max_tokens = max_tokens;
-    g->layer_kv = (size_t)kv_blocks * block_size * kv_dim;
-    g->kc = dalloc(2 * g->layer_kv * c->n_layers);
-    g->vc = dalloc(2 * g->layer_kv * c->n_layers);
-    const size_t T = max_tokens, K = c->top_k;
+    const size_t K = c->top_k, kv_dim = (size_t)c->n_kv_heads * c->head_dim;
     int inter = c->moe_inter;
     if (c->dense_inter > inter) inter = c->dense_inter;
     if (c->shared_inter > inter) inter = c->shared_inter;
-    g->x = dalloc(4 * T * H), g->h = dalloc(4 * T * H), g->q = dalloc(4 * T * nq), g->k = dalloc(4 * T * kv_dim);
-    g->v = dalloc(4 * T * kv_dim), g->att = dalloc(4 * T * nq), g->rlog = dalloc(4 * T * E), g->topw = dalloc(4 * T * K);
-    g->xs = dalloc(4 * T * K * H), g->ys = dalloc(4 * T * K * H), g->act = dalloc(4 * T * K * inter);
-    g->moe = dalloc(4 * T * H), g->sh = dalloc(4 * T * H), g->shg = dalloc(4 * T);
-    g->logits = dalloc(4 * T * (size_t)c->vocab);
-    g->topi = dalloc(4 * T * K), g->tok = dalloc(4 * T), g->pos = dalloc(4 * T), g->order = dalloc(4 * T * K);
-    g->slot = dalloc(4 * T * K), g->seg = dalloc(4 * (E + 1)), g->seg1 = dalloc(16), g->rows = dalloc(4 * T);
-    g->max_bt = 0;
-    g->h_topi = xmalloc(4 * T * K), g->h_order = xmalloc(4 * T * K), g->h_slot = xmalloc(4 * T * K);
+    const size_t T = A ? o->max_tokens : 0;
+    g->max_tokens = (int)T;
+    g->seg = dalloc(4 * (E + 1));
     g->h_seg = xmalloc(4 * (E + 1));
     g->fill = xmalloc(sizeof(int) * (E + 1));
-    g->gtok = dalloc(4 * T), g->glp = dalloc(4 * T);
-    int maxk = H > (int)nq ? H : (int)nq;
-    if (inter > maxk) maxk = inter;
-    g->xb = dalloc(2 * T * (size_t)maxk);
-    g->gu = dalloc(4 * T * 2 * (size_t)inter);
-    if (cublasCreate(&g->blas) != CUBLAS_STATUS_SUCCESS) janus_die(NULL, "cuBLAS: cannot create a handle");
-    cublasSetStream(g->blas, g->st);
+    g->lseg = xmalloc(sizeof(int32_t) * (E + 1));
+    // Expert rows: a local step's T*K pairs, or what the exchange brings.
+    size_t xr = T * K;
+    if (o->experts && (size_t)o->max_expert_rows > xr) xr = o->max_expert_rows;
+    g->xs_rows = (int)xr;
+    g->xs = dalloc(4 * xr * H), g->ys = dalloc(4 * xr * H);
+    g->act = dalloc(4 * (xr > T ? xr : T) * inter);
+    if (A) {
+        float *inv = xmalloc(sizeof(float) * c->head_dim / 2);
+        cpu_rope_inv_freq(inv, c->head_dim, c->rope_theta);
+        g->inv_freq = dalloc(sizeof(float) * c->head_dim / 2);
+        CK(cudaMemcpy(g->inv_freq, inv, sizeof(float) * c->head_dim / 2, cudaMemcpyHostToDevice));
+        free(inv);
+        g->kv_blocks = o->kv_blocks, g->bs = o->block_size;
+        g->layer_kv = (size_t)o->kv_blocks * o->block_size * kv_dim;
+        g->kc = dalloc(2 * g->layer_kv * c->n_layers);
+        g->vc = dalloc(2 * g->layer_kv * c->n_layers);
+        g->mb = xcalloc(o->n_mb, sizeof(gpu_mb));
+        for (int i = 0; i < o->n_mb; i++) {
+            gpu_mb *b = &g->mb[i];
+            b->x = dalloc(4 * T * H), b->h = dalloc(4 * T * H), b->topw = dalloc(4 * T * K);
+            b->topi = dalloc(4 * T * K), b->tok = dalloc(4 * T), b->pos = dalloc(4 * T), b->rows = dalloc(4 * T);
+        }
+        g->q = dalloc(4 * T * nq), g->k = dalloc(4 * T * kv_dim), g->v = dalloc(4 * T * kv_dim), g->att = dalloc(4 * T * nq);
+        g->rlog = dalloc(4 * T * E);
+        g->moe = dalloc(4 * T * H), g->sh = dalloc(4 * T * H), g->shg = dalloc(4 * T);
+        g->logits = dalloc(4 * T * (size_t)c->vocab);
+        g->order = dalloc(4 * T * K), g->slot = dalloc(4 * T * K);
+        g->h_topi = xmalloc(4 * T * K), g->h_order = xmalloc(4 * T * K), g->h_slot = xmalloc(4 * T * K);
+        g->gtok = dalloc(4 * T), g->glp = dalloc(4 * T);
+        // identity slots: the exchange returns outputs in pair order
+        for (size_t p = 0; p < T * K; p++) g->h_slot[p] = (int32_t)p;
+        g->ident = dalloc(4 * T * K);
+        CK(cudaMemcpy(g->ident, g->h_slot, 4 * T * K, cudaMemcpyHostToDevice));
+        CK(cudaMallocHost((void **)&g->h_rows, 4 * (T ? T : 1) * H));
+        CK(cudaMallocHost((void **)&g->h_y, 4 * (T ? T : 1) * K * H));
+        int maxk = H > (int)nq ? H : (int)nq;
+        if (inter > maxk) maxk = inter;
+        g->xb = dalloc(2 * T * (size_t)maxk);
+        g->gu = dalloc(4 * T * 2 * (size_t)inter);
+        if (cublasCreate(&g->blas) != CUBLAS_STATUS_SUCCESS) janus_die(NULL, "cuBLAS: cannot create a handle");
+        cublasSetStream(g->blas, g->st);
+    }
     g->profile = getenv("JANUS_GPU_PROFILE") && atoi(getenv("JANUS_GPU_PROFILE")) > 0;
     CK(cudaStreamSynchronize(g->st));
     return g;
 }
 
+size_t janus_gpu_weight_bytes(const janus_gpu *g) { return g->weight_bytes; }
+
 static const char *PHASES[8] = {"attn-proj", "attention", "router+sync", "experts", "combine+shared", "dense-ffn",
                                 "lm_head", "other"};
 
 // Profiling: phase p took the time since the last mark (only when profiling).
-static void mark(janus_gpu *g, int p, double *t) {
+static void mark(janus_gpu *g, int p) {
     if (!g->profile) return;
     cudaStreamSynchronize(g->st);
     double now = janus_now_s();
-    g->phase_s[p] += now - *t;
-    *t = now;
+    g->phase_s[p] += now - g->tp;
+    g->tp = now;
 }
 
 void janus_gpu_profile_reset(janus_gpu *g) { memset(g->phase_s, 0, sizeof g->phase_s); }
@@ -253,14 +334,18 @@ void janus_gpu_free(janus_gpu *g) {
     }
     cudaStreamSynchronize(g->st);
     // Device memory goes with the context at exit; host staging here.
-    free(g->h_topi), free(g->h_order), free(g->h_slot), free(g->h_seg), free(g->h_bt), free(g->fill), free(g->L);
-    cublasDestroy(g->blas);
+    if (g->mb)
+        for (int i = 0; i < g->o.n_mb; i++) free(g->mb[i].h_bt);
+    free(g->mb);
+    for (int l = 0; l < g->m->cfg.n_layers; l++) free(g->L[l].loc);
+    free(g->h_topi), free(g->h_order), free(g->h_slot), free(g->h_seg), free(g->fill), free(g->lseg), free(g->L);
+    if (g->h_rows) cudaFreeHost(g->h_rows);
+    if (g->h_y) cudaFreeHost(g->h_y);
+    if (g->blas) cublasDestroy(g->blas);
     cudaStreamDestroy(g->st);
     free(g);
 }
 
-// y [T, N] = x [T, K] W^T (W: [N, K] bf16), through the grouped GEMV with one
-// group of T rows; gated: W is [2N, K] and y = silu(gate) * up.
 // y [T, N] = x [T, K] W^T (W: [N, K] bf16) through cuBLAS (x rounded to bf16,
 // f32 accumulation); gated: W is [2N, K] (gate rows, then up rows) and
 // y = silu(x Wg^T) * (x Wu^T). Row-major y [T, N] is column-major y^T [N, T]
@@ -281,116 +366,170 @@ static void linear(janus_gpu *g, float *y, const float *x, const uint16_t *W, co
 
 size_t janus_gpu_dense_bytes(const janus_gpu *g) { return g->dense_bytes; }
 
-void janus_gpu_forward(janus_gpu *g, const janus_batch *b, float *logits, int32_t *greedy_tok, float *greedy_lp,
-                       int64_t *expert_counts, janus_fwd_times *tm) {
-    const janus_model *m = g->m;
-    const janus_config *c = &m->cfg;
-    const int T = b->T, H = c->hidden, hd = c->head_dim, nh = c->n_heads, nkv = c->n_kv_heads, E = c->n_experts,
-              K = c->top_k, I = c->moe_inter;
-    const int nq = nh * hd, kvd = nkv * hd;
+// ---- the phases of one micro-batch ---------------------------------------------
+// Token ids, positions and block tables up; embedding.
+static void mb_begin(janus_gpu *g, int i, const janus_batch *b) {
+    const janus_config *c = &g->m->cfg;
+    gpu_mb *M = &g->mb[i];
+    const int T = b->T;
+    M->T = T;
     if (T > g->max_tokens) janus_die(NULL, "internal: %d tokens exceed the GPU engine's %d", T, g->max_tokens);
     if (T == 0) return;
     cudaStream_t st = g->st;
-    double t0 = janus_now_s();
     // Block tables as one dense [T, max_blocks] array.
     int maxb = 1;
     for (int t = 0; t < T; t++) {
         int need = b->pos[t] / g->bs + 1;
         maxb = need > maxb ? need : maxb;
     }
-    if ((size_t)T * maxb > (size_t)g->max_bt) {
-        g->max_bt = T * maxb;
-        free(g->h_bt);
-        g->h_bt = xmalloc(4 * (size_t)g->max_bt);
-        if (g->bt) cudaFree(g->bt);
-        g->bt = dalloc(4 * (size_t)g->max_bt);
+    M->maxb = maxb;
+    if ((size_t)T * maxb > (size_t)M->bt_cap) { // grows to the longest context seen, then stays
+        M->bt_cap = T * maxb;
+        free(M->h_bt);
+        CK(cudaStreamSynchronize(st));
+        if (M->bt) cudaFree(M->bt);
+        M->h_bt = xmalloc(4 * (size_t)M->bt_cap);
+        M->bt = dalloc(4 * (size_t)M->bt_cap);
     }
-    for (int t = 0; t < T; t++) memcpy(g->h_bt + (size_t)t * maxb, b->bt[t], sizeof(int32_t) * (b->pos[t] / g->bs + 1));
-    CK(cudaMemcpyAsync(g->bt, g->h_bt, 4 * (size_t)T * maxb, cudaMemcpyHostToDevice, st));
-    CK(cudaMemcpyAsync(g->tok, b->tok, 4 * T, cudaMemcpyHostToDevice, st));
-    CK(cudaMemcpyAsync(g->pos, b->pos, 4 * T, cudaMemcpyHostToDevice, st));
-    g->seg_T = T;
-    g->h_seg1[0] = 0, g->h_seg1[1] = T, g->h_seg1[2] = 0, g->h_seg1[3] = b->n_out;
-    CK(cudaMemcpyAsync(g->seg1, g->h_seg1, sizeof g->h_seg1, cudaMemcpyHostToDevice, st));
-    CK(jk_embed(g->x, g->embed, g->tok, T, H, st));
-    double tp = janus_now_s();
-    mark(g, 7, &tp);
-    for (int l = 0; l < c->n_layers; l++) {
-        const gpu_layer *G = &g->L[l];
-        CK(jk_rmsnorm(g->h, g->x, G->attn_norm, T, H, c->rms_eps, st));
-        linear(g, g->q, g->h, G->wq, G->bq, T, nq, H, 0);
-        linear(g, g->k, g->h, G->wk, G->bk, T, kvd, H, 0);
-        linear(g, g->v, g->h, G->wv, G->bv, T, kvd, H, 0);
-        if (c->desc->qk_norm == QK_NORM_HEAD) {
-            CK(jk_rmsnorm(g->q, g->q, G->q_norm, T * nh, hd, c->rms_eps, st));
-            CK(jk_rmsnorm(g->k, g->k, G->k_norm, T * nkv, hd, c->rms_eps, st));
-        } else if (c->desc->qk_norm == QK_NORM_FULL) {
-            CK(jk_rmsnorm(g->q, g->q, G->q_norm, T, nq, c->rms_eps, st));
-            CK(jk_rmsnorm(g->k, g->k, G->k_norm, T, kvd, c->rms_eps, st));
-        }
-        mark(g, 0, &tp);
-        CK(jk_rope(g->q, g->pos, g->inv_freq, T, nh, hd, st));
-        CK(jk_rope(g->k, g->pos, g->inv_freq, T, nkv, hd, st));
-        uint16_t *kc = g->kc + (size_t)l * g->layer_kv, *vc = g->vc + (size_t)l * g->layer_kv;
-        CK(jk_kv_store(kc, vc, g->k, g->v, g->bt, maxb, g->pos, T, kvd, g->bs, st));
-        CK(jk_attention(g->att, g->q, kc, vc, g->bt, maxb, g->pos, T, nh, nkv, hd, g->bs, st));
-        mark(g, 1, &tp);
-        linear(g, g->h, g->att, G->wo, NULL, T, H, nq, 0);
-        CK(jk_add(g->x, g->h, (size_t)T * H, st));
-        CK(jk_rmsnorm(g->h, g->x, G->ffn_norm, T, H, c->rms_eps, st));
-        if (!c->layer_moe[l]) {
-            linear(g, g->act, g->h, G->mlp_gu, NULL, T, c->dense_inter, H, 1);
-            linear(g, g->moe, g->act, G->mlp_down, NULL, T, H, c->dense_inter, 0);
-            CK(jk_add(g->x, g->moe, (size_t)T * H, st));
-            mark(g, 5, &tp);
+    for (int t = 0; t < T; t++) memcpy(M->h_bt + (size_t)t * maxb, b->bt[t], sizeof(int32_t) * (b->pos[t] / g->bs + 1));
+    CK(cudaMemcpyAsync(M->bt, M->h_bt, 4 * (size_t)T * maxb, cudaMemcpyHostToDevice, st));
+    CK(cudaMemcpyAsync(M->tok, b->tok, 4 * T, cudaMemcpyHostToDevice, st));
+    CK(cudaMemcpyAsync(M->pos, b->pos, 4 * T, cudaMemcpyHostToDevice, st));
+    CK(jk_embed(M->x, g->embed, M->tok, T, c->hidden, st));
+    mark(g, 7);
+}
+
+// x += attention(rmsnorm(x)); h = rmsnorm(x); then the dense FFN (dense
+// layers) or the router's top-k (MoE layers).
+static void mb_attention(janus_gpu *g, int l, int i) {
+    const janus_config *c = &g->m->cfg;
+    gpu_mb *M = &g->mb[i];
+    const int T = M->T, H = c->hidden, hd = c->head_dim, nh = c->n_heads, nkv = c->n_kv_heads, E = c->n_experts,
+              K = c->top_k;
+    const int nq = nh * hd, kvd = nkv * hd;
+    if (T == 0) return;
+    cudaStream_t st = g->st;
+    const gpu_layer *G = &g->L[l];
+    CK(jk_rmsnorm(M->h, M->x, G->attn_norm, T, H, c->rms_eps, st));
+    linear(g, g->q, M->h, G->wq, G->bq, T, nq, H, 0);
+    linear(g, g->k, M->h, G->wk, G->bk, T, kvd, H, 0);
+    linear(g, g->v, M->h, G->wv, G->bv, T, kvd, H, 0);
+    if (c->desc->qk_norm == QK_NORM_HEAD) {
+        CK(jk_rmsnorm(g->q, g->q, G->q_norm, T * nh, hd, c->rms_eps, st));
+        CK(jk_rmsnorm(g->k, g->k, G->k_norm, T * nkv, hd, c->rms_eps, st));
+    } else if (c->desc->qk_norm == QK_NORM_FULL) {
+        CK(jk_rmsnorm(g->q, g->q, G->q_norm, T, nq, c->rms_eps, st));
+        CK(jk_rmsnorm(g->k, g->k, G->k_norm, T, kvd, c->rms_eps, st));
+    }
+    mark(g, 0);
+    CK(jk_rope(g->q, M->pos, g->inv_freq, T, nh, hd, st));
+    CK(jk_rope(g->k, M->pos, g->inv_freq, T, nkv, hd, st));
+    uint16_t *kc = g->kc + (size_t)l * g->layer_kv, *vc = g->vc + (size_t)l * g->layer_kv;
+    CK(jk_kv_store(kc, vc, g->k, g->v, M->bt, M->maxb, M->pos, T, kvd, g->bs, st));
+    CK(jk_attention(g->att, g->q, kc, vc, M->bt, M->maxb, M->pos, T, nh, nkv, hd, g->bs, st));
+    mark(g, 1);
+    linear(g, M->h, g->att, G->wo, NULL, T, H, nq, 0);
+    CK(jk_add(M->x, M->h, (size_t)T * H, st));
+    CK(jk_rmsnorm(M->h, M->x, G->ffn_norm, T, H, c->rms_eps, st));
+    if (!c->layer_moe[l]) {
+        linear(g, g->act, M->h, G->mlp_gu, NULL, T, c->dense_inter, H, 1);
+        linear(g, g->moe, g->act, G->mlp_down, NULL, T, H, c->dense_inter, 0);
+        CK(jk_add(M->x, g->moe, (size_t)T * H, st));
+        mark(g, 5);
+        return;
+    }
+    mark(g, 0);
+    linear(g, g->rlog, M->h, G->router, NULL, T, E, H, 0);
+    if (G->router_bias) CK(jk_add_bias(g->rlog, G->router_bias, T, E, st));
+    CK(jk_router_topk(M->topi, M->topw, g->rlog, T, E, K, c->norm_topk, st));
+}
+
+// The experts this GPU holds over rows xs [R, H] (device) grouped by global
+// expert (h_seg [E+1], host), into ys.
+static void run_experts(janus_gpu *g, int l, const int32_t *h_seg, int max_rows) {
+    const janus_config *c = &g->m->cfg;
+    const gpu_layer *G = &g->L[l];
+    const int E = c->n_experts;
+    // Local segment offsets: rows of expert e lie in its global range, and the
+    // held experts are in ascending order, so the ranges line up.
+    int32_t *ls = g->lseg; // [n_loc + 1]
+    ls[0] = 0;
+    for (int e = 0; e < E; e++) {
+        const int n = h_seg[e + 1] - h_seg[e];
+        if (G->loc[e] < 0) {
+            if (n) janus_die(NULL, "internal: %d rows for expert %d of layer %d, which this GPU does not hold", n, e, l);
             continue;
         }
-        mark(g, 0, &tp);
-        linear(g, g->rlog, g->h, G->router, NULL, T, E, H, 0);
-        if (G->router_bias) CK(jk_add_bias(g->rlog, G->router_bias, T, E, st));
-        CK(jk_router_topk(g->topi, g->topw, g->rlog, T, E, K, c->norm_topk, st));
-        // Group pairs by expert on the host (as the exchange does across ranks).
-        CK(cudaMemcpyAsync(g->h_topi, g->topi, 4 * (size_t)T * K, cudaMemcpyDeviceToHost, st));
-        CK(cudaStreamSynchronize(st));
-        const int P = T * K;
-        memset(g->h_seg, 0, 4 * (E + 1));
-        for (int p = 0; p < P; p++) g->h_seg[g->h_topi[p] + 1]++;
-        int maxr = 0;
-        for (int e = 0; e < E; e++) {
-            maxr = g->h_seg[e + 1] > maxr ? g->h_seg[e + 1] : maxr;
-            expert_counts[(size_t)l * E + e] += g->h_seg[e + 1];
-            g->h_seg[e + 1] += g->h_seg[e];
-        }
-        memcpy(g->fill, g->h_seg, sizeof(int) * (E + 1));
-        for (int p = 0; p < P; p++) {
-            int at = g->fill[g->h_topi[p]]++;
-            g->h_order[at] = p;
-            g->h_slot[p] = at;
-        }
-        CK(cudaMemcpyAsync(g->seg, g->h_seg, 4 * (E + 1), cudaMemcpyHostToDevice, st));
-        CK(cudaMemcpyAsync(g->order, g->h_order, 4 * (size_t)P, cudaMemcpyHostToDevice, st));
-        CK(cudaMemcpyAsync(g->slot, g->h_slot, 4 * (size_t)P, cudaMemcpyHostToDevice, st));
-        mark(g, 2, &tp);
-        CK(jk_gather_rows(g->xs, g->h, g->order, K, P, H, st));
-        jk_moe_ffn_args a = {g->xs, g->seg, G->w_gu, G->w_down, g->act, g->ys, E, H, I, maxr};
-        CK(jk_moe_ffn_decode(&a, st));
-        mark(g, 3, &tp);
-        CK(jk_combine(g->moe, g->ys, g->slot, g->topi, g->topw, T, K, H, st));
-        if (G->sh_gu) {
-            linear(g, g->act, g->h, G->sh_gu, NULL, T, c->shared_inter, H, 1);
-            linear(g, g->sh, g->act, G->sh_down, NULL, T, H, c->shared_inter, 0);
-            linear(g, g->shg, g->h, G->sh_gw, NULL, T, 1, H, 0);
-            CK(jk_sigmoid_scale_add(g->moe, g->sh, g->shg, T, H, st));
-        }
-        CK(jk_add(g->x, g->moe, (size_t)T * H, st));
-        mark(g, 4, &tp);
+        ls[G->loc[e] + 1] = h_seg[e + 1];
     }
-    if (b->n_out > 0) {
-        CK(cudaMemcpyAsync(g->rows, b->out_rows, 4 * (size_t)b->n_out, cudaMemcpyHostToDevice, st));
-        CK(jk_gather_rows(g->h, g->x, g->rows, 1, b->n_out, H, st));
-        CK(jk_rmsnorm(g->h, g->h, g->final_norm, b->n_out, H, c->rms_eps, st));
-        g->seg_T = -1; // rows below are the n_out rows (seg1 + 2)
-        linear(g, g->logits, g->h, g->lm_head, NULL, b->n_out, c->vocab, H, 0);
+    CK(cudaMemcpyAsync(g->seg, ls, 4 * (size_t)(G->n_loc + 1), cudaMemcpyHostToDevice, g->st));
+    jk_moe_ffn_args a = {g->xs, g->seg, G->w_gu, G->w_down, g->act, g->ys, G->n_loc, c->hidden, c->moe_inter, max_rows};
+    CK(jk_moe_ffn_decode(&a, g->st));
+    CK(cudaStreamSynchronize(g->st)); // ls (pageable) is reused by the next call
+}
+
+// All experts local: group the pairs by expert on the host (as the exchange
+// does across ranks), run them, leave outputs in ys with slot[pair] its row.
+static void mb_experts_local(janus_gpu *g, int l, int i, int64_t *expert_counts) {
+    const janus_config *c = &g->m->cfg;
+    gpu_mb *M = &g->mb[i];
+    const int T = M->T, E = c->n_experts, K = c->top_k, P = T * K;
+    cudaStream_t st = g->st;
+    CK(cudaMemcpyAsync(g->h_topi, M->topi, 4 * (size_t)P, cudaMemcpyDeviceToHost, st));
+    CK(cudaStreamSynchronize(st));
+    memset(g->h_seg, 0, 4 * (E + 1));
+    for (int p = 0; p < P; p++) g->h_seg[g->h_topi[p] + 1]++;
+    int maxr = 0;
+    for (int e = 0; e < E; e++) {
+        maxr = g->h_seg[e + 1] > maxr ? g->h_seg[e + 1] : maxr;
+        expert_counts[(size_t)l * E + e] += g->h_seg[e + 1];
+        g->h_seg[e + 1] += g->h_seg[e];
+    }
+    int *fill = g->fill;
+    memcpy(fill, g->h_seg, sizeof(int) * (E + 1));
+    for (int p = 0; p < P; p++) {
+        int at = fill[g->h_topi[p]]++;
+        g->h_order[at] = p;
+        g->h_slot[p] = at;
+    }
+    CK(cudaMemcpyAsync(g->order, g->h_order, 4 * (size_t)P, cudaMemcpyHostToDevice, st));
+    CK(cudaMemcpyAsync(g->slot, g->h_slot, 4 * (size_t)P, cudaMemcpyHostToDevice, st));
+    mark(g, 2);
+    CK(jk_gather_rows(g->xs, M->h, g->order, K, P, c->hidden, st));
+    run_experts(g, l, g->h_seg, maxr);
+    mark(g, 3);
+}
+
+// x += combine(ys by slot) (+ sigmoid-gated shared expert).
+static void mb_combine(janus_gpu *g, int l, int i, const int32_t *slot) {
+    const janus_config *c = &g->m->cfg;
+    gpu_mb *M = &g->mb[i];
+    const gpu_layer *G = &g->L[l];
+    const int T = M->T, H = c->hidden, K = c->top_k;
+    if (T == 0) return;
+    cudaStream_t st = g->st;
+    CK(jk_combine(g->moe, g->ys, slot, M->topi, M->topw, T, K, H, st));
+    if (G->sh_gu) {
+        linear(g, g->act, M->h, G->sh_gu, NULL, T, c->shared_inter, H, 1);
+        linear(g, g->sh, g->act, G->sh_down, NULL, T, H, c->shared_inter, 0);
+        linear(g, g->shg, M->h, G->sh_gw, NULL, T, 1, H, 0);
+        CK(jk_sigmoid_scale_add(g->moe, g->sh, g->shg, T, H, st));
+    }
+    CK(jk_add(M->x, g->moe, (size_t)T * H, st));
+    mark(g, 4);
+}
+
+// Final norm and lm_head on the wanted rows; logits or the greedy choice back.
+static void mb_end(janus_gpu *g, int i, const janus_batch *b, float *logits, int32_t *greedy_tok, float *greedy_lp) {
+    const janus_config *c = &g->m->cfg;
+    gpu_mb *M = &g->mb[i];
+    const int H = c->hidden;
+    cudaStream_t st = g->st;
+    if (M->T > 0 && b->n_out > 0) {
+        CK(cudaMemcpyAsync(M->rows, b->out_rows, 4 * (size_t)b->n_out, cudaMemcpyHostToDevice, st));
+        CK(jk_gather_rows(M->h, M->x, M->rows, 1, b->n_out, H, st));
+        CK(jk_rmsnorm(M->h, M->h, g->final_norm, b->n_out, H, c->rms_eps, st));
+        linear(g, g->logits, M->h, g->lm_head, NULL, b->n_out, c->vocab, H, 0);
         if (logits) {
             CK(cudaMemcpyAsync(logits, g->logits, 4 * (size_t)b->n_out * c->vocab, cudaMemcpyDeviceToHost, st));
         } else {
@@ -400,6 +539,92 @@ void janus_gpu_forward(janus_gpu *g, const janus_batch *b, float *logits, int32_
         }
     }
     CK(cudaStreamSynchronize(st));
-    mark(g, 6, &tp);
+    mark(g, 6);
+}
+
+void janus_gpu_forward(janus_gpu *g, const janus_batch *b, float *logits, int32_t *greedy_tok, float *greedy_lp,
+                       int64_t *expert_counts, janus_fwd_times *tm) {
+    const janus_config *c = &g->m->cfg;
+    if (b->T == 0) return;
+    double t0 = janus_now_s();
+    g->tp = t0;
+    mb_begin(g, 0, b);
+    for (int l = 0; l < c->n_layers; l++) {
+        mb_attention(g, l, 0);
+        if (!c->layer_moe[l]) continue;
+        mb_experts_local(g, l, 0, expert_counts);
+        mb_combine(g, l, 0, g->slot);
+    }
+    mb_end(g, 0, b, logits, greedy_tok, greedy_lp);
     if (tm) tm->attn_s += janus_now_s() - t0; // one figure for the whole GPU step
+}
+
+void janus_gpu_serve_experts(void *gpu, int l, const int32_t *seg, int max_rows, const float *xs, float *ys, int R) {
+    janus_gpu *g = gpu;
+    const int H = g->m->cfg.hidden;
+    if (R <= 0) return;
+    if (R > g->xs_rows)
+        janus_die(NULL, "internal: %d expert rows exceed the GPU's %d (max_expert_rows)", R, g->xs_rows);
+    CK(cudaMemcpyAsync(g->xs, xs, 4 * (size_t)R * H, cudaMemcpyHostToDevice, g->st));
+    run_experts(g, l, seg, max_rows);
+    CK(cudaMemcpyAsync(ys, g->ys, 4 * (size_t)R * H, cudaMemcpyDeviceToHost, g->st));
+    CK(cudaStreamSynchronize(g->st));
+}
+
+void janus_gpu_step(janus_gpu *g, janus_engine *en, const janus_batch *b, float *const *logits) {
+    const janus_config *c = &g->m->cfg;
+    const int n_mb = en->n_mb, H = c->hidden, K = c->top_k, E = c->n_experts;
+    janus_xchg *xc = en->xc;
+    cudaStream_t st = g->st;
+    double t0 = janus_now_s();
+    g->tp = t0;
+    for (int i = 0; i < n_mb; i++) mb_begin(g, i, &b[i]);
+    for (int l = 0; l < c->n_layers; l++) {
+        double tl = janus_now_s();
+        if (!c->layer_moe[l]) {
+            for (int i = 0; i < n_mb; i++) mb_attention(g, l, i);
+            CK(cudaStreamSynchronize(st));
+            en->layer_attn_s[l] += janus_now_s() - tl;
+            continue;
+        }
+        // Micro-batch i's rows leave for the MoE pool as soon as its router
+        // has run; the GPU goes on with micro-batch i+1's attention meanwhile.
+        for (int i = 0; i < n_mb; i++) {
+            gpu_mb *M = &g->mb[i];
+            const int T = M->T;
+            double ta = janus_now_s();
+            if (T) {
+                mb_attention(g, l, i);
+                CK(cudaMemcpyAsync(g->h_rows, M->h, 4 * (size_t)T * H, cudaMemcpyDeviceToHost, st));
+                CK(cudaMemcpyAsync(g->h_topi, M->topi, 4 * (size_t)T * K, cudaMemcpyDeviceToHost, st));
+                CK(cudaStreamSynchronize(st));
+                int64_t *cnt = en->expert_counts + (size_t)l * E;
+                for (int p = 0; p < T * K; p++) cnt[g->h_topi[p]]++;
+            }
+            double tb = janus_now_s();
+            en->times.attn_s += tb - ta;
+            janus_xchg_dispatch(xc, l, i, g->h_rows, g->h_topi, T);
+            janus_xchg_serve(xc, l, i); // monolithic ranks serve their experts too
+            en->times.experts_s += janus_now_s() - tb;
+        }
+        for (int i = 0; i < n_mb; i++) janus_xchg_relay_back(xc, l, i);
+        for (int i = 0; i < n_mb; i++) {
+            gpu_mb *M = &g->mb[i];
+            double ta = janus_now_s();
+            janus_xchg_collect(xc, i, g->h_y);
+            double tb = janus_now_s();
+            if (M->T) {
+                CK(cudaMemcpyAsync(g->ys, g->h_y, 4 * (size_t)M->T * K * H, cudaMemcpyHostToDevice, st));
+                mb_combine(g, l, i, g->ident);
+                CK(cudaStreamSynchronize(st)); // h_y is reused by the next micro-batch
+            }
+            en->times.experts_s += tb - ta;
+            en->times.combine_s += janus_now_s() - tb;
+        }
+        janus_xchg_finish_layer(xc);
+        en->layer_ffn_s[l] += janus_now_s() - tl;
+    }
+    double te = janus_now_s();
+    for (int i = 0; i < n_mb; i++) mb_end(g, i, &b[i], logits ? logits[i] : NULL, NULL, NULL);
+    en->times.lm_head_s += janus_now_s() - te;
 }

@@ -1,7 +1,14 @@
-// engine/gpu.h: the forward pass on one GPU (CUDA build): bf16 weights and KV
+// engine/gpu.h: the forward pass on a GPU (CUDA build): bf16 weights and KV
 // cache on the device, f32 activations, kernels from cuda_kernels/. Same
-// contract as the CPU forward (one micro-batch in, logits of the wanted rows
+// contract as the CPU forward (micro-batches in, logits of the wanted rows
 // out), so the continuous-batching loop drives either.
+//
+// A rank's GPU holds what its role needs (DESIGN section 1): an attention rank
+// the embedding, attention, router, shared/dense FFNs, lm_head and the KV
+// cache; a MoE rank only its experts (compacted: [local experts, 2I, H]); a
+// monolithic rank both. With an exchange attached (several ranks), every MoE
+// layer's rows leave through it and the MoE ranks' GPUs serve them
+// (janus_gpu_serve_experts is the exchange's expert hook).
 #ifndef JANUS_ENGINE_GPU_H
 #define JANUS_ENGINE_GPU_H
 
@@ -9,21 +16,44 @@
 
 typedef struct janus_gpu janus_gpu;
 
-// Uploads every weight of m (all experts local) and allocates a bf16 KV cache
-// of kv_blocks blocks of block_size positions and activations for max_tokens
-// tokens. device: the CUDA device to use. A model loaded without tensors
-// (config only) gets synthetic weights made on the device from `seed`, with
-// router logits skewed by -zipf * ln(1 + popularity rank) when zipf > 0.
+typedef struct {
+    int device;                 // CUDA device ordinal (taken modulo the visible count)
+    bool attn;                  // attention-side weights + KV cache
+    bool experts;               // routed experts (expert_mask selects which)
+    const uint8_t *expert_mask; // [n_layers, n_experts]; NULL: every expert
+    int max_tokens;             // tokens per micro-batch (attention side)
+    int n_mb;                   // micro-batches per step
+    int kv_blocks, block_size;
+    int max_expert_rows;        // rows one MoE layer may bring this rank (expert side)
+    uint64_t seed;              // synthetic weights (model loaded without tensors)
+    double zipf;                // synthetic router skew
+} janus_gpu_opts;
+
+janus_gpu *janus_gpu_init_opts(const janus_model *m, const janus_gpu_opts *o);
+// One rank, all experts local, one micro-batch (benchmarks, single-GPU runs).
 janus_gpu *janus_gpu_init(const janus_model *m, int device, int max_tokens, int kv_blocks, int block_size,
                           uint64_t seed, double zipf);
 void janus_gpu_free(janus_gpu *g);
 // Bytes of one KV block on the GPU (bf16, all layers, K and V).
 size_t janus_gpu_kv_block_bytes(const janus_config *c, int block_size);
-// One micro-batch: logits [b->n_out, vocab] copied back to the host; or, when
-// logits is NULL, the greedy token and its logprob per wanted row (greedy_tok,
-// greedy_lp: [n_out]); expert_counts [n_layers, n_experts] accumulated.
+// Device bytes this rank's weights take.
+size_t janus_gpu_weight_bytes(const janus_gpu *g);
+// One micro-batch with all experts local: logits [b->n_out, vocab] copied
+// back to the host; or, when logits is NULL, the greedy token and its logprob
+// per wanted row (greedy_tok, greedy_lp: [n_out]); expert_counts [n_layers,
+// n_experts] accumulated.
 void janus_gpu_forward(janus_gpu *g, const janus_batch *b, float *logits, int32_t *greedy_tok, float *greedy_lp,
                        int64_t *expert_counts, janus_fwd_times *tm);
+// One step of en->n_mb micro-batches through en->xc, layer by layer (every
+// rank of the job in lockstep, as janus_step): attention of micro-batch i+1
+// runs on the GPU while micro-batch i is at the MoE pool.
+void janus_gpu_step(janus_gpu *g, janus_engine *en, const janus_batch *b, float *const *logits);
+// The exchange's expert hook (comm/exchange.h): R rows [R, H] grouped by
+// expert, expert e's rows seg[e] .. seg[e+1] (host arrays, global expert ids;
+// only experts this GPU holds may have rows); max_rows: the most rows any
+// expert has this layer job-wide (picks the kernel variant, so results do not
+// depend on how rows were split among ranks). ys [R, H] out.
+void janus_gpu_serve_experts(void *gpu, int l, const int32_t *seg, int max_rows, const float *xs, float *ys, int R);
 // Bytes of weights one decode step reads at most: everything but the
 // embedding table and the routed experts, which count per activated expert.
 size_t janus_gpu_dense_bytes(const janus_gpu *g);
