@@ -5,7 +5,8 @@ usage: test_gpu_layouts.py JANUS FIXTURE_DIR [FIXTURE_DIR ...]
 
 With --backend cuda, every rank takes a GPU (node-local rank mod visible GPUs),
 so on a machine of one GPU all ranks share it and the exchange payload is
-host-staged through MPI. For every fixture, the single-rank GPU run is the
+moved GPU to GPU through CUDA IPC (--transport auto on one node; the
+hierarchical path and --transport mpi stage it through host MPI). For every fixture, the single-rank GPU run is the
 baseline (itself checked against transformers by
 gpu_greedy_matches_transformers_all_fixtures); then:
 
@@ -34,6 +35,7 @@ from golden import mpirun_prefix  # noqa: E402
 
 EXACT = [
     ("1+1", 2, ["--attn-ranks", "1", "--moe-ranks", "1"]),
+    ("1+2 host-staged", 3, ["--attn-ranks", "1", "--moe-ranks", "2", "--transport", "mpi"]),
     ("1+2", 3, ["--attn-ranks", "1", "--moe-ranks", "2"]),
     ("1+3 replicas 2", 4, ["--attn-ranks", "1", "--moe-ranks", "3", "--expert-replicas", "2"]),
 ]

@@ -24,6 +24,7 @@
 #ifdef JANUS_CUDA
 #include <cuda_runtime_api.h>
 
+#include "comm/ipc.h"
 #include "engine/gpu.h"
 #endif
 
@@ -77,7 +78,9 @@ static const char *HELP =
     "running:\n"
     "  --backend B            cpu (default) or cuda (CUDA build): each rank takes GPU\n"
     "                         (node-local rank mod visible GPUs); ranks may share a GPU\n"
-    "  --transport T          exchange payload: auto (default), mpi (host-staged MPI)\n"
+    "  --transport T          exchange payload (cuda, several ranks): ipc (GPU to GPU\n"
+    "                         through CUDA IPC, ranks of one node, direct path), mpi\n"
+    "                         (host-staged MPI), auto (default: ipc where it applies)\n"
     "  --synthetic            (cuda) weights made on the GPU from config.json alone, for\n"
     "                         scaling runs of full-size shapes without a checkpoint\n"
     "  --zipf S               (with --synthetic) router skew: expert popularity ~ rank^-S\n"
@@ -176,13 +179,14 @@ static void parse(int argc, char **argv, gen_args *a) {
     if (strcmp(a->backend, "cpu") != 0)
         janus_die_all(NULL, "--backend: \"%s\" is not available in this build (cpu only; build with -Dcuda=enabled)", a->backend);
 #endif
-    if (strcmp(a->transport, "auto") && strcmp(a->transport, "mpi") && strcmp(a->transport, "nccl"))
-        janus_die_all(NULL, "--transport: \"%s\" is not one of auto, mpi, nccl", a->transport);
+    if (strcmp(a->transport, "auto") && strcmp(a->transport, "mpi") && strcmp(a->transport, "ipc") &&
+        strcmp(a->transport, "nccl"))
+        janus_die_all(NULL, "--transport: \"%s\" is not one of auto, ipc, mpi, nccl", a->transport);
     if (a->synthetic && strcmp(a->backend, "cuda"))
         janus_die_all(NULL, "--synthetic: weights are made on the GPU; add --backend cuda");
     if (a->zipf > 0 && !a->synthetic) janus_die_all(NULL, "--zipf: only with --synthetic (a checkpoint routes as it was trained)");
     if (!strcmp(a->transport, "nccl"))
-        janus_die_all(NULL, "--transport nccl: not in this build yet; use mpi (host-staged)");
+        janus_die_all(NULL, "--transport nccl: not in this build yet; use ipc (one node) or mpi (host-staged)");
     if (a->max_step_tokens < a->max_batch) a->max_step_tokens = a->max_batch; // every decode token fits a step
     if (strcmp(a->exchange, "auto") && strcmp(a->exchange, "direct") && strcmp(a->exchange, "hierarchical"))
         janus_die_all(NULL, "--exchange: \"%s\" is not one of direct, hierarchical, auto", a->exchange);
@@ -562,10 +566,21 @@ int cmd_generate(int argc, char **argv) {
                              .max_expert_rows = A * mb_tokens * m.cfg.top_k, .seed = 1234, .zipf = a.zipf};
         gpu_h = janus_gpu_init_opts(&m, &go);
         if (is_attn) en.gpu = gpu_h;
-        if (xcp && is_moe) xc.experts_fn = janus_gpu_serve_experts, xc.experts_ctx = gpu_h;
+        if (xcp && is_moe) xc.experts_fn = janus_gpu_serve_experts, xc.experts_dev_fn = janus_gpu_serve_experts_dev,
+                           xc.experts_ctx = gpu_h;
         int dev = -1;
         cudaGetDevice(&dev);
-        janus_log("cuda: GPU %d per rank (node-local rank mod visible GPUs); exchange payload host-staged through MPI", dev);
+        // The payload: CUDA IPC where every rank is on this node and the path
+        // is direct, else host-staged MPI.
+        const bool ipc_ok = local_size == size && path == XPATH_DIRECT;
+        if (!strcmp(a.transport, "ipc") && !ipc_ok && xcp)
+            janus_die_all(NULL, "--transport ipc: needs every rank on one node and the direct exchange path "
+                                "(this job: %d of %d ranks on this node, %s path); use --transport mpi",
+                          local_size, size, path == XPATH_DIRECT ? "direct" : "hierarchical");
+        if (xcp && ipc_ok && strcmp(a.transport, "mpi")) janus_ipc_init(&xc, mb_tokens, janus_gpu_stream(gpu_h));
+        if (xcp)
+            janus_log("cuda: each rank on GPU (node-local rank mod visible GPUs); exchange payload %s",
+                      xc.ipc ? "GPU to GPU through CUDA IPC" : "host-staged through MPI");
         janus_vlog("rank %d: GPU %d holds %.1f MiB of weights%s", rank, dev, janus_gpu_weight_bytes(gpu_h) / 1048576.0,
                    is_attn ? " and the KV cache" : "");
         if (is_attn && rank == 0)

@@ -3,6 +3,9 @@
 #include "comm/exchange.h"
 
 #include "comm/hier.h"
+#ifdef JANUS_CUDA
+#include "comm/ipc.h"
+#endif
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,6 +98,9 @@ void janus_xchg_init(janus_xchg *x, MPI_Comm world, int n_attn, int n_moe, bool 
 }
 
 void janus_xchg_free(janus_xchg *x) {
+#ifdef JANUS_CUDA
+    janus_ipc_free(x);
+#endif
     if (x->xa)
         for (int i = 0; i < x->n_mb; i++) {
             janus_xmb_attn *a = &x->xa[i];
@@ -188,7 +194,10 @@ void janus_xchg_dispatch(janus_xchg *x, int l, int i, const float *xrows, const 
     double t2 = janus_now_s();
     x->t.handshake_s += t1 - t0;
     x->t.sched_s += t2 - t1;
-    if (x->attn_idx >= 0) post_rows(x, l, i, xrows, ids, T);
+    if (x->attn_idx >= 0) {
+        x->xa[i].tag_ret = tag_of(x, l, i, 1);
+        post_rows(x, l, i, xrows, ids, T);
+    }
     if (x->path == XPATH_HIER) janus_hier_gateway_forward(x, l, i);
     x->t.send_s += janus_now_s() - t2;
 }
@@ -225,11 +234,17 @@ static void post_rows(janus_xchg *x, int l, int i, const float *xrows, const int
             for (int r = 0; r < n; r++, at++) {
                 int row = fill[m]++;
                 a->pair[row] = order[at];
-                memcpy(a->send + (size_t)row * H, xrows + (size_t)(order[at] / K) * H, sizeof(float) * H);
+                if (!x->ipc) memcpy(a->send + (size_t)row * H, xrows + (size_t)(order[at] / K) * H, sizeof(float) * H);
             }
         }
     }
     a->n_req = 0;
+#ifdef JANUS_CUDA
+    if (x->ipc) {
+        janus_ipc_post_rows(x, l, i, xrows, T);
+        return;
+    }
+#endif
     for (int m = 0; m < M; m++) {
         if (!a->cnt[m] || !direct(x, x->rank, x->moe_world[m])) continue;
         MPI_Irecv(a->recv + (size_t)a->off[m] * H, a->cnt[m], g_row, x->moe_world[m], tag_of(x, l, i, 1),
@@ -260,12 +275,12 @@ void janus_xchg_serve(janus_xchg *x, int l, int i) {
     int R = q->off[A];
     ensure_moe(q, R, H);
     q->n_req = 0;
-    for (int a = 0; a < A; a++)
+    for (int a = 0; a < A && !x->ipc; a++)
         if (q->cnt[a] && direct(x, x->rank, x->attn_world[a]))
             MPI_Irecv(q->in + (size_t)q->off[a] * H, q->cnt[a], g_row, x->attn_world[a], tag_of(x, l, i, 0),
                       x->world, &q->req[q->n_req++]);
     if (x->path == XPATH_HIER) janus_hier_moe_post_recv(x, l, i);
-    MPI_Waitall(q->n_req, q->req, MPI_STATUSES_IGNORE);
+    if (!x->ipc) MPI_Waitall(q->n_req, q->req, MPI_STATUSES_IGNORE);
     double t1 = janus_now_s();
     // Group rows by expert: for e ascending, for a ascending, a's rows of e.
     int *cur = x->a_cur;
@@ -280,16 +295,22 @@ void janus_xchg_serve(janus_xchg *x, int l, int i) {
                 int n = (int)x->seg[(size_t)a * S + my_slot[e]];
                 for (int r = 0; r < n; r++) {
                     q->perm[g] = cur[a] + r;
-                    memcpy(q->xs + (size_t)g * H, q->in + (size_t)(cur[a] + r) * H, sizeof(float) * H);
+                    if (!x->ipc) memcpy(q->xs + (size_t)g * H, q->in + (size_t)(cur[a] + r) * H, sizeof(float) * H);
                     g++;
                 }
                 cur[a] += n;
             }
         seg[e + 1] = g;
     }
+    int64_t maxr = 0;
+    for (int e = 0; e < E; e++) maxr = x->n_tok[e] > maxr ? x->n_tok[e] : maxr;
+#ifdef JANUS_CUDA
+    if (x->ipc) { // rows, experts and outputs stay on the GPUs
+        janus_ipc_serve(x, l, i, q->perm, seg, g, (int)maxr);
+        return;
+    }
+#endif
     if (x->experts_fn) {
-        int64_t maxr = 0;
-        for (int e = 0; e < E; e++) maxr = x->n_tok[e] > maxr ? x->n_tok[e] : maxr;
         x->experts_fn(x->experts_ctx, l, seg, (int)maxr, q->xs, q->ys, g);
     } else {
         for (int e = 0; e < E; e++) {
@@ -317,6 +338,13 @@ void janus_xchg_collect(janus_xchg *x, int i, float *y) {
     if (x->attn_idx < 0) return;
     janus_xmb_attn *a = &x->xa[i];
     double t0 = janus_now_s();
+#ifdef JANUS_CUDA
+    if (x->ipc) {
+        janus_ipc_collect(x, i, y);
+        x->t.wait_s += janus_now_s() - t0;
+        return;
+    }
+#endif
     MPI_Waitall(a->n_req, a->req, MPI_STATUSES_IGNORE);
     a->n_req = 0;
     const int H = x->H, R = a->off[x->n_moe];
@@ -329,6 +357,9 @@ void janus_xchg_relay_back(janus_xchg *x, int l, int i) {
 }
 
 void janus_xchg_finish_layer(janus_xchg *x) {
+#ifdef JANUS_CUDA
+    if (x->ipc) janus_ipc_finish_layer(x);
+#endif
     if (x->moe_idx >= 0)
         for (int i = 0; i < x->n_mb; i++) {
             MPI_Waitall(x->xm[i].n_req, x->xm[i].req, MPI_STATUSES_IGNORE);

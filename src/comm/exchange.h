@@ -37,6 +37,7 @@ typedef struct {
     int *cnt, *off;     // [M] rows per MoE rank and offsets
     MPI_Request *req;   // [2M]
     int n_req;
+    int tag_ret;        // tag of this micro-batch's outputs (set by dispatch)
 } janus_xmb_attn;
 
 // One micro-batch's exchange state on a MoE rank.
@@ -84,7 +85,13 @@ typedef struct {
     // (layer, micro-batch). The GPU backend sets janus_gpu_serve_experts.
     void (*experts_fn)(void *ctx, int l, const int32_t *seg, int max_rows, const float *xs, float *ys, int R);
     void *experts_ctx;
+    // The same on device rows (CUDA IPC transport): d_xs, d_ys device [R, H].
+    void (*experts_dev_fn)(void *ctx, int l, const int32_t *seg, int max_rows, const float *d_xs, float *d_ys, int R);
     int32_t *seg32;              // [E+1] scratch for experts_fn
+    // Non-NULL: the payload moves GPU to GPU through CUDA IPC (comm/ipc.c);
+    // the rows given to dispatch and the y given to collect are then device
+    // pointers.
+    struct janus_ipc *ipc;
 } janus_xchg;
 
 // Builds the pools: world ranks [0, n_attn) attend, [n_attn, n_attn + n_moe)

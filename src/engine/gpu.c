@@ -192,8 +192,7 @@ janus_gpu *janus_gpu_init_opts(const janus_model *m, const janus_gpu_opts *o) {
     CK(cudaSetDevice(o->device % ndev));
     janus_gpu *g = xcalloc(1, sizeof *g);
     g->m = m;
-    g->o = *o;
-    g->o.expert_mask = NULL; // only read here, during init
+    g->o = *o; // o->expert_mask is read during init only
     g->synth = m->st.n_files == 0; // loaded from config.json alone
     g->seed = o->seed;
     CK(cudaStreamCreate(&g->st));
@@ -305,6 +304,7 @@ janus_gpu *janus_gpu_init_opts(const janus_model *m, const janus_gpu_opts *o) {
     }
     g->profile = getenv("JANUS_GPU_PROFILE") && atoi(getenv("JANUS_GPU_PROFILE")) > 0;
     CK(cudaStreamSynchronize(g->st));
+    g->o.expert_mask = NULL; // the caller's; not kept
     return g;
 }
 
@@ -446,7 +446,7 @@ static void mb_attention(janus_gpu *g, int l, int i) {
 
 // The experts this GPU holds over rows xs [R, H] (device) grouped by global
 // expert (h_seg [E+1], host), into ys.
-static void run_experts(janus_gpu *g, int l, const int32_t *h_seg, int max_rows) {
+static void run_experts(janus_gpu *g, int l, const int32_t *h_seg, int max_rows, const float *xs, float *ys) {
     const janus_config *c = &g->m->cfg;
     const gpu_layer *G = &g->L[l];
     const int E = c->n_experts;
@@ -463,7 +463,7 @@ static void run_experts(janus_gpu *g, int l, const int32_t *h_seg, int max_rows)
         ls[G->loc[e] + 1] = h_seg[e + 1];
     }
     CK(cudaMemcpyAsync(g->seg, ls, 4 * (size_t)(G->n_loc + 1), cudaMemcpyHostToDevice, g->st));
-    jk_moe_ffn_args a = {g->xs, g->seg, G->w_gu, G->w_down, g->act, g->ys, G->n_loc, c->hidden, c->moe_inter, max_rows};
+    jk_moe_ffn_args a = {xs, g->seg, G->w_gu, G->w_down, g->act, ys, G->n_loc, c->hidden, c->moe_inter, max_rows};
     CK(jk_moe_ffn_decode(&a, g->st));
     CK(cudaStreamSynchronize(g->st)); // ls (pageable) is reused by the next call
 }
@@ -496,7 +496,7 @@ static void mb_experts_local(janus_gpu *g, int l, int i, int64_t *expert_counts)
     CK(cudaMemcpyAsync(g->slot, g->h_slot, 4 * (size_t)P, cudaMemcpyHostToDevice, st));
     mark(g, 2);
     CK(jk_gather_rows(g->xs, M->h, g->order, K, P, c->hidden, st));
-    run_experts(g, l, g->h_seg, maxr);
+    run_experts(g, l, g->h_seg, maxr, g->xs, g->ys);
     mark(g, 3);
 }
 
@@ -566,10 +566,20 @@ void janus_gpu_serve_experts(void *gpu, int l, const int32_t *seg, int max_rows,
     if (R > g->xs_rows)
         janus_die(NULL, "internal: %d expert rows exceed the GPU's %d (max_expert_rows)", R, g->xs_rows);
     CK(cudaMemcpyAsync(g->xs, xs, 4 * (size_t)R * H, cudaMemcpyHostToDevice, g->st));
-    run_experts(g, l, seg, max_rows);
+    run_experts(g, l, seg, max_rows, g->xs, g->ys);
     CK(cudaMemcpyAsync(ys, g->ys, 4 * (size_t)R * H, cudaMemcpyDeviceToHost, g->st));
     CK(cudaStreamSynchronize(g->st));
 }
+
+void janus_gpu_serve_experts_dev(void *gpu, int l, const int32_t *seg, int max_rows, const float *d_xs, float *d_ys,
+                                 int R) {
+    janus_gpu *g = gpu;
+    if (R <= 0) return;
+    if (R > g->xs_rows) janus_die(NULL, "internal: %d expert rows exceed the GPU's %d (max_expert_rows)", R, g->xs_rows);
+    run_experts(g, l, seg, max_rows, d_xs, d_ys);
+}
+
+void *janus_gpu_stream(janus_gpu *g) { return g->st; }
 
 void janus_gpu_step(janus_gpu *g, janus_engine *en, const janus_batch *b, float *const *logits) {
     const janus_config *c = &g->m->cfg;
@@ -595,7 +605,8 @@ void janus_gpu_step(janus_gpu *g, janus_engine *en, const janus_batch *b, float 
             double ta = janus_now_s();
             if (T) {
                 mb_attention(g, l, i);
-                CK(cudaMemcpyAsync(g->h_rows, M->h, 4 * (size_t)T * H, cudaMemcpyDeviceToHost, st));
+                if (!xc->ipc) // host-staged payload: the rows go through host memory
+                    CK(cudaMemcpyAsync(g->h_rows, M->h, 4 * (size_t)T * H, cudaMemcpyDeviceToHost, st));
                 CK(cudaMemcpyAsync(g->h_topi, M->topi, 4 * (size_t)T * K, cudaMemcpyDeviceToHost, st));
                 CK(cudaStreamSynchronize(st));
                 int64_t *cnt = en->expert_counts + (size_t)l * E;
@@ -603,7 +614,7 @@ void janus_gpu_step(janus_gpu *g, janus_engine *en, const janus_batch *b, float 
             }
             double tb = janus_now_s();
             en->times.attn_s += tb - ta;
-            janus_xchg_dispatch(xc, l, i, g->h_rows, g->h_topi, T);
+            janus_xchg_dispatch(xc, l, i, xc->ipc ? M->h : g->h_rows, g->h_topi, T);
             janus_xchg_serve(xc, l, i); // monolithic ranks serve their experts too
             en->times.experts_s += janus_now_s() - tb;
         }
@@ -611,10 +622,10 @@ void janus_gpu_step(janus_gpu *g, janus_engine *en, const janus_batch *b, float 
         for (int i = 0; i < n_mb; i++) {
             gpu_mb *M = &g->mb[i];
             double ta = janus_now_s();
-            janus_xchg_collect(xc, i, g->h_y);
+            janus_xchg_collect(xc, i, xc->ipc ? g->ys : g->h_y);
             double tb = janus_now_s();
             if (M->T) {
-                CK(cudaMemcpyAsync(g->ys, g->h_y, 4 * (size_t)M->T * K * H, cudaMemcpyHostToDevice, st));
+                if (!xc->ipc) CK(cudaMemcpyAsync(g->ys, g->h_y, 4 * (size_t)M->T * K * H, cudaMemcpyHostToDevice, st));
                 mb_combine(g, l, i, g->ident);
                 CK(cudaStreamSynchronize(st)); // h_y is reused by the next micro-batch
             }

@@ -54,6 +54,11 @@ void janus_gpu_step(janus_gpu *g, janus_engine *en, const janus_batch *b, float 
 // expert has this layer job-wide (picks the kernel variant, so results do not
 // depend on how rows were split among ranks). ys [R, H] out.
 void janus_gpu_serve_experts(void *gpu, int l, const int32_t *seg, int max_rows, const float *xs, float *ys, int R);
+// The same with rows and outputs on the device (CUDA IPC transport).
+void janus_gpu_serve_experts_dev(void *gpu, int l, const int32_t *seg, int max_rows, const float *d_xs, float *d_ys,
+                                 int R);
+// This GPU's stream (cudaStream_t): the exchange's device copies go on it.
+void *janus_gpu_stream(janus_gpu *g);
 // Bytes of weights one decode step reads at most: everything but the
 // embedding table and the routed experts, which count per activated expert.
 size_t janus_gpu_dense_bytes(const janus_gpu *g);
