@@ -301,6 +301,364 @@ extern "C" int jk_attention(float *out, const float *q, const uint16_t *kc, cons
     return (int)cudaGetLastError();
 }
 
+// ---- split-K (flash-decoding) attention ------------------------------------------
+// Block (token t, kv head, head group, chunk): the GB query heads of one kv head
+// (G = nh / nkv split into groups of GB <= 8 so that q and the accumulators fit
+// in registers) over positions [c0, c0 + chunk) of t's context. K and V tiles
+// of TILE rows go through shared memory with cp.async, two stages (tile i + 1
+// loads while tile i is used). Thread layout: LPR = HD / 8 lanes per row, each
+// lane owns 8 dims (one 16-byte vector), RPW = 32 / LPR row slots per warp.
+// Per tile: (1) scores: each lane dots its 8 dims of LPR / 8 rows with the GB
+// query heads (q in registers), a reduce-scatter over the LPR lanes completes
+// them (one shuffle per score instead of log2(LPR)); (2) one
+// warp per head takes the tile max, turns scores into probabilities in place and
+// updates the block's running max m, sum l and rescale factor; (3) each lane
+// accumulates p * V for its 8 dims and GB heads. The block ends by summing its
+// warps' accumulators: one chunk = the output, else a partial (acc, m, l) in ws.
+#define SK_WARPS 4
+#define SK_THREADS (SK_WARPS * 32)
+#define SK_TILE_ELEMS 8192    // TILE * HD: 16 KB of bf16 per K (or V) stage buffer
+#define SK_TARGET_BLOCKS 1024 // split until about this many blocks (H100: 132 SMs x 3 resident)
+#define SK_MIN_TILES 2        // at least this many tiles per chunk
+#define SK_MAX_SPLITS 1024
+#define SK_MAX_GB 8
+
+__device__ __forceinline__ void cp_async16(void *smem, const void *gmem) {
+    const unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(gmem) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int N> __device__ __forceinline__ void cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+__device__ __forceinline__ void bf16x8(uint4 v, float *f) {
+    const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int i = 0; i < 4; i++) f[2 * i] = __uint_as_float(w[i] << 16), f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+}
+
+// K and V rows p0 .. p0 + rows - 1 of t's context (table tbl), kv head kvh -> dk, dv: [rows][HD].
+template <int HD>
+__device__ __forceinline__ void sk_load_tile(uint16_t *dk, uint16_t *dv, const uint16_t *kc, const uint16_t *vc,
+                                             const int32_t *tbl, int p0, int rows, int bs, int kv_dim, int kvh) {
+    constexpr int VPR = HD / 8; // 16-byte vectors per row
+    for (int i = threadIdx.x; i < rows * VPR; i += SK_THREADS) {
+        const int j = i / VPR, v8 = i % VPR, p = p0 + j;
+        const size_t off = ((size_t)tbl[p / bs] * bs + p % bs) * kv_dim + (size_t)kvh * HD + v8 * 8;
+        cp_async16(dk + j * HD + v8 * 8, kc + off);
+        cp_async16(dv + j * HD + v8 * 8, vc + off);
+    }
+}
+
+static size_t sk_smem_bytes(int hd, int gb) {
+    const int tile = SK_TILE_ELEMS / hd;
+    return 4 * (size_t)SK_TILE_ELEMS * sizeof(uint16_t) + sizeof(float) * ((size_t)gb * (tile + 1) + 3 * (size_t)gb);
+}
+
+template <int HD, int GB>
+__global__ void __launch_bounds__(SK_THREADS)
+    attention_split_kernel(float *__restrict__ out, float *__restrict__ o_part, float *__restrict__ ml_part,
+                           const float *__restrict__ q, const uint16_t *__restrict__ kc, const uint16_t *__restrict__ vc,
+                           const int32_t *__restrict__ bt, int max_blocks, const int32_t *__restrict__ pos, int nh, int nkv,
+                           int bs, int hgroups, int chunk, int splits) {
+    constexpr int TILE = SK_TILE_ELEMS / HD, LPR = HD / 8, RPW = 32 / LPR, SP = TILE + 1;
+    constexpr int RPL = LPR / 8, RSTEP = RPW * RPL; // scores: rows per lane, rows per warp step (4)
+    constexpr int LOG_LPR = LPR == 8 ? 3 : LPR == 16 ? 4 : 5;
+    extern __shared__ __align__(16) unsigned char sk_smem[];
+    uint16_t *kv_s = (uint16_t *)sk_smem;                                  // [stage 2][K, V][TILE][HD]
+    float *s_s = (float *)(sk_smem + 4 * SK_TILE_ELEMS * sizeof(uint16_t)); // [GB][SP] scores, then p
+    float *m_s = s_s + GB * SP, *l_s = m_s + GB, *c_s = l_s + GB;           // [GB] each
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, r_in = lane / LPR, dl = lane % LPR;
+    int item = blockIdx.x;
+    const int split = item % splits;
+    item /= splits;
+    const int hg = item % hgroups;
+    item /= hgroups;
+    const int kvh = item % nkv, t = item / nkv;
+    const int G = GB * hgroups, kv_dim = nkv * HD, h0 = kvh * G + hg * GB;
+    const int n = pos[t] + 1, c0 = split * chunk, c_end = min(n, c0 + chunk);
+    const size_t row0 = (size_t)t * nh + h0; // output row of head g is row0 + g
+    if (c0 >= n) { // nothing of this chunk is in t's context (only when splits > 1)
+        for (int i = tid; i < GB * HD; i += SK_THREADS) o_part[((row0 + i / HD) * splits + split) * HD + i % HD] = 0.f;
+        if (tid < GB) ml_part[((row0 + tid) * splits + split) * 2] = -FLT_MAX, ml_part[((row0 + tid) * splits + split) * 2 + 1] = 0.f;
+        return;
+    }
+    const float scale = rsqrtf((float)HD);
+    float qf[GB][8], acc[GB][8];
+#pragma unroll
+    for (int g = 0; g < GB; g++) {
+        const float4 *qp = (const float4 *)(q + (row0 + g) * HD + dl * 8);
+        const float4 a = qp[0], b = qp[1];
+        qf[g][0] = a.x * scale, qf[g][1] = a.y * scale, qf[g][2] = a.z * scale, qf[g][3] = a.w * scale;
+        qf[g][4] = b.x * scale, qf[g][5] = b.y * scale, qf[g][6] = b.z * scale, qf[g][7] = b.w * scale;
+#pragma unroll
+        for (int i = 0; i < 8; i++) acc[g][i] = 0.f;
+    }
+    if (tid < GB) m_s[tid] = -FLT_MAX, l_s[tid] = 0.f;
+    const int32_t *tbl = bt + (size_t)t * max_blocks;
+    const int ntiles = (c_end - c0 + TILE - 1) / TILE;
+    sk_load_tile<HD>(kv_s, kv_s + SK_TILE_ELEMS, kc, vc, tbl, c0, min(TILE, c_end - c0), bs, kv_dim, kvh);
+    cp_async_commit();
+    for (int it = 0; it < ntiles; it++) {
+        const int p0 = c0 + it * TILE, rows = min(TILE, c_end - p0), buf = it & 1;
+        if (it + 1 < ntiles) { // the other stage was released by the barrier that ended the last tile
+            const int p1 = p0 + TILE;
+            uint16_t *nb = kv_s + (size_t)(buf ^ 1) * 2 * SK_TILE_ELEMS;
+            sk_load_tile<HD>(nb, nb + SK_TILE_ELEMS, kc, vc, tbl, p1, min(TILE, c_end - p1), bs, kv_dim, kvh);
+            cp_async_commit();
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        __syncthreads();
+        const uint16_t *ks = kv_s + (size_t)buf * 2 * SK_TILE_ELEMS, *vs = ks + SK_TILE_ELEMS;
+        // (1) scores. A lane dots its 8 dims of RPL rows with the GB query heads:
+        // LPR values per lane (row rr, head g at rr * 8 + g; heads >= GB are 0),
+        // then a reduce-scatter over the LPR lanes of the row group (recursive
+        // halving: LPR - 1 shuffles) leaves value dl, complete, in lane dl.
+        // j0 is warp-uniform (the shuffles need every lane); rows j >= rows read
+        // stale shared memory and are not stored.
+        for (int j0 = warp * RSTEP; j0 < rows; j0 += SK_WARPS * RSTEP) {
+            float v[LPR];
+#pragma unroll
+            for (int rr = 0; rr < RPL; rr++) {
+                const int j = j0 + r_in * RPL + rr; // < TILE: TILE is a multiple of SK_WARPS * RSTEP
+                float kf[8];
+                bf16x8(*(const uint4 *)(ks + j * HD + dl * 8), kf);
+#pragma unroll
+                for (int g = 0; g < 8; g++) {
+                    float a = 0.f;
+                    if (g < GB)
+#pragma unroll
+                        for (int i = 0; i < 8; i++) a = fmaf(qf[g < GB ? g : 0][i], kf[i], a);
+                    v[rr * 8 + g] = a;
+                }
+            }
+#pragma unroll
+            for (int step = 0; step < LOG_LPR; step++) { // linear counter: fully unrolled, v stays in registers
+                const int o = (LPR / 2) >> step;
+                const bool up = dl & o; // keeps the upper half, sends the lower one
+#pragma unroll
+                for (int i = 0; i < LPR / 2; i++) { // fixed trip count so that both loops unroll
+                    if (i < o) {
+                        const float send = up ? v[i] : v[i + o], keep = up ? v[i + o] : v[i];
+                        v[i] = keep + __shfl_xor_sync(0xffffffffu, send, o);
+                    }
+                }
+            }
+            const int g = dl & 7, j = j0 + r_in * RPL + (dl >> 3);
+            if (g < GB && j < rows) s_s[g * SP + j] = v[0];
+        }
+        __syncthreads();
+        // (2) online softmax, one warp per head.
+        for (int g = warp; g < GB; g += SK_WARPS) {
+            const float m_old = m_s[g];
+            float mx = -FLT_MAX;
+            for (int j = lane; j < rows; j += 32) mx = fmaxf(mx, s_s[g * SP + j]);
+            mx = warp_max(mx);
+            const float nm = fmaxf(m_old, mx);
+            float sum = 0.f;
+            for (int j = lane; j < TILE; j += 32) {
+                const float e = j < rows ? __expf(s_s[g * SP + j] - nm) : 0.f;
+                s_s[g * SP + j] = e;
+                sum += e;
+            }
+            sum = warp_sum(sum);
+            if (lane == 0) {
+                const float corr = __expf(m_old - nm); // 0 on the first tile (m_old = -FLT_MAX)
+                c_s[g] = corr, l_s[g] = l_s[g] * corr + sum, m_s[g] = nm;
+            }
+        }
+        __syncthreads();
+        // (3) acc = acc * corr + p V over this warp's rows.
+#pragma unroll
+        for (int g = 0; g < GB; g++) {
+            const float corr = c_s[g];
+#pragma unroll
+            for (int i = 0; i < 8; i++) acc[g][i] *= corr;
+        }
+        for (int j0 = warp * RPW; j0 < rows; j0 += SK_WARPS * RPW) {
+            const int j = j0 + r_in;
+            if (j < rows) {
+                float vf[8];
+                bf16x8(*(const uint4 *)(vs + j * HD + dl * 8), vf);
+#pragma unroll
+                for (int g = 0; g < GB; g++) {
+                    const float p = s_s[g * SP + j];
+#pragma unroll
+                    for (int i = 0; i < 8; i++) acc[g][i] = fmaf(p, vf[i], acc[g][i]);
+                }
+            }
+        }
+        __syncthreads(); // releases stage buf and s_s for the next tile
+    }
+    // The RPW row slots of a warp hold different rows: sum them into lanes 0 .. LPR-1.
+#pragma unroll
+    for (int o = LPR; o < 32; o <<= 1)
+#pragma unroll
+        for (int g = 0; g < GB; g++)
+#pragma unroll
+            for (int i = 0; i < 8; i++) acc[g][i] += __shfl_xor_sync(0xffffffffu, acc[g][i], o);
+    // Then the warps, through shared memory (the K/V stages are free: every copy was
+    // waited for and the loop ended with a barrier). red: [SK_WARPS][GB][HD] f32.
+    float *red = (float *)sk_smem;
+    if (lane < LPR) {
+#pragma unroll
+        for (int g = 0; g < GB; g++) {
+            float4 *d = (float4 *)(red + (warp * GB + g) * HD + lane * 8);
+            d[0] = make_float4(acc[g][0], acc[g][1], acc[g][2], acc[g][3]);
+            d[1] = make_float4(acc[g][4], acc[g][5], acc[g][6], acc[g][7]);
+        }
+    }
+    __syncthreads();
+    for (int i = tid; i < GB * HD; i += SK_THREADS) {
+        const int g = i / HD, d = i % HD;
+        float v = 0.f;
+#pragma unroll
+        for (int w = 0; w < SK_WARPS; w++) v += red[(w * GB + g) * HD + d];
+        if (splits == 1) out[(row0 + g) * HD + d] = v / l_s[g];
+        else o_part[((row0 + g) * splits + split) * HD + d] = v;
+    }
+    if (splits > 1 && tid < GB)
+        ml_part[((row0 + tid) * splits + split) * 2] = m_s[tid], ml_part[((row0 + tid) * splits + split) * 2 + 1] = l_s[tid];
+}
+
+// One block per (token, head) row: out = sum_s e^(m_s - M) acc_s / sum_s e^(m_s - M) l_s.
+#define SKC_THREADS 128
+__global__ void __launch_bounds__(SKC_THREADS)
+    attention_combine_kernel(float *__restrict__ out, const float *__restrict__ o_part, const float *__restrict__ ml_part,
+                             int splits, int hd) {
+    extern __shared__ float w_s[]; // [splits] weights e^(m_s - M)
+    __shared__ float red[SKC_THREADS / 32];
+    const size_t row = blockIdx.x;
+    const float *ml = ml_part + row * splits * 2;
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    float mx = -FLT_MAX;
+    for (int s = tid; s < splits; s += SKC_THREADS) mx = fmaxf(mx, ml[2 * s]);
+    mx = warp_max(mx);
+    if (lane == 0) red[warp] = mx;
+    __syncthreads();
+    mx = red[0];
+#pragma unroll
+    for (int w = 1; w < SKC_THREADS / 32; w++) mx = fmaxf(mx, red[w]);
+    __syncthreads(); // red is reused below
+    float den = 0.f;
+    for (int s = tid; s < splits; s += SKC_THREADS) {
+        const float w = expf(ml[2 * s] - mx); // empty chunks: m = -FLT_MAX, l = 0 -> weight 0
+        w_s[s] = w;
+        den += w * ml[2 * s + 1];
+    }
+    den = warp_sum(den);
+    if (lane == 0) red[warp] = den;
+    __syncthreads();
+    den = 0.f;
+#pragma unroll
+    for (int w = 0; w < SKC_THREADS / 32; w++) den += red[w];
+    const float inv = 1.0f / den;
+    const float *op = o_part + row * splits * hd;
+    for (int d = tid; d < hd; d += SKC_THREADS) {
+        float v = 0.f;
+        for (int s = 0; s < splits; s++) v = fmaf(w_s[s], op[(size_t)s * hd + d], v);
+        out[row * hd + d] = v * inv;
+    }
+}
+
+// Launch plan of jk_attention_splitk: head groups of gb heads, tile rows, chunk
+// positions, number of chunks; s_pre is the number before rounding to whole
+// tiles (an upper bound of splits that only grows with max_ctx).
+typedef struct {
+    int gb, hgroups, tile, chunk, splits, s_pre;
+} sk_plan;
+
+static int sk_supported(int nh, int nkv, int hd) {
+    return nkv > 0 && nh % nkv == 0 && (hd == 64 || hd == 128 || hd == 256);
+}
+
+static sk_plan sk_make_plan(int T, int nh, int nkv, int hd, int max_ctx) {
+    sk_plan p;
+    const int G = nh / nkv;
+    p.gb = 1;
+    for (int b = SK_MAX_GB; b >= 1; b--)
+        if (G % b == 0) { p.gb = b; break; }
+    p.hgroups = G / p.gb;
+    p.tile = SK_TILE_ELEMS / hd;
+    const long base = (long)T * nkv * p.hgroups;
+    const int tiles = max_ctx > 0 ? (max_ctx + p.tile - 1) / p.tile : 1;
+    const long want = (SK_TARGET_BLOCKS + base - 1) / base;
+    const int most = (tiles + SK_MIN_TILES - 1) / SK_MIN_TILES;
+    long s = want < most ? want : most;
+    if (s > SK_MAX_SPLITS) s = SK_MAX_SPLITS;
+    if (s < 1) s = 1;
+    p.s_pre = (int)s;
+    const int chunk_tiles = (tiles + p.s_pre - 1) / p.s_pre;
+    p.chunk = chunk_tiles * p.tile;
+    p.splits = (tiles + chunk_tiles - 1) / chunk_tiles;
+    return p;
+}
+
+static size_t sk_ws_bytes(int splits, int T, int nh, int hd) {
+    return splits > 1 ? sizeof(float) * (size_t)T * nh * splits * (hd + 2) : 0;
+}
+
+extern "C" size_t jk_attention_ws_bytes(int max_T, int nh, int nkv, int hd, int max_ctx) {
+    if (max_T <= 0 || !sk_supported(nh, nkv, hd)) return 0;
+    size_t most = 0;
+    for (int T = 1; T <= max_T; T++) { // T * splits is not monotone in T
+        const sk_plan p = sk_make_plan(T, nh, nkv, hd, max_ctx);
+        const size_t b = sk_ws_bytes(p.s_pre, T, nh, hd);
+        if (b > most) most = b;
+    }
+    return most;
+}
+
+template <int HD, int GB>
+static int sk_launch(float *out, float *o_part, float *ml_part, const float *q, const uint16_t *kc, const uint16_t *vc,
+                     const int32_t *bt, int max_blocks, const int32_t *pos, int T, int nh, int nkv, int bs, const sk_plan *p,
+                     cudaStream_t st) {
+    const size_t smem = sk_smem_bytes(HD, GB);
+    cudaError_t e = cudaFuncSetAttribute(attention_split_kernel<HD, GB>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+    if (e != cudaSuccess) return (int)e;
+    const long blocks = (long)T * nkv * p->hgroups * p->splits;
+    attention_split_kernel<HD, GB><<<(unsigned)blocks, SK_THREADS, smem, st>>>(
+        out, o_part, ml_part, q, kc, vc, bt, max_blocks, pos, nh, nkv, bs, p->hgroups, p->chunk, p->splits);
+    return (int)cudaGetLastError();
+}
+
+template <int HD>
+static int sk_launch_hd(float *out, float *o_part, float *ml_part, const float *q, const uint16_t *kc, const uint16_t *vc,
+                        const int32_t *bt, int max_blocks, const int32_t *pos, int T, int nh, int nkv, int bs,
+                        const sk_plan *p, cudaStream_t st) {
+#define SK_GB(n) \
+    case n: return sk_launch<HD, n>(out, o_part, ml_part, q, kc, vc, bt, max_blocks, pos, T, nh, nkv, bs, p, st);
+    switch (p->gb) {
+        SK_GB(1) SK_GB(2) SK_GB(3) SK_GB(4) SK_GB(5) SK_GB(6) SK_GB(7) SK_GB(8)
+    }
+#undef SK_GB
+    return (int)cudaErrorInvalidValue;
+}
+
+extern "C" int jk_attention_splitk(float *out, const float *q, const uint16_t *kc, const uint16_t *vc, const int32_t *bt,
+                                   int max_blocks, const int32_t *pos, int T, int nh, int nkv, int hd, int bs, float *ws,
+                                   size_t ws_bytes, void *s) {
+    if (T <= 0) return 0;
+    if (!sk_supported(nh, nkv, hd)) return jk_attention(out, q, kc, vc, bt, max_blocks, pos, T, nh, nkv, hd, bs, s);
+    const sk_plan p = sk_make_plan(T, nh, nkv, hd, max_blocks * bs);
+    const size_t need = sk_ws_bytes(p.splits, T, nh, hd);
+    if (need > ws_bytes || (need && !ws)) return jk_attention(out, q, kc, vc, bt, max_blocks, pos, T, nh, nkv, hd, bs, s);
+    float *o_part = ws, *ml_part = ws ? ws + (size_t)T * nh * p.splits * hd : NULL;
+    int rc;
+    switch (hd) {
+    case 64: rc = sk_launch_hd<64>(out, o_part, ml_part, q, kc, vc, bt, max_blocks, pos, T, nh, nkv, bs, &p, ST(s)); break;
+    case 128: rc = sk_launch_hd<128>(out, o_part, ml_part, q, kc, vc, bt, max_blocks, pos, T, nh, nkv, bs, &p, ST(s)); break;
+    default: rc = sk_launch_hd<256>(out, o_part, ml_part, q, kc, vc, bt, max_blocks, pos, T, nh, nkv, bs, &p, ST(s)); break;
+    }
+    if (rc || p.splits == 1) return rc;
+    attention_combine_kernel<<<(unsigned)((long)T * nh), SKC_THREADS, sizeof(float) * p.splits, ST(s)>>>(out, o_part, ml_part,
+                                                                                                      p.splits, hd);
+    return (int)cudaGetLastError();
+}
+
 // ---- router, gather, combine --------------------------------------------------
 // One warp per token: softmax over E logits, k rounds of argmax (ties to the
 // lower index), optional renormalisation.

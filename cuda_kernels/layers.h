@@ -31,6 +31,26 @@ int jk_kv_store(uint16_t *kc, uint16_t *vc, const float *k, const float *v, cons
 //                                                            (twin: cpu_attention)
 int jk_attention(float *out, const float *q, const uint16_t *kc, const uint16_t *vc, const int32_t *bt, int max_blocks,
                  const int32_t *pos, int T, int nh, int nkv, int hd, int bs, void *stream);
+// Split-K (flash-decoding) variant of jk_attention, same arguments and result:
+// the context of each (token, kv head) is cut into chunks of whole tiles, one
+// block per (token, kv head, chunk) scores it for the query heads of that kv
+// head (each K/V row read once) and leaves a partial (max, sum, unnormalised
+// output) in ws; a second kernel combines the partials. Many blocks in flight
+// at small batch and long context, where jk_attention has only T * nkv blocks.
+//   ws: [T, nh, splits, hd + 2] f32 scratch, ws_bytes its size; when the
+//       launch needs one chunk only (short contexts), ws is not touched.
+// The number of chunks depends on T, nkv and the longest possible context,
+// max_blocks * bs. Head sizes 64, 128 and 256 (others, or ws too small, run
+// jk_attention instead: same result, no error). nh % nkv == 0; q, kc, vc
+// 16-byte aligned; out must not overlap q. Decode (few tokens, long contexts)
+// gets many chunks; large T (prefill chunks) gets one, then it is one block
+// per (token, kv head) as jk_attention, without the combine kernel.
+int jk_attention_splitk(float *out, const float *q, const uint16_t *kc, const uint16_t *vc, const int32_t *bt,
+                        int max_blocks, const int32_t *pos, int T, int nh, int nkv, int hd, int bs, float *ws,
+                        size_t ws_bytes, void *stream);
+// Bytes of ws that jk_attention_splitk needs for any call with T <= max_T tokens
+// and max_blocks * bs <= max_ctx (0 when no shape up to there needs any).
+size_t jk_attention_ws_bytes(int max_T, int nh, int nkv, int hd, int max_ctx);
 // logits: [T, E] -> ids, w: [T, k] (softmax, top-k, optional renorm) (twin: cpu_router_topk)
 int jk_router_topk(int32_t *ids, float *w, const float *logits, int T, int E, int k, int renorm, void *stream);
 // dst: [n, H] = src[idx[i] / div]  (gather rows; div = k to go from pair to token)

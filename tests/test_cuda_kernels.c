@@ -1,8 +1,10 @@
 // tests/test_cuda_kernels.c: CUDA kernels against their C reference twins, on
 // fresh random inputs each case, with poisoned outputs (every element must be
 // written): relative L2 error ||gpu - cpu|| / ||cpu|| under 1e-4 (f32
-// accumulation in another order; bf16 weights are exact in both). Exits 77
+// accumulation in another order; bf16 weights are exact in both), 1e-3 for
+// attention, 1e-2 where a kernel rounds activations to bf16. Exits 77
 // (meson: skipped) when no GPU is present.
+#include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 #include <math.h>
 #include <stdio.h>
@@ -10,8 +12,11 @@
 #include <string.h>
 
 #include "common.h"
+#include "cpu/kernels.h"
+#include "layers.h"
 #include "moe/experts.h"
 #include "moe_ffn.h"
+#include "moe_prefill.h"
 #include "util.h"
 
 #define CK(x)                                                                                  \
@@ -83,6 +88,180 @@ static void moe_case(int E, int H, int I, int max_rows) {
     free(seg), free(x), free(y), free(ref), free(wgu), free(wd);
 }
 
+// Relative L2 error of got against ref over n values, the NaN count (poison
+// left unwritten), and the first element off by more than eltol * (|ref| +
+// rms(ref)) (-1 when none), so that a failure names where it starts.
+typedef struct {
+    double rel;
+    long nan, first;
+} cmp_t;
+static cmp_t compare(const float *got, const float *ref, long n, double eltol) {
+    cmp_t c = {0, 0, -1};
+    double num = 0, den = 0;
+    for (long i = 0; i < n; i++) den += (double)ref[i] * ref[i];
+    const double rms = n ? sqrt(den / n) : 0;
+    for (long i = 0; i < n; i++) {
+        if (isnan(got[i])) c.nan++;
+        const double d = (double)got[i] - ref[i];
+        num += d * d;
+        if (c.first < 0 && (isnan(got[i]) || fabs(d) > eltol * (fabs(ref[i]) + rms))) c.first = i;
+    }
+    c.rel = den > 0 ? sqrt(num / den) : sqrt(num);
+    if (c.nan) c.rel = NAN;
+    return c;
+}
+
+// Attention over a paged bf16 KV cache: jk_attention_splitk (ws as
+// jk_attention_ws_bytes says, or none: the fallback) and jk_attention against
+// cpu_attention. Token t sees ctx[t] positions (pos = ctx - 1); same_seq: all
+// tokens share token 0's block table (prefill of one sequence), else every
+// token has its own blocks, drawn at random from the pool. Unused table
+// entries point far outside the pool, and ws starts as NaN.
+static void attn_case(const char *what, int T, int nh, int nkv, int hd, int bs, const int *ctx, int same_seq, int no_ws) {
+    const int kv_dim = nkv * hd;
+    int maxb = 1, nb = 0;
+    for (int t = 0; t < T; t++) {
+        const int b = (ctx[t] + bs - 1) / bs;
+        maxb = b > maxb ? b : maxb;
+        nb += same_seq ? 0 : b;
+    }
+    if (same_seq) nb = maxb;
+    nb += 3; // spare blocks nobody uses
+    int32_t *perm = malloc(sizeof(int32_t) * nb), *bt = malloc(sizeof(int32_t) * T * maxb), *pos = malloc(sizeof(int32_t) * T);
+    for (int i = 0; i < nb; i++) perm[i] = i;
+    for (int i = nb - 1; i > 0; i--) { int j = rnd(i + 1), tmp = perm[i]; perm[i] = perm[j]; perm[j] = tmp; }
+    int next = 0;
+    for (int t = 0; t < T; t++) {
+        pos[t] = ctx[t] - 1;
+        const int b = (ctx[t] + bs - 1) / bs;
+        for (int k = 0; k < maxb; k++) {
+            if (k >= b) bt[(size_t)t * maxb + k] = 1 << 30; // never read
+            else if (same_seq) bt[(size_t)t * maxb + k] = perm[k];
+            else bt[(size_t)t * maxb + k] = perm[next++];
+        }
+    }
+    const size_t ncache = (size_t)nb * bs * kv_dim, nq = (size_t)T * nh * hd;
+    uint16_t *kb = malloc(2 * ncache), *vb = malloc(2 * ncache);
+    float *kf = malloc(sizeof(float) * ncache), *vf = malloc(sizeof(float) * ncache);
+    float *q = malloc(sizeof(float) * nq), *ref = malloc(sizeof(float) * nq), *got = malloc(sizeof(float) * nq);
+    for (size_t i = 0; i < ncache; i++) {
+        kb[i] = f32_to_bf16(2.0f * frnd()), kf[i] = bf16_to_f32(kb[i]);
+        vb[i] = f32_to_bf16(frnd()), vf[i] = bf16_to_f32(vb[i]);
+    }
+    for (size_t i = 0; i < nq; i++) q[i] = 2.0f * frnd();
+    const int32_t **btp = malloc(sizeof(int32_t *) * T);
+    for (int t = 0; t < T; t++) btp[t] = bt + (size_t)t * maxb;
+    janus_kv kv = {kf, vf, 1, nb, bs, kv_dim};
+    cpu_attention(ref, q, &kv, 0, btp, pos, T, nh, nkv, hd);
+
+    uint16_t *dk, *dv;
+    float *dq, *dout, *dws = NULL;
+    int32_t *dbt, *dpos;
+    const size_t ws_bytes = no_ws ? 0 : jk_attention_ws_bytes(T, nh, nkv, hd, maxb * bs);
+    CK(cudaMalloc((void **)&dk, 2 * ncache));
+    CK(cudaMalloc((void **)&dv, 2 * ncache));
+    CK(cudaMalloc((void **)&dq, sizeof(float) * nq));
+    CK(cudaMalloc((void **)&dout, sizeof(float) * nq));
+    CK(cudaMalloc((void **)&dbt, sizeof(int32_t) * T * maxb));
+    CK(cudaMalloc((void **)&dpos, sizeof(int32_t) * T));
+    if (ws_bytes) CK(cudaMalloc((void **)&dws, ws_bytes));
+    CK(cudaMemcpy(dk, kb, 2 * ncache, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(dv, vb, 2 * ncache, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(dq, q, sizeof(float) * nq, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(dbt, bt, sizeof(int32_t) * T * maxb, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(dpos, pos, sizeof(int32_t) * T, cudaMemcpyHostToDevice));
+    for (int variant = 0; variant < 2; variant++) {
+        CK(cudaMemset(dout, 0xff, sizeof(float) * nq)); // NaN poison
+        if (ws_bytes) CK(cudaMemset(dws, 0xff, ws_bytes));
+        if (variant == 0) CK(jk_attention_splitk(dout, dq, dk, dv, dbt, maxb, dpos, T, nh, nkv, hd, bs, dws, ws_bytes, NULL));
+        else CK(jk_attention(dout, dq, dk, dv, dbt, maxb, dpos, T, nh, nkv, hd, bs, NULL));
+        CK(cudaDeviceSynchronize());
+        CK(cudaMemcpy(got, dout, sizeof(float) * nq, cudaMemcpyDeviceToHost));
+        const cmp_t c = compare(got, ref, (long)nq, 1e-3);
+        const double tol = 1e-3;
+        const int ok = c.nan == 0 && c.rel < tol;
+        int cmin = ctx[0], cmax = ctx[0];
+        for (int t = 1; t < T; t++) cmin = ctx[t] < cmin ? ctx[t] : cmin, cmax = ctx[t] > cmax ? ctx[t] : cmax;
+        printf("%s attention_%s %s: T=%d nh=%d nkv=%d hd=%d bs=%d ctx %d..%d%s: rel err %.2e (tolerance %.0e), unwritten %ld\n",
+               ok ? "ok  " : "FAIL", variant ? "gqa" : "splitk", what, T, nh, nkv, hd, bs, cmin, cmax,
+               no_ws ? " (no ws: fallback)" : "", c.rel, tol, c.nan);
+        if (c.first >= 0) {
+            const long i = c.first;
+            printf("     first mismatch: token %ld head %ld dim %ld (ctx %d): gpu %.6g cpu %.6g\n", i / ((long)nh * hd),
+                   i / hd % nh, i % hd, ctx[i / ((long)nh * hd)], got[i], ref[i]);
+        }
+        ok ? passed++ : failed++;
+    }
+    cudaFree(dk), cudaFree(dv), cudaFree(dq), cudaFree(dout), cudaFree(dbt), cudaFree(dpos);
+    if (dws) cudaFree(dws);
+    free(perm), free(bt), free(pos), free(kb), free(vb), free(kf), free(vf), free(q), free(ref), free(got), free(btp);
+}
+
+static void attn_random_case(const char *what, int T, int nh, int nkv, int hd, int max_ctx) {
+    int *ctx = malloc(sizeof(int) * T);
+    for (int t = 0; t < T; t++) ctx[t] = 1 + rnd(max_ctx);
+    attn_case(what, T, nh, nkv, hd, 16, ctx, 0, 0);
+    free(ctx);
+}
+
+// Prefill expert FFN (cuBLAS, bf16 operands) against janus_moe_ffn_grouped_ref:
+// x, gate/up and silu(gate) * up are rounded to bf16 (and y too on the grouped
+// path): tolerance 1e-2. ws starts as NaN, y too.
+static void prefill_case(int E, int H, int I, int max_rows, int mode) {
+    int32_t *seg = malloc(sizeof(int32_t) * (E + 1));
+    seg[0] = 0;
+    for (int e = 0; e < E; e++) seg[e + 1] = seg[e] + (rnd(4) ? rnd(max_rows + 1) : 0);
+    const int R = seg[E], Ra = R ? R : 1;
+    size_t ngu = (size_t)E * 2 * I * H, nd = (size_t)E * H * I;
+    float *x = malloc(sizeof(float) * Ra * H), *y = malloc(sizeof(float) * Ra * H), *ref = malloc(sizeof(float) * Ra * H);
+    uint16_t *wgu = malloc(2 * ngu), *wd = malloc(2 * nd);
+    for (size_t i = 0; i < (size_t)R * H; i++) x[i] = frnd();
+    for (size_t i = 0; i < ngu; i++) wgu[i] = f32_to_bf16(frnd() / sqrtf((float)H) * 2.0f);
+    for (size_t i = 0; i < nd; i++) wd[i] = f32_to_bf16(frnd() / sqrtf((float)I));
+    janus_moe_ffn_grouped_ref(x, seg, wgu, wd, ref, E, H, I);
+    float *dx, *dy;
+    uint16_t *dwgu, *dwd;
+    void *dws;
+    const size_t ws_bytes = jk_moe_prefill_ws_bytes(R, H, I);
+    CK(cudaMalloc((void **)&dx, sizeof(float) * Ra * H));
+    CK(cudaMalloc((void **)&dy, sizeof(float) * (Ra + 1) * H)); // + one poisoned row past R
+    CK(cudaMalloc((void **)&dwgu, 2 * ngu));
+    CK(cudaMalloc((void **)&dwd, 2 * nd));
+    CK(cudaMalloc(&dws, ws_bytes));
+    CK(cudaMemcpy(dx, x, sizeof(float) * R * H, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(dwgu, wgu, 2 * ngu, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(dwd, wd, 2 * nd, cudaMemcpyHostToDevice));
+    CK(cudaMemset(dy, 0xff, sizeof(float) * (Ra + 1) * H));
+    CK(cudaMemset(dws, 0xff, ws_bytes));
+    cublasHandle_t hb;
+    if (cublasCreate(&hb) != CUBLAS_STATUS_SUCCESS) { printf("FAIL: cublasCreate\n"); exit(1); }
+    jk_moe_prefill_args a = {dx, seg, dwgu, dwd, dy, E, H, I, dws, ws_bytes, mode};
+    CK(jk_moe_ffn_prefill(&a, hb, NULL));
+    CK(cudaDeviceSynchronize());
+    CK(cudaMemcpy(y, dy, sizeof(float) * Ra * H, cudaMemcpyDeviceToHost));
+    float tail0;
+    CK(cudaMemcpy(&tail0, dy + (size_t)R * H, sizeof(float), cudaMemcpyDeviceToHost));
+    const cmp_t c = compare(y, ref, (long)R * H, 5e-2);
+    const double tol = 1e-2;
+    int active = 0, maxr = 0;
+    for (int e = 0; e < E; e++) active += seg[e + 1] > seg[e], maxr = seg[e + 1] - seg[e] > maxr ? seg[e + 1] - seg[e] : maxr;
+    const int ok = c.nan == 0 && (R == 0 || c.rel < tol) && isnan(tail0);
+    static const char *names[] = {"auto", "grouped", "loop"};
+    printf("%s moe_ffn_prefill %s E=%d H=%d I=%d rows=%d (%d experts, max %d): rel err %.2e (tolerance %.0e), unwritten %ld%s\n",
+           ok ? "ok  " : "FAIL", names[mode], E, H, I, R, active, maxr, c.rel, tol, c.nan,
+           isnan(tail0) ? "" : ", wrote past row R");
+    if (c.first >= 0) {
+        const long i = c.first;
+        int e = 0;
+        while (e < E && seg[e + 1] <= i / H) e++;
+        printf("     first mismatch: row %ld (expert %d) col %ld: gpu %.6g cpu %.6g\n", i / H, e, i % H, y[i], ref[i]);
+    }
+    ok ? passed++ : failed++;
+    cublasDestroy(hb);
+    cudaFree(dx), cudaFree(dy), cudaFree(dwgu), cudaFree(dwd), cudaFree(dws);
+    free(seg), free(x), free(y), free(ref), free(wgu), free(wd);
+}
+
 int main(void) {
     int n = 0;
     if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
@@ -101,6 +280,44 @@ int main(void) {
     moe_case(32, 512, 256, 40);
     moe_case(1, 96, 40, 12);      // one group, task count not a multiple of the warps per block
     moe_case(5, 160, 96, 30);
+
+    // Attention: contexts 1..4096, GQA 1/4/8, block size 16, batch 1..33.
+    static const int one[1] = {1}, long1[1] = {4096}, mid1[1] = {777};
+    static const int edges[7] = {63, 64, 65, 127, 128, 129, 2};
+    for (int G = 1; G <= 8; G *= 2) {
+        if (G == 2) continue;
+        attn_case("one position", 1, 2 * G, 2, 128, 16, one, 0, 0);
+        attn_case("long context", 1, 2 * G, 2, 128, 16, long1, 0, 0);
+        attn_case("odd context", 1, 2 * G, 2, 128, 16, mid1, 0, 0);
+        attn_case("tile edges", 7, 2 * G, 2, 128, 16, edges, 0, 0);
+        attn_random_case("batch 33", 33, 2 * G, 2, 128, 4096);
+    }
+    attn_random_case("Qwen3 heads", 9, 32, 4, 128, 3000);
+    attn_random_case("Mixtral heads", 9, 32, 8, 128, 3000);
+    attn_random_case("hd 64", 5, 16, 4, 64, 3000);
+    attn_random_case("hd 256", 5, 16, 2, 256, 2000);
+    attn_random_case("6 heads per kv head", 6, 12, 2, 128, 2500);
+    attn_random_case("16 heads per kv head (2 head groups)", 4, 32, 2, 128, 2500);
+    attn_random_case("many tokens, few chunks", 200, 8, 2, 128, 600);
+    attn_random_case("many tokens, one chunk", 600, 8, 2, 128, 300);
+    attn_random_case("hd 96 (jk_attention fallback)", 3, 8, 2, 96, 500);
+    attn_case("no workspace", 1, 8, 2, 128, 16, long1, 0, 1);
+    {
+        int pre[100];
+        for (int t = 0; t < 100; t++) pre[t] = 1900 + t; // a prefill chunk of one sequence
+        attn_case("prefill chunk", 100, 16, 2, 128, 16, pre, 1, 0);
+    }
+
+    // Prefill expert FFN through cuBLAS, every path.
+    for (int mode = 0; mode < 3; mode++) {
+        prefill_case(8, 256, 128, 40, mode);
+        prefill_case(32, 512, 256, 100, mode);  // > JK_PREFILL_GROUPED_MIN active experts: auto = grouped
+        prefill_case(16, 2048, 768, 64, mode);  // Qwen3-30B-A3B expert shape
+        prefill_case(3, 264, 136, 50, mode);    // odd multiples of 8
+        prefill_case(1, 128, 64, 300, mode);    // one expert
+    }
+    prefill_case(600, 64, 32, 3, JK_PREFILL_GROUPED); // more active experts than one grouped call takes: loop
+    prefill_case(4, 64, 32, 0, JK_PREFILL_AUTO);      // no rows at all
     printf("%d passed, %d failed\n", passed, failed);
     return failed != 0;
 }

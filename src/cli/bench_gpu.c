@@ -52,7 +52,7 @@ double jk_copy_bandwidth(void) {
 }
 
 // Data-sheet HBM peak by device name (bytes/s), 0 when unknown.
-static double datasheet_bw(const char *name) {
+double datasheet_bw(const char *name) {
     if (strstr(name, "H200")) return 4.8e12;
     if (strstr(name, "H100") && (strstr(name, "SXM") || strstr(name, "HBM3"))) return 3.35e12;
     if (strstr(name, "H100")) return 2.0e12; // PCIe

@@ -12,6 +12,8 @@ int cmd_plan(int argc, char **argv);
 int bench_moe_layer(int argc, char **argv); // cli/bench_gpu.c
 int bench_e2e(int argc, char **argv);
 double jk_copy_bandwidth(void);
+double datasheet_bw(const char *device_name); // bytes/s, 0 when unknown
+int bench_kernels(int argc, char **argv);     // cli/bench_kernels.c
 #endif
 
 // Parse a positive integer option value or die naming the option.

@@ -22,6 +22,8 @@ static const char *HELP =
     "       janus bench sched [options]\n"
     "       janus bench placement [options]\n"
     "       janus bench moe-layer [--json FILE]   (CUDA build: decode MoE layer vs HBM bandwidth)\n"
+    "       janus bench kernels [--json FILE] [--only NAME] [--quick]\n"
+    "                                             (CUDA build: attention, expert FFNs, norms vs roofline)\n"
     "       janus bench e2e --model DIR [--synthetic] [--batch B] [--context C] [--steps S] [--zipf Z]\n"
     "                                             (CUDA build: decode step time vs bytes / HBM bandwidth)\n"
     "\n"
@@ -452,6 +454,13 @@ int cmd_bench(int argc, char **argv) {
         return bench_moe_layer(argc - 1, argv + 1);
 #else
         janus_die(NULL, "bench moe-layer: this janus was built without CUDA (meson -Dcuda=enabled)");
+#endif
+    }
+    if (!strcmp(argv[1], "kernels")) {
+#ifdef JANUS_CUDA
+        return bench_kernels(argc - 1, argv + 1);
+#else
+        janus_die(NULL, "bench kernels: this janus was built without CUDA (meson -Dcuda=enabled)");
 #endif
     }
     fprintf(stderr, "janus: bench: unknown benchmark \"%s\" (janus bench --help)\n", argv[1]);

@@ -1,0 +1,56 @@
+// cuda_kernels/moe_prefill.h: C launch API of the grouped expert FFN for
+// prefill (many rows per expert): tensor-core GEMMs through cuBLAS, bf16
+// operands, f32 accumulation. Its C reference twin is janus_moe_ffn_grouped_ref
+// in src/moe/experts.h (as for the decode kernel in moe_ffn.h); differences
+// come from rounding x, the gate/up products and silu(gate) * up to bf16.
+#ifndef JANUS_CUDA_MOE_PREFILL_H
+#define JANUS_CUDA_MOE_PREFILL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum {
+    JK_PREFILL_AUTO = 0,    // grouped when more than JK_PREFILL_GROUPED_MIN experts have rows, else loop
+    JK_PREFILL_GROUPED = 1, // one cublasGemmGroupedBatchedEx per GEMM (bf16 out; y through a bf16 copy)
+    JK_PREFILL_LOOP = 2,    // one cublasGemmEx per expert and GEMM (down GEMM writes f32 y directly)
+};
+#define JK_PREFILL_GROUPED_MIN 16
+#define JK_PREFILL_MAX_GROUPS 256 // more active experts than this: loop
+
+// One MoE layer's routed experts on this GPU, rows grouped by expert.
+//   x:       [R, H] f32 rows (device); expert e's rows are h_seg[e] .. h_seg[e+1]
+//   h_seg:   [E+1] int32 on the host; R = h_seg[E]
+//   w_gu:    [E, 2I, H] bf16: gate rows [0, I), up rows [I, 2I) of each expert
+//   w_down:  [E, H, I] bf16
+//   y:       [R, H] f32 out
+//   ws:      device scratch of ws_bytes >= jk_moe_prefill_ws_bytes(R, H, I)
+//            (bf16 x and y [R, H], gate/up [R, 2I], silu(gate) * up [R, I], pointer arrays)
+//   mode:    JK_PREFILL_AUTO, _GROUPED or _LOOP
+typedef struct {
+    const float *x;
+    const int32_t *h_seg;
+    const uint16_t *w_gu, *w_down;
+    float *y;
+    int E, H, I;
+    void *ws;
+    size_t ws_bytes;
+    int mode;
+} jk_moe_prefill_args;
+
+size_t jk_moe_prefill_ws_bytes(int R, int H, int I);
+
+// Returns 0, a cudaError_t, or 1000 + a cublasStatus_t (JK_PREFILL_CUBLAS_ERR).
+// Requires H % 8 == 0, I % 8 == 0, a 16-byte aligned x, y and ws. Runs on
+// `stream` (a cudaStream_t), which it sets on the cuBLAS handle (a cublasHandle_t).
+#define JK_PREFILL_CUBLAS_ERR 1000
+int jk_moe_ffn_prefill(const jk_moe_prefill_args *a, void *cublas_handle, void *stream);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
