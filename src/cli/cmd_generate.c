@@ -718,6 +718,7 @@ int cmd_generate(int argc, char **argv) {
     }
     janus_gen_out_free(&g);
 #ifdef JANUS_CUDA
+    if (xcp) janus_ipc_free(&xc); // before the GPU (and its stream) goes
     janus_gpu_free(gpu_h);
 #endif
     janus_engine_free(&en);

@@ -107,7 +107,7 @@ void janus_ipc_init(janus_xchg *x, int max_tokens, void *stream) {
 void janus_ipc_free(janus_xchg *x) {
     struct janus_ipc *c = x->ipc;
     if (!c) return;
-    cudaStreamSynchronize(c->st);
+    cudaDeviceSynchronize();
     MPI_Barrier(x->world); // nobody writes into a buffer that is going away
     for (int r = 0; r < x->size; r++) {
         if (r == x->rank) continue;
