@@ -14,6 +14,7 @@
 
 #include "layers.h"
 #include "moe_ffn.h"
+#include "moe_prefill.h"
 #include "util.h"
 #include <math.h>
 
@@ -59,6 +60,12 @@ struct janus_gpu {
     int32_t *lseg;   // [E+1] local segment offsets
     int xs_rows;     // rows xs/ys/act hold
     float *h_rows, *h_y;                // pinned staging of the exchange: [max_tokens, H], [max_tokens * K, H]
+    float *att_ws;                      // split-K attention partials
+    size_t att_ws_bytes;
+    void *pf_ws;                        // prefill expert GEMM scratch
+    size_t pf_ws_bytes;
+    int prefill_rows;                   // an expert with this many rows or more: tensor-core GEMMs (0: never)
+    bool splitk;                        // split-K decode attention (JANUS_GPU_ATTN=plain: the one-block kernel)
     bool synth;      // synthetic weights
     uint64_t seed;
     size_t dense_bytes, weight_bytes;
@@ -302,6 +309,25 @@ janus_gpu *janus_gpu_init_opts(const janus_model *m, const janus_gpu_opts *o) {
         if (cublasCreate(&g->blas) != CUBLAS_STATUS_SUCCESS) janus_die(NULL, "cuBLAS: cannot create a handle");
         cublasSetStream(g->blas, g->st);
     }
+    if (!g->blas) {
+        if (cublasCreate(&g->blas) != CUBLAS_STATUS_SUCCESS) janus_die(NULL, "cuBLAS: cannot create a handle");
+        cublasSetStream(g->blas, g->st);
+    }
+    // Experts with many rows (prefill chunks) go through cuBLAS tensor-core
+    // GEMMs; the decode kernel streams weights for a handful of rows.
+    g->prefill_rows = getenv("JANUS_GPU_PREFILL_ROWS") ? atoi(getenv("JANUS_GPU_PREFILL_ROWS")) : 64;
+    if (g->prefill_rows > 0 && xr > 0) {
+        g->pf_ws_bytes = jk_moe_prefill_ws_bytes((int)xr, H, c->moe_inter);
+        g->pf_ws = dalloc(g->pf_ws_bytes);
+    }
+    const char *attn_kind = getenv("JANUS_GPU_ATTN");
+    g->splitk = A && !(attn_kind && !strcmp(attn_kind, "plain"));
+    if (g->splitk) {
+        int max_ctx = c->max_ctx;
+        if ((int64_t)o->kv_blocks * o->block_size < max_ctx) max_ctx = o->kv_blocks * o->block_size;
+        g->att_ws_bytes = jk_attention_ws_bytes((int)T, c->n_heads, c->n_kv_heads, hd, max_ctx);
+        if (g->att_ws_bytes) g->att_ws = dalloc(g->att_ws_bytes);
+    }
     g->profile = getenv("JANUS_GPU_PROFILE") && atoi(getenv("JANUS_GPU_PROFILE")) > 0;
     CK(cudaStreamSynchronize(g->st));
     g->o.expert_mask = NULL; // the caller's; not kept
@@ -426,7 +452,11 @@ static void mb_attention(janus_gpu *g, int l, int i) {
     CK(jk_rope(g->k, M->pos, g->inv_freq, T, nkv, hd, st));
     uint16_t *kc = g->kc + (size_t)l * g->layer_kv, *vc = g->vc + (size_t)l * g->layer_kv;
     CK(jk_kv_store(kc, vc, g->k, g->v, M->bt, M->maxb, M->pos, T, kvd, g->bs, st));
-    CK(jk_attention(g->att, g->q, kc, vc, M->bt, M->maxb, M->pos, T, nh, nkv, hd, g->bs, st));
+    if (g->splitk)
+        CK(jk_attention_splitk(g->att, g->q, kc, vc, M->bt, M->maxb, M->pos, T, nh, nkv, hd, g->bs, g->att_ws,
+                               g->att_ws_bytes, st));
+    else
+        CK(jk_attention(g->att, g->q, kc, vc, M->bt, M->maxb, M->pos, T, nh, nkv, hd, g->bs, st));
     mark(g, 1);
     linear(g, M->h, g->att, G->wo, NULL, T, H, nq, 0);
     CK(jk_add(M->x, M->h, (size_t)T * H, st));
@@ -461,6 +491,15 @@ static void run_experts(janus_gpu *g, int l, const int32_t *h_seg, int max_rows,
             continue;
         }
         ls[G->loc[e] + 1] = h_seg[e + 1];
+    }
+    if (g->prefill_rows > 0 && max_rows >= g->prefill_rows && g->pf_ws) {
+        jk_moe_prefill_args a = {xs, ls, G->w_gu, G->w_down, ys, G->n_loc, c->hidden, c->moe_inter,
+                                 g->pf_ws, g->pf_ws_bytes, JK_PREFILL_AUTO};
+        int rc = jk_moe_ffn_prefill(&a, g->blas, g->st);
+        if (rc >= JK_PREFILL_CUBLAS_ERR) janus_die(NULL, "cuBLAS: prefill expert GEMM failed (status %d)", rc - JK_PREFILL_CUBLAS_ERR);
+        CK(rc);
+        CK(cudaStreamSynchronize(g->st)); // ls (pageable) is reused by the next call
+        return;
     }
     CK(cudaMemcpyAsync(g->seg, ls, 4 * (size_t)(G->n_loc + 1), cudaMemcpyHostToDevice, g->st));
     jk_moe_ffn_args a = {xs, g->seg, G->w_gu, G->w_down, g->act, ys, G->n_loc, c->hidden, c->moe_inter, max_rows};
