@@ -18,7 +18,8 @@ gpu_greedy_matches_transformers_all_fixtures); then:
   monolithic expert parallelism, the hierarchical path) change cuBLAS's shapes
   and so round differently: tokens exact wherever transformers' top-2 margin
   exceeds 0.05 along the request (expected.json's min_margin), logprobs within
-  0.02, expert counts exact where every request is margin-safe.
+  0.02 (a router near-tie may flip in a reshaped batch, so their expert
+  counts are not compared).
 
 Skips (exit 77) where no GPU is visible.
 """
@@ -71,10 +72,8 @@ def compare(base, res, reqs, exact):
     errs = []
     if list(res["ids"]) != list(base["ids"]):
         return ["ids differ"]
-    all_safe = True
     for i, r in enumerate(reqs):
         safe = exact or r["min_margin"] > 0.05
-        all_safe &= safe
         a, b = [int(t) for t in res["tokens"][i]], [int(t) for t in base["tokens"][i]]
         n = 0
         while n < min(len(a), len(b)) and a[n] == b[n]:
@@ -86,7 +85,9 @@ def compare(base, res, reqs, exact):
         d = max([abs(float(x) - float(y)) for x, y in zip(res["logprobs"][i][:n], base["logprobs"][i][:n])] or [0.0])
         if d > tol:
             errs.append(f"request {r['id']}: logprob differs by {d:.2e} > {tol:g}")
-    if all_safe and (res["expert_counts"] != base["expert_counts"]).any():
+    # Reshaped batches may tip a router near-tie (the margins above are the
+    # lm_head's), so only same-shape layouts must route identically.
+    if exact and (res["expert_counts"] != base["expert_counts"]).any():
         errs.append("/stats/expert_counts differ")
     return errs
 
