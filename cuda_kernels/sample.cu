@@ -32,7 +32,7 @@
 #include <math.h>
 #include <stdint.h>
 
-#include "sample.h"
+#include "sample_gpu.h"
 
 #define ST(s) ((cudaStream_t)(s))
 

@@ -26,7 +26,7 @@
 #include "cpu/kernels.h"
 #include "engine/sample.h"
 #include "layers.h"
-#include "sample.h"
+#include "sample_gpu.h"
 
 #define CK(x)                                                                                  \
     do {                                                                                       \

@@ -13,6 +13,15 @@
 #include "model/model.h"
 #include "moe/experts.h"
 
+// Token choice of one wanted row when it is made on the device (GPU backend):
+// the request's sampling settings, its id and step (tokens generated so far).
+// Same layout as cuda_kernels/sample.h's jk_sample_params.
+typedef struct {
+    float temperature, top_p;
+    int32_t top_k, step;
+    int64_t seed, id;
+} janus_row_sampling;
+
 // One micro-batch's tokens: any mix of prefill chunks and decode tokens.
 typedef struct {
     int T;                     // tokens
@@ -21,6 +30,11 @@ typedef struct {
     const int32_t *const *bt;  // [T] each token's sequence block table
     int n_out;                 // rows whose logits are wanted
     const int32_t *out_rows;   // [n_out] indices into the T tokens
+    // GPU backend only (NULL: logits come back): the wanted rows' token is
+    // chosen on the device; chosen [n_out] and its logprob [n_out] come back.
+    const janus_row_sampling *samp;
+    int32_t *chosen;
+    float *chosen_lp;
 } janus_batch;
 
 // Seconds per phase, summed over steps (the planner calibrates on these).

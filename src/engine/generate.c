@@ -82,6 +82,11 @@ int janus_generate(janus_engine *en, const janus_requests *R, const int64_t *min
     janus_batch *mbs = xcalloc(n_mb, sizeof(janus_batch));
     float **mlog = xcalloc(n_mb, sizeof(float *));
     int32_t *mrows = xmalloc(sizeof(int32_t) * S);
+    // GPU ranks choose tokens on the device (the logits stay there).
+    const bool dev_sample = en->gpu != NULL;
+    janus_row_sampling *rsamp = dev_sample ? xmalloc(sizeof(janus_row_sampling) * S) : NULL;
+    int32_t *chosen = dev_sample ? xmalloc(sizeof(int32_t) * S) : NULL;
+    float *chosen_lp = dev_sample ? xmalloc(sizeof(float) * S) : NULL;
     int stopped = 0;
     double t_sync = t_start;
     janus_err pe;
@@ -168,8 +173,17 @@ int janus_generate(janus_engine *en, const janus_requests *R, const int64_t *min
         for (int i = 0, r = 0; i < n_mb; i++) {
             int t0 = (int)((int64_t)T * i / n_mb), t1 = (int)((int64_t)T * (i + 1) / n_mb), r0 = r;
             while (r < n_out && out_rows[r] < t1) mrows[r] = out_rows[r] - t0, r++;
-            mbs[i] = (janus_batch){t1 - t0, tok + t0, pos + t0, bt + t0, r - r0, mrows + r0};
+            mbs[i] = (janus_batch){.T = t1 - t0, .tok = tok + t0, .pos = pos + t0, .bt = bt + t0, .n_out = r - r0,
+                                   .out_rows = mrows + r0};
             mlog[i] = logits + (size_t)r0 * V;
+            if (dev_sample) {
+                for (int k = r0; k < r; k++) {
+                    const seq_t *s = &act[out_seq[k]];
+                    rsamp[k] = (janus_row_sampling){s->samp.temperature, s->samp.top_p, s->samp.top_k, s->n_gen,
+                                                    s->samp.seed, s->id};
+                }
+                mbs[i].samp = rsamp + r0, mbs[i].chosen = chosen + r0, mbs[i].chosen_lp = chosen_lp + r0;
+            }
         }
         janus_step(en, mbs, mlog);
         out->steps++;
@@ -178,10 +192,15 @@ int janus_generate(janus_engine *en, const janus_requests *R, const int64_t *min
         double now = janus_now_s();
         for (int k = 0; k < n_out; k++) {
             seq_t *s = &act[out_seq[k]];
-            const float *lg = logits + (size_t)k * V;
-            int32_t t = janus_sample(lg, V, &s->samp, s->id, s->n_gen, scratch);
-            s->gen[s->n_gen] = t;
-            s->lp[s->n_gen] = cpu_logprob(lg, V, t);
+            if (dev_sample) {
+                s->gen[s->n_gen] = chosen[k];
+                s->lp[s->n_gen] = chosen_lp[k];
+            } else {
+                const float *lg = logits + (size_t)k * V;
+                int32_t t = janus_sample(lg, V, &s->samp, s->id, s->n_gen, scratch);
+                s->gen[s->n_gen] = t;
+                s->lp[s->n_gen] = cpu_logprob(lg, V, t);
+            }
             s->n_gen++;
             if (s->n_gen == 1) s->t_first = now;
             s->t_last = now;
@@ -249,6 +268,7 @@ int janus_generate(janus_engine *en, const janus_requests *R, const int64_t *min
     free(mbs);
     free(mlog);
     free(mrows);
+    free(rsamp), free(chosen), free(chosen_lp);
     if (o->parts) {
         if (janus_parts_stats(o->parts, c->n_layers, c->n_experts, en->expert_counts, &pe)) janus_die(NULL, "%s", pe.msg);
         janus_parts_sync(o->parts);

@@ -15,6 +15,14 @@
 #include "layers.h"
 #include "moe_ffn.h"
 #include "moe_prefill.h"
+#include "sample_gpu.h"
+#include <stddef.h>
+
+_Static_assert(sizeof(janus_row_sampling) == sizeof(jk_sample_params) &&
+                   offsetof(janus_row_sampling, top_k) == offsetof(jk_sample_params, top_k) &&
+                   offsetof(janus_row_sampling, seed) == offsetof(jk_sample_params, seed) &&
+                   offsetof(janus_row_sampling, id) == offsetof(jk_sample_params, id),
+               "janus_row_sampling and jk_sample_params must share their layout");
 #include "util.h"
 #include <math.h>
 
@@ -71,6 +79,7 @@ struct janus_gpu {
     size_t dense_bytes, weight_bytes;
     int32_t *gtok;
     float *glp;
+    jk_sample_params *d_samp;   // [max_tokens] wanted rows' sampling settings
     cublasHandle_t blas;     // dense projections (bf16 x bf16 -> f32)
     uint16_t *xb;            // [max_tokens, max K] activations in bf16 for cuBLAS
     float *gu;               // [max_tokens, 2 * max inter] gate/up before SwiGLU
@@ -296,6 +305,7 @@ janus_gpu *janus_gpu_init_opts(const janus_model *m, const janus_gpu_opts *o) {
         g->order = dalloc(4 * T * K), g->slot = dalloc(4 * T * K);
         g->h_topi = xmalloc(4 * T * K), g->h_order = xmalloc(4 * T * K), g->h_slot = xmalloc(4 * T * K);
         g->gtok = dalloc(4 * T), g->glp = dalloc(4 * T);
+        g->d_samp = dalloc(sizeof(jk_sample_params) * T);
         // identity slots: the exchange returns outputs in pair order
         for (size_t p = 0; p < T * K; p++) g->h_slot[p] = (int32_t)p;
         g->ident = dalloc(4 * T * K);
@@ -569,7 +579,12 @@ static void mb_end(janus_gpu *g, int i, const janus_batch *b, float *logits, int
         CK(jk_gather_rows(M->h, M->x, M->rows, 1, b->n_out, H, st));
         CK(jk_rmsnorm(M->h, M->h, g->final_norm, b->n_out, H, c->rms_eps, st));
         linear(g, g->logits, M->h, g->lm_head, NULL, b->n_out, c->vocab, H, 0);
-        if (logits) {
+        if (b->samp) { // sampled on the device: the logits stay here
+            CK(cudaMemcpyAsync(g->d_samp, b->samp, sizeof(jk_sample_params) * b->n_out, cudaMemcpyHostToDevice, st));
+            CK(jk_sample(g->gtok, g->glp, g->logits, g->d_samp, b->n_out, c->vocab, st));
+            CK(cudaMemcpyAsync(b->chosen, g->gtok, 4 * (size_t)b->n_out, cudaMemcpyDeviceToHost, st));
+            CK(cudaMemcpyAsync(b->chosen_lp, g->glp, 4 * (size_t)b->n_out, cudaMemcpyDeviceToHost, st));
+        } else if (logits) {
             CK(cudaMemcpyAsync(logits, g->logits, 4 * (size_t)b->n_out * c->vocab, cudaMemcpyDeviceToHost, st));
         } else {
             CK(jk_argmax_logprob(g->gtok, g->glp, g->logits, b->n_out, c->vocab, st));

@@ -1,4 +1,4 @@
-// cuda_kernels/sample.h: C launch API of token choice on the device, the twin
+// cuda_kernels/sample_gpu.h: C launch API of token choice on the device, the twin
 // of janus_sample (src/engine/sample.c) plus cpu_logprob: greedy, or
 // temperature / top-k / top-p sampling with the same counter-based RNG keyed on
 // (seed, request id, step), so the logits never leave the GPU. Returns 0 or a
