@@ -3,6 +3,8 @@
 //   Mixtral-8x7B shapes at 1..512 tokens with uniform top-k routing: bytes of
 //   the activated experts' weights over the time, against the device copy
 //   bandwidth measured in the same run (and the data-sheet HBM peak).
+//   sched (GPU column of `janus bench sched`): the activation scheduler kernel
+//   per layer, checked against janus_sched.
 #include <cuda_runtime_api.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -12,6 +14,8 @@
 #include "engine/generate.h"
 #include "engine/gpu.h"
 #include "moe_ffn.h"
+#include "sched/sched.h"
+#include "sched_gpu.h"
 #include "util.h"
 
 #define CK(x)                                                                                        \
@@ -270,5 +274,93 @@ int bench_e2e(int argc, char **argv) {
         fclose(jf);
     }
     janus_gpu_free(g);
+    return 0;
+}
+
+int bench_gpu_name(char *name, size_t len) {
+    int ndev = 0;
+    struct cudaDeviceProp prop;
+    if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0 || cudaGetDeviceProperties(&prop, 0) != cudaSuccess) return -1;
+    snprintf(name, len, "%s", prop.name);
+    return 0;
+}
+
+int bench_sched_gpu(const janus_placement *p, const int64_t *n, int layers, double *us, double *graph_us, int *wrong) {
+    int ndev = 0;
+    if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) return -1;
+    const int E = p->n_experts, M = p->n_moe, S = p->rep_off[E];
+    jk_sched_plan plan;
+    CK(jk_sched_plan_init(&plan, E, M, p->rep_off, p->rep_rank, 0));
+    int64_t *dn, *dshare, *dtok;
+    int32_t *dact;
+    CK(cudaMalloc((void **)&dn, sizeof(int64_t) * E * layers));
+    CK(cudaMalloc((void **)&dshare, sizeof(int64_t) * S * layers));
+    CK(cudaMalloc((void **)&dact, sizeof(int32_t) * M * layers));
+    CK(cudaMalloc((void **)&dtok, sizeof(int64_t) * M * layers));
+    CK(cudaMemcpy(dn, n, sizeof(int64_t) * E * layers, cudaMemcpyHostToDevice));
+    cudaStream_t st;
+    CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+#define SCHED_ALL_LAYERS()                                                                                          \
+    for (int l = 0; l < layers; l++)                                                                                \
+        CK(jk_sched(&plan, dn + (size_t)l * E, dshare + (size_t)l * S, dact + (size_t)l * M, dtok + (size_t)l * M, st))
+    SCHED_ALL_LAYERS(); // warm-up, and the results to check
+    CK(cudaStreamSynchronize(st));
+    int64_t *gshare = xmalloc(sizeof(int64_t) * S * layers), *gtok = xmalloc(sizeof(int64_t) * M * layers),
+            *share = xmalloc(sizeof(int64_t) * S), *tok = xmalloc(sizeof(int64_t) * M);
+    int32_t *gact = xmalloc(sizeof(int32_t) * M * layers), *act = xmalloc(sizeof(int32_t) * M);
+    CK(cudaMemcpy(gshare, dshare, sizeof(int64_t) * S * layers, cudaMemcpyDeviceToHost));
+    CK(cudaMemcpy(gact, dact, sizeof(int32_t) * M * layers, cudaMemcpyDeviceToHost));
+    CK(cudaMemcpy(gtok, dtok, sizeof(int64_t) * M * layers, cudaMemcpyDeviceToHost));
+    janus_sched_ws ws;
+    janus_sched_ws_init(&ws, p);
+    *wrong = 0;
+    for (int l = 0; l < layers; l++) {
+        janus_sched(p, n + (size_t)l * E, share, act, tok, &ws);
+        *wrong += memcmp(share, gshare + (size_t)l * S, sizeof(int64_t) * S) || memcmp(act, gact + (size_t)l * M, sizeof(int32_t) * M) ||
+                  memcmp(tok, gtok + (size_t)l * M, sizeof(int64_t) * M);
+    }
+    janus_sched_ws_free(&ws);
+    // Back to back on the stream (launch gaps included), then the same
+    // launches as one CUDA graph; best of 5 passes each.
+    cudaEvent_t e0, e1;
+    CK(cudaEventCreate(&e0));
+    CK(cudaEventCreate(&e1));
+    float best = 1e30f, ms;
+    for (int rep = 0; rep < 5; rep++) {
+        CK(cudaEventRecord(e0, st));
+        SCHED_ALL_LAYERS();
+        CK(cudaEventRecord(e1, st));
+        CK(cudaEventSynchronize(e1));
+        CK(cudaEventElapsedTime(&ms, e0, e1));
+        best = ms < best ? ms : best;
+    }
+    *us = 1e3 * best / layers;
+    cudaGraph_t graph;
+    cudaGraphExec_t exec;
+    CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+    SCHED_ALL_LAYERS();
+    CK(cudaStreamEndCapture(st, &graph));
+    CK(cudaGraphInstantiate(&exec, graph, 0));
+    CK(cudaGraphLaunch(exec, st)); // warm-up
+    CK(cudaStreamSynchronize(st));
+    best = 1e30f;
+    for (int rep = 0; rep < 5; rep++) {
+        CK(cudaEventRecord(e0, st));
+        CK(cudaGraphLaunch(exec, st));
+        CK(cudaEventRecord(e1, st));
+        CK(cudaEventSynchronize(e1));
+        CK(cudaEventElapsedTime(&ms, e0, e1));
+        best = ms < best ? ms : best;
+    }
+    *graph_us = 1e3 * best / layers;
+#undef SCHED_ALL_LAYERS
+    cudaGraphExecDestroy(exec);
+    cudaGraphDestroy(graph);
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    cudaStreamDestroy(st);
+    free(gshare), free(gtok), free(gact), free(share), free(tok), free(act);
+    cudaFree(dn), cudaFree(dshare), cudaFree(dact), cudaFree(dtok);
+    jk_sched_plan_free(&plan);
     return 0;
 }

@@ -14,6 +14,13 @@ int bench_e2e(int argc, char **argv);
 double jk_copy_bandwidth(void);
 double datasheet_bw(const char *device_name); // bytes/s, 0 when unknown
 int bench_kernels(int argc, char **argv);     // cli/bench_kernels.c
+// cli/bench_gpu.c, for `janus bench sched`: the first GPU's name (0), or -1
+// when none is visible; the scheduler kernel on `layers` count vectors (n:
+// [layers][E]): us per layer launched back to back and as one CUDA graph,
+// layers whose schedule differs from janus_sched's (-1: no GPU).
+#include "sched/sched.h"
+int bench_gpu_name(char *name, size_t len);
+int bench_sched_gpu(const janus_placement *p, const int64_t *n, int layers, double *us, double *graph_us, int *wrong);
 #endif
 
 // Parse a positive integer option value or die naming the option.

@@ -45,6 +45,11 @@ static const char *HELP =
     "8..256 experts and 2..64 MoE ranks; N routed tokens per layer (default 512 x\n"
     "top-8 slots) drawn from a Zipf(S) expert popularity (default 1.0), R replicas\n"
     "of every expert (default 2). The budget column is DESIGN's 10 us per layer.\n"
+    "CUDA build with a GPU visible: also the scheduler kernel (cuda_kernels/sched.cu)\n"
+    "on the same 200 layers, cudaEvents around all of them after a warm-up pass, best\n"
+    "of 5: gpu_us launched back to back on one stream (launch gaps included),\n"
+    "graph_us as one CUDA graph; #wrong: layers whose GPU schedule differs from the\n"
+    "C one (any: the bench ends with an error).\n"
     "\n"
     "usage: janus bench placement [--experts E] [--ranks M] [--slots LIST] [--tokens LIST]\n"
     "                             [--zipf LIST | --stats RESULTS.h5] [--top-k K] [--samples N] [--json FILE]\n"
@@ -249,10 +254,23 @@ static int bench_sched(int argc, char **argv) {
     }
     FILE *jf = json ? fopen(json, "w") : NULL;
     if (json && !jf) janus_die(json, "cannot open for writing");
-    printf("# janus bench sched: C activation scheduler, %d routed tokens per layer, Zipf(%.2f), %d replicas per expert\n",
-           tokens, zipf, replicas);
-    printf("%8s %6s %12s %12s %14s %10s\n", "experts", "ranks", "us/layer", "budget_us", "max_act/ideal", "max_tok/avg");
-    if (jf) fprintf(jf, "{\"bench\": \"sched\", \"tokens\": %d, \"zipf\": %.3f, \"replicas\": %d, \"rows\": [", tokens, zipf, replicas);
+#ifdef JANUS_CUDA
+    char gpu[256] = "";
+    const int have_gpu = bench_gpu_name(gpu, sizeof gpu) == 0;
+#else
+    const char *gpu = "";
+    const int have_gpu = 0;
+#endif
+    printf("# janus bench sched: activation scheduler, C%s%s; %d routed tokens per layer, Zipf(%.2f), %d replicas per expert\n",
+           have_gpu ? " and CUDA kernel on " : " (no GPU column: no CUDA build or no GPU visible)", gpu, tokens, zipf, replicas);
+    printf("%8s %6s %12s %12s %12s %12s %14s %10s %7s\n", "experts", "ranks", "us/layer", "gpu_us", "graph_us", "budget_us",
+           "max_act/ideal", "max_tok/avg", "#wrong");
+    if (jf) {
+        fprintf(jf, "{\"bench\": \"sched\", \"tokens\": %d, \"zipf\": %.3f, \"replicas\": %d, ", tokens, zipf, replicas);
+        if (have_gpu) fprintf(jf, "\"gpu\": \"%s\", \"rows\": [", gpu);
+        else fprintf(jf, "\"gpu\": null, \"rows\": [");
+    }
+    int wrong_all = 0;
     const int Es[] = {8, 16, 32, 64, 128, 256}, Ms[] = {2, 4, 8, 16, 32, 64};
     int first = 1;
     for (size_t ei = 0; ei < sizeof Es / sizeof Es[0]; ei++)
@@ -266,14 +284,14 @@ static int bench_sched(int argc, char **argv) {
             // Zipf popularity over a fixed random permutation of experts.
             double *cdf = xmalloc(sizeof(double) * E), tot = 0;
             for (int e = 0; e < E; e++) tot += pow(e + 1, -zipf), cdf[e] = tot;
-            int64_t *n = xcalloc(E, sizeof(int64_t)), *share = xmalloc(sizeof(int64_t) * p.rep_off[E]),
-                    *tok = xmalloc(sizeof(int64_t) * M);
+            const int iters = 200;
+            int64_t *nall = xcalloc((size_t)iters * E, sizeof(int64_t)), *share = xmalloc(sizeof(int64_t) * p.rep_off[E]),
+                    *tok = xmalloc(sizeof(int64_t) * M); // nall: [iters][E], the layers' counts (GPU pass too)
             int32_t *act = xmalloc(sizeof(int32_t) * M);
             uint64_t rng = 42 + E * 131 + M;
-            const int iters = 200;
             double t_total = 0, ratio_act = 0, ratio_tok = 0;
             for (int it = 0; it < iters; it++) {
-                memset(n, 0, sizeof(int64_t) * E);
+                int64_t *n = nall + (size_t)it * E;
                 for (int t = 0; t < tokens; t++) {
                     rng = rng * 6364136223846793005ull + 1442695040888963407ull;
                     double u = (double)(rng >> 11) / 9007199254740992.0 * tot;
@@ -291,16 +309,33 @@ static int bench_sched(int argc, char **argv) {
                 ratio_act += active ? mx / ceil((double)active / M) : 1.0;
                 ratio_tok += (double)mt / ((double)st / M);
             }
-            double us = 1e6 * t_total / iters;
-            printf("%8d %6d %12.2f %12.1f %14.3f %10.3f\n", E, M, us, 10.0, ratio_act / iters, ratio_tok / iters);
-            if (jf) fprintf(jf, "%s{\"experts\": %d, \"ranks\": %d, \"us_per_layer\": %.3f, \"max_act_over_ideal\": %.4f, \"max_tok_over_avg\": %.4f}",
-                            first ? "" : ", ", E, M, us, ratio_act / iters, ratio_tok / iters);
+            double us = 1e6 * t_total / iters, gpu_us = 0, graph_us = 0;
+            int wrong = -1; // -1: no GPU figure
+#ifdef JANUS_CUDA
+            if (have_gpu && bench_sched_gpu(&p, nall, iters, &gpu_us, &graph_us, &wrong)) wrong = -1;
+#endif
+            char g1[32] = "-", g2[32] = "-", g3[16] = "-";
+            if (wrong >= 0) {
+                snprintf(g1, sizeof g1, "%.2f", gpu_us), snprintf(g2, sizeof g2, "%.2f", graph_us), snprintf(g3, sizeof g3, "%d", wrong);
+                wrong_all += wrong;
+            }
+            printf("%8d %6d %12.2f %12s %12s %12.1f %14.3f %10.3f %7s\n", E, M, us, g1, g2, 10.0, ratio_act / iters,
+                   ratio_tok / iters, g3);
+            if (jf) {
+                fprintf(jf, "%s{\"experts\": %d, \"ranks\": %d, \"us_per_layer\": %.3f, \"max_act_over_ideal\": %.4f, \"max_tok_over_avg\": %.4f",
+                        first ? "" : ", ", E, M, us, ratio_act / iters, ratio_tok / iters);
+                if (wrong >= 0)
+                    fprintf(jf, ", \"gpu_us_per_layer\": %.3f, \"gpu_graph_us_per_layer\": %.3f, \"gpu_wrong\": %d}", gpu_us, graph_us, wrong);
+                else
+                    fprintf(jf, ", \"gpu_us_per_layer\": null, \"gpu_graph_us_per_layer\": null, \"gpu_wrong\": null}");
+            }
             first = 0;
-            free(cdf), free(n), free(share), free(tok), free(act);
+            free(cdf), free(nall), free(share), free(tok), free(act);
             janus_sched_ws_free(&ws);
             janus_placement_free(&p);
         }
     if (jf) fprintf(jf, "]}\n"), fclose(jf);
+    if (wrong_all) janus_die(NULL, "bench sched: %d layers scheduled differently by the CUDA kernel and janus_sched", wrong_all);
     return 0;
 }
 

@@ -26,6 +26,9 @@
 
 #include "comm/ipc.h"
 #include "engine/gpu.h"
+#ifdef JANUS_NCCL
+#include "comm/nccl.h"
+#endif
 #endif
 
 static const char *HELP =
@@ -79,8 +82,10 @@ static const char *HELP =
     "  --backend B            cpu (default) or cuda (CUDA build): each rank takes GPU\n"
     "                         (node-local rank mod visible GPUs); ranks may share a GPU\n"
     "  --transport T          exchange payload (cuda, several ranks): ipc (GPU to GPU\n"
-    "                         through CUDA IPC, ranks of one node, direct path), mpi\n"
-    "                         (host-staged MPI), auto (default: ipc where it applies)\n"
+    "                         through CUDA IPC, ranks of one node, direct path), nccl\n"
+    "                         (NCCL send/recv, one GPU per rank, any nodes; not yet run\n"
+    "                         on a machine of several GPUs), mpi (host-staged MPI),\n"
+    "                         auto (default: ipc on one node, else mpi)\n"
     "  --synthetic            (cuda) weights made on the GPU from config.json alone, for\n"
     "                         scaling runs of full-size shapes without a checkpoint\n"
     "  --zipf S               (with --synthetic) router skew: expert popularity ~ rank^-S\n"
@@ -185,8 +190,10 @@ static void parse(int argc, char **argv, gen_args *a) {
     if (a->synthetic && strcmp(a->backend, "cuda"))
         janus_die_all(NULL, "--synthetic: weights are made on the GPU; add --backend cuda");
     if (a->zipf > 0 && !a->synthetic) janus_die_all(NULL, "--zipf: only with --synthetic (a checkpoint routes as it was trained)");
+#ifndef JANUS_NCCL
     if (!strcmp(a->transport, "nccl"))
-        janus_die_all(NULL, "--transport nccl: not in this build yet; use ipc (one node) or mpi (host-staged)");
+        janus_die_all(NULL, "--transport nccl: this janus was built without NCCL; use ipc (one node) or mpi");
+#endif
     if (a->max_step_tokens < a->max_batch) a->max_step_tokens = a->max_batch; // every decode token fits a step
     if (strcmp(a->exchange, "auto") && strcmp(a->exchange, "direct") && strcmp(a->exchange, "hierarchical"))
         janus_die_all(NULL, "--exchange: \"%s\" is not one of direct, hierarchical, auto", a->exchange);
@@ -577,10 +584,16 @@ int cmd_generate(int argc, char **argv) {
             janus_die_all(NULL, "--transport ipc: needs every rank on one node and the direct exchange path "
                                 "(this job: %d of %d ranks on this node, %s path); use --transport mpi",
                           local_size, size, path == XPATH_DIRECT ? "direct" : "hierarchical");
+        if (!strcmp(a.transport, "nccl") && xcp && path != XPATH_DIRECT)
+            janus_die_all(NULL, "--transport nccl: needs the direct exchange path (add --exchange direct)");
+#ifdef JANUS_NCCL
+        if (xcp && !strcmp(a.transport, "nccl")) janus_nccl_init(&xc, mb_tokens, janus_gpu_stream(gpu_h));
+        else
+#endif
         if (xcp && ipc_ok && strcmp(a.transport, "mpi")) janus_ipc_init(&xc, mb_tokens, janus_gpu_stream(gpu_h));
         if (xcp)
             janus_log("cuda: each rank on GPU (node-local rank mod visible GPUs); exchange payload %s",
-                      xc.ipc ? "GPU to GPU through CUDA IPC" : "host-staged through MPI");
+                      xc.ipc ? "GPU to GPU through CUDA IPC" : xc.nccl ? "GPU to GPU through NCCL" : "host-staged through MPI");
         janus_vlog("rank %d: GPU %d holds %.1f MiB of weights%s", rank, dev, janus_gpu_weight_bytes(gpu_h) / 1048576.0,
                    is_attn ? " and the KV cache" : "");
         if (is_attn && rank == 0)
@@ -719,6 +732,9 @@ int cmd_generate(int argc, char **argv) {
     janus_gen_out_free(&g);
 #ifdef JANUS_CUDA
     if (xcp) janus_ipc_free(&xc); // before the GPU (and its stream) goes
+#ifdef JANUS_NCCL
+    if (xcp) janus_nccl_free(&xc);
+#endif
     janus_gpu_free(gpu_h);
 #endif
     janus_engine_free(&en);

@@ -6,6 +6,13 @@
 #ifdef JANUS_CUDA
 #include "comm/ipc.h"
 #endif
+#ifdef JANUS_NCCL
+#include "comm/nccl.h"
+#endif
+
+// The payload lives on the GPUs (IPC or NCCL): rows and outputs are device pointers.
+static bool on_device(const janus_xchg *x) { return x->ipc || x->nccl; }
+bool janus_xchg_on_device(const janus_xchg *x) { return on_device(x); }
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -100,6 +107,9 @@ void janus_xchg_init(janus_xchg *x, MPI_Comm world, int n_attn, int n_moe, bool 
 void janus_xchg_free(janus_xchg *x) {
 #ifdef JANUS_CUDA
     janus_ipc_free(x);
+#endif
+#ifdef JANUS_NCCL
+    janus_nccl_free(x);
 #endif
     if (x->xa)
         for (int i = 0; i < x->n_mb; i++) {
@@ -234,7 +244,7 @@ static void post_rows(janus_xchg *x, int l, int i, const float *xrows, const int
             for (int r = 0; r < n; r++, at++) {
                 int row = fill[m]++;
                 a->pair[row] = order[at];
-                if (!x->ipc) memcpy(a->send + (size_t)row * H, xrows + (size_t)(order[at] / K) * H, sizeof(float) * H);
+                if (!on_device(x)) memcpy(a->send + (size_t)row * H, xrows + (size_t)(order[at] / K) * H, sizeof(float) * H);
             }
         }
     }
@@ -242,6 +252,12 @@ static void post_rows(janus_xchg *x, int l, int i, const float *xrows, const int
 #ifdef JANUS_CUDA
     if (x->ipc) {
         janus_ipc_post_rows(x, l, i, xrows, T);
+        return;
+    }
+#endif
+#ifdef JANUS_NCCL
+    if (x->nccl) {
+        janus_nccl_post_rows(x, l, i, xrows, T);
         return;
     }
 #endif
@@ -275,12 +291,12 @@ void janus_xchg_serve(janus_xchg *x, int l, int i) {
     int R = q->off[A];
     ensure_moe(q, R, H);
     q->n_req = 0;
-    for (int a = 0; a < A && !x->ipc; a++)
+    for (int a = 0; a < A && !on_device(x); a++)
         if (q->cnt[a] && direct(x, x->rank, x->attn_world[a]))
             MPI_Irecv(q->in + (size_t)q->off[a] * H, q->cnt[a], g_row, x->attn_world[a], tag_of(x, l, i, 0),
                       x->world, &q->req[q->n_req++]);
     if (x->path == XPATH_HIER) janus_hier_moe_post_recv(x, l, i);
-    if (!x->ipc) MPI_Waitall(q->n_req, q->req, MPI_STATUSES_IGNORE);
+    if (!on_device(x)) MPI_Waitall(q->n_req, q->req, MPI_STATUSES_IGNORE);
     double t1 = janus_now_s();
     // Group rows by expert: for e ascending, for a ascending, a's rows of e.
     int *cur = x->a_cur;
@@ -295,7 +311,7 @@ void janus_xchg_serve(janus_xchg *x, int l, int i) {
                 int n = (int)x->seg[(size_t)a * S + my_slot[e]];
                 for (int r = 0; r < n; r++) {
                     q->perm[g] = cur[a] + r;
-                    if (!x->ipc) memcpy(q->xs + (size_t)g * H, q->in + (size_t)(cur[a] + r) * H, sizeof(float) * H);
+                    if (!on_device(x)) memcpy(q->xs + (size_t)g * H, q->in + (size_t)(cur[a] + r) * H, sizeof(float) * H);
                     g++;
                 }
                 cur[a] += n;
@@ -307,6 +323,14 @@ void janus_xchg_serve(janus_xchg *x, int l, int i) {
 #ifdef JANUS_CUDA
     if (x->ipc) { // rows, experts and outputs stay on the GPUs
         janus_ipc_serve(x, l, i, q->perm, seg, g, (int)maxr);
+        return;
+    }
+#endif
+#ifdef JANUS_NCCL
+    if (x->nccl) {
+        double tn = janus_now_s();
+        janus_nccl_serve(x, l, i, q->perm, seg, g, (int)maxr);
+        x->t.experts_s += janus_now_s() - tn;
         return;
     }
 #endif
@@ -341,6 +365,13 @@ void janus_xchg_collect(janus_xchg *x, int i, float *y) {
 #ifdef JANUS_CUDA
     if (x->ipc) {
         janus_ipc_collect(x, i, y);
+        x->t.wait_s += janus_now_s() - t0;
+        return;
+    }
+#endif
+#ifdef JANUS_NCCL
+    if (x->nccl) {
+        janus_nccl_collect(x, i, y);
         x->t.wait_s += janus_now_s() - t0;
         return;
     }

@@ -92,6 +92,7 @@ typedef struct {
     // the rows given to dispatch and the y given to collect are then device
     // pointers.
     struct janus_ipc *ipc;
+    struct janus_nccl *nccl;     // the same through NCCL send/recv (comm/nccl.c), one GPU per rank
 } janus_xchg;
 
 // Builds the pools: world ranks [0, n_attn) attend, [n_attn, n_attn + n_moe)
@@ -111,6 +112,9 @@ void janus_xchg_collect(janus_xchg *x, int i, float *y);
 // Every rank, after all dispatch/serve calls of a layer: the hierarchical
 // path's gateways relay (l, i)'s outputs back to their nodes.
 void janus_xchg_relay_back(janus_xchg *x, int l, int i);
+// The payload moves GPU to GPU (IPC or NCCL): dispatch takes device rows and
+// collect fills device outputs.
+bool janus_xchg_on_device(const janus_xchg *x);
 // Every rank: wait for every send of the layer (before buffers are reused).
 void janus_xchg_finish_layer(janus_xchg *x);
 

@@ -659,7 +659,7 @@ void janus_gpu_step(janus_gpu *g, janus_engine *en, const janus_batch *b, float 
             double ta = janus_now_s();
             if (T) {
                 mb_attention(g, l, i);
-                if (!xc->ipc) // host-staged payload: the rows go through host memory
+                if (!janus_xchg_on_device(xc)) // host-staged payload: the rows go through host memory
                     CK(cudaMemcpyAsync(g->h_rows, M->h, 4 * (size_t)T * H, cudaMemcpyDeviceToHost, st));
                 CK(cudaMemcpyAsync(g->h_topi, M->topi, 4 * (size_t)T * K, cudaMemcpyDeviceToHost, st));
                 CK(cudaStreamSynchronize(st));
@@ -668,7 +668,7 @@ void janus_gpu_step(janus_gpu *g, janus_engine *en, const janus_batch *b, float 
             }
             double tb = janus_now_s();
             en->times.attn_s += tb - ta;
-            janus_xchg_dispatch(xc, l, i, xc->ipc ? M->h : g->h_rows, g->h_topi, T);
+            janus_xchg_dispatch(xc, l, i, janus_xchg_on_device(xc) ? M->h : g->h_rows, g->h_topi, T);
             janus_xchg_serve(xc, l, i); // monolithic ranks serve their experts too
             en->times.experts_s += janus_now_s() - tb;
         }
@@ -676,10 +676,10 @@ void janus_gpu_step(janus_gpu *g, janus_engine *en, const janus_batch *b, float 
         for (int i = 0; i < n_mb; i++) {
             gpu_mb *M = &g->mb[i];
             double ta = janus_now_s();
-            janus_xchg_collect(xc, i, xc->ipc ? g->ys : g->h_y);
+            janus_xchg_collect(xc, i, janus_xchg_on_device(xc) ? g->ys : g->h_y);
             double tb = janus_now_s();
             if (M->T) {
-                if (!xc->ipc) CK(cudaMemcpyAsync(g->ys, g->h_y, 4 * (size_t)M->T * K * H, cudaMemcpyHostToDevice, st));
+                if (!janus_xchg_on_device(xc)) CK(cudaMemcpyAsync(g->ys, g->h_y, 4 * (size_t)M->T * K * H, cudaMemcpyHostToDevice, st));
                 mb_combine(g, l, i, g->ident);
                 CK(cudaStreamSynchronize(st)); // h_y is reused by the next micro-batch
             }

@@ -1,5 +1,6 @@
 // sched/sched.c: expert placement tables and the activation scheduler (C
-// version; the CUDA twin must give identical results).
+// version; the CUDA twin, cuda_kernels/sched.cu, gives identical results).
+// The steps after ordering live in sched/sched_core.h, shared with that twin.
 //
 // Method. Primary objective (activated experts on the busiest MoE rank): every
 // active expert goes whole to one replica; greedy in decreasing token count to
@@ -12,6 +13,7 @@
 // expert's tokens from the busiest-by-tokens rank to another replica, where
 // that activates no rank beyond the maximum found above.
 #include "sched/sched.h"
+#include "sched/sched_core.h"
 
 #include <stdlib.h>
 
@@ -131,51 +133,6 @@ void janus_sched_ws_free(janus_sched_ws *w) {
     memset(w, 0, sizeof *w);
 }
 
-// Slot of expert e on rank r, or -1.
-static int slot_on(const janus_placement *p, int e, int r) {
-    for (int s = p->rep_off[e]; s < p->rep_off[e + 1]; s++)
-        if (p->rep_rank[s] == r) return s;
-    return -1;
-}
-
-// One augmenting path from a rank at the maximum L to a rank at <= L-2.
-static bool augment(const janus_placement *p, const int64_t *n, int32_t *act, int64_t *tok, janus_sched_ws *w, int L) {
-    const int M = p->n_moe;
-    for (int r0 = 0; r0 < M; r0++) {
-        if (act[r0] != L) continue;
-        memset(w->seen, 0, M);
-        int head = 0, tail = 0;
-        w->queue[tail++] = r0;
-        w->seen[r0] = 1;
-        while (head < tail) {
-            int u = w->queue[head++];
-            for (int k = w->rs_off[u]; k < w->rs_off[u + 1]; k++) {
-                int e = w->slot_exp[w->rs_slot[k]];
-                if (w->slot_of[e] != w->rs_slot[k]) continue; // e is not assigned to u
-                for (int s = p->rep_off[e]; s < p->rep_off[e + 1]; s++) {
-                    int v = p->rep_rank[s];
-                    if (w->seen[v]) continue;
-                    w->seen[v] = 1;
-                    w->prev_rank[v] = u;
-                    w->prev_exp[v] = e;
-                    if (act[v] <= L - 2) { // move experts along the path back to r0
-                        for (int x = v; x != r0;) {
-                            int from = w->prev_rank[x], ex = w->prev_exp[x];
-                            w->slot_of[ex] = slot_on(p, ex, x);
-                            act[from]--, act[x]++;
-                            tok[from] -= n[ex], tok[x] += n[ex];
-                            x = from;
-                        }
-                        return true;
-                    }
-                    w->queue[tail++] = v;
-                }
-            }
-        }
-    }
-    return false;
-}
-
 static int cmp_desc64(const void *a, const void *b) {
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
     return (x < y) - (x > y);
@@ -200,57 +157,7 @@ void janus_sched(const janus_placement *p, const int64_t *n_tok, int64_t *share,
     }
     qsort(keys, na, sizeof(int64_t), cmp_desc64);
     for (int i = 0; i < na; i++) w->order[i] = (1 << 20) - 1 - (int)(keys[i] & ((1 << 20) - 1));
-    // Greedy: whole expert to its least loaded replica (act, then tokens, then rank).
-    for (int i = 0; i < na; i++) {
-        int e = w->order[i], best = -1;
-        for (int s = p->rep_off[e]; s < p->rep_off[e + 1]; s++) {
-            int r = p->rep_rank[s];
-            if (best < 0) { best = s; continue; }
-            int b = p->rep_rank[best];
-            if (act[r] < act[b] || (act[r] == act[b] && (tok[r] < tok[b] || (tok[r] == tok[b] && r < b)))) best = s;
-        }
-        w->slot_of[e] = best;
-        act[p->rep_rank[best]]++;
-        tok[p->rep_rank[best]] += n_tok[e];
-    }
-    if (any_choice) {
-        for (;;) { // augmenting paths until the maximum is provably optimal
-            int L = 0;
-            for (int r = 0; r < M; r++) L = act[r] > L ? act[r] : L;
-            if (!augment(p, n_tok, act, tok, w, L)) break;
-        }
-    }
-    for (int e = 0; e < E; e++)
-        if (w->slot_of[e] >= 0) share[w->slot_of[e]] = n_tok[e];
-    if (!any_choice) return;
-    // Secondary: split tokens off the busiest rank without raising the maximum
-    // of activated experts.
-    int L = 0;
-    for (int r = 0; r < M; r++) L = act[r] > L ? act[r] : L;
-    for (int iter = 0; iter < 2 * E + M; iter++) {
-        int r1 = 0;
-        for (int r = 1; r < M; r++) if (tok[r] > tok[r1]) r1 = r;
-        int64_t best_d = 0;
-        int bs1 = -1, bs2 = -1;
-        for (int k = w->rs_off[r1]; k < w->rs_off[r1 + 1]; k++) {
-            int s1 = w->rs_slot[k], e = w->slot_exp[s1];
-            if (share[s1] == 0) continue;
-            for (int s2 = p->rep_off[e]; s2 < p->rep_off[e + 1]; s2++) {
-                int r2 = p->rep_rank[s2];
-                if (r2 == r1) continue;
-                if (share[s2] == 0 && act[r2] + 1 > L) continue;
-                int64_t d = (tok[r1] - tok[r2]) / 2;
-                if (d > share[s1]) d = share[s1];
-                if (d > best_d) best_d = d, bs1 = s1, bs2 = s2;
-            }
-        }
-        if (best_d <= 0) break;
-        int r2 = p->rep_rank[bs2];
-        if (share[bs2] == 0) act[r2]++;
-        share[bs2] += best_d;
-        share[bs1] -= best_d;
-        if (share[bs1] == 0) act[r1]--;
-        tok[r1] -= best_d;
-        tok[r2] += best_d;
-    }
+    janus_sched_core c = {E, M, p->rep_off, p->rep_rank, w->slot_exp, w->rs_off, w->rs_slot,
+                          w->order, w->slot_of, w->queue, w->prev_rank, w->prev_exp, w->seen};
+    janus_sched_finish(&c, na, any_choice, n_tok, share, act, tok);
 }

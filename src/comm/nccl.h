@@ -1,0 +1,31 @@
+// comm/nccl.h: the exchange payload through NCCL point-to-point (CUDA builds
+// with NCCL), for GPUs of one or several nodes, one rank per GPU (NCCL refuses
+// two ranks of one communicator on one device: ranks sharing a GPU use
+// comm/ipc.c or host-staged MPI).
+//
+// Same data layout and the same four entry points as comm/ipc.c; what moves
+// the bytes differs. Two communicators: `fwd` carries rows to the MoE ranks,
+// `back` carries outputs home, each on its own stream, so the pipelined order
+// (micro-batch i+1's rows leave before micro-batch i's outputs are back) never
+// makes a receive wait behind a send on one stream. Ranks that hold both roles
+// (monolithic) post their sends and receives of one (layer, micro-batch) in one
+// NCCL group per direction, so no rank's send waits for a peer whose matching
+// receive is queued behind its own send.
+//
+// NOT YET RUN: no machine with several GPUs has been lent to this project;
+// `--transport nccl` is there to be tested on one (issue 8).
+#ifndef JANUS_COMM_NCCL_H
+#define JANUS_COMM_NCCL_H
+
+#include "comm/exchange.h"
+
+// Collective over x->world; every rank on its own GPU (checked: dies naming the
+// two ranks that share one). stream: the rank's compute stream.
+void janus_nccl_init(janus_xchg *x, int max_tokens, void *stream);
+void janus_nccl_free(janus_xchg *x);
+void janus_nccl_post_rows(janus_xchg *x, int l, int i, const float *d_rows, int T);
+void janus_nccl_serve(janus_xchg *x, int l, int i, const int32_t *perm, const int32_t *seg, int R, int max_rows);
+void janus_nccl_collect(janus_xchg *x, int i, float *d_y);
+void janus_nccl_finish_layer(janus_xchg *x);
+
+#endif
