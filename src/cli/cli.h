@@ -8,6 +8,7 @@ int cmd_generate(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
+int bench_exchange(int argc, char **argv); // cli/bench_exchange.c
 #ifdef JANUS_CUDA
 int bench_moe_layer(int argc, char **argv); // cli/bench_gpu.c
 int bench_e2e(int argc, char **argv);

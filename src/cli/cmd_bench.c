@@ -21,6 +21,7 @@ static const char *HELP =
     "usage: janus bench decode --model DIR [options]\n"
     "       janus bench sched [options]\n"
     "       janus bench placement [options]\n"
+    "       mpirun -np 2 janus bench exchange [options]   (payload transports: latency, bandwidth)\n"
     "       janus bench moe-layer [--json FILE]   (CUDA build: decode MoE layer vs HBM bandwidth)\n"
     "       janus bench kernels [--json FILE] [--only NAME] [--quick]\n"
     "                                             (CUDA build: attention, expert FFNs, norms vs roofline)\n"
@@ -477,6 +478,7 @@ int cmd_bench(int argc, char **argv) {
     if (!strcmp(argv[1], "decode")) return bench_decode(argc - 1, argv + 1);
     if (!strcmp(argv[1], "sched")) return bench_sched(argc - 1, argv + 1);
     if (!strcmp(argv[1], "placement")) return bench_placement(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "exchange")) return bench_exchange(argc - 1, argv + 1);
     if (!strcmp(argv[1], "e2e")) {
 #ifdef JANUS_CUDA
         return bench_e2e(argc - 1, argv + 1);
