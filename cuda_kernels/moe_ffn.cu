@@ -11,10 +11,19 @@
 // MAXR and NC are template parameters picked per launch from the largest row
 // count of any expert: one row per expert (small-batch decode) streams 8
 // weight rows per warp with little arithmetic; more rows accumulate more.
+//
+// Work items are numbered over the *active* experts only (each warp finds the
+// a-th non-empty group in seg with a ballot scan), so the blocks that do work
+// come first in the grid and the trailing ones exit at once. Weight loads skip
+// L1 and are marked evict-first in L2. jk_moe_ffn_decode launches the down
+// projection with programmatic dependent launch (Hopper): its blocks start
+// while gate/up is still streaming, prefetch (part of) their own weight slice
+// into L2, and only then wait for act (griddepcontrol.wait).
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include "moe_ffn.h"
+#include <stdio.h>
 #include <stdlib.h>
 
 #define WARPS 8           // warps per block
@@ -35,23 +44,122 @@ __device__ __forceinline__ float warp_sum(float v) {
     return v;
 }
 
-// grid.x = E * col_tiles; block = WARPS warps.
+// ---- streaming helpers -------------------------------------------------------
+__device__ __forceinline__ uint64_t evict_first_policy() {
+    uint64_t p;
+    asm("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(p));
+    return p;
+}
+
+// 16 bytes of weights: read-only, not kept in L1, first to go from L2.
+__device__ __forceinline__ uint4 ldw(const void *ptr, uint64_t pol) {
+    uint4 v;
+    asm volatile("ld.global.nc.L1::no_allocate.L2::cache_hint.v4.u32 {%0,%1,%2,%3}, [%4], %5;"
+        : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+        : "l"(ptr), "l"(pol));
+    return v;
+}
+
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+// L2 prefetch of [p, p + bytes) (p and bytes multiples of 16), one thread.
+__device__ __forceinline__ void prefetch_l2(const void *p, unsigned long long bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    const char *c = (const char *)p;
+    while (bytes >= 16) {
+        const unsigned n = bytes > (1u << 20) ? (1u << 20) : (unsigned)(bytes & ~15ull);
+        asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(c), "r"(n) : "memory");
+        c += n, bytes -= n;
+    }
+#endif
+}
+
+// Warp-wide (all 32 lanes): the expert of the a-th non-empty group of seg
+// (-1 if fewer), and the number of non-empty groups. Reads seg[0..E] only.
+__device__ __forceinline__ int nth_active(const int32_t *__restrict__ seg, int E, int a, int *nact) {
+    const int lane = threadIdx.x & 31;
+    int base = 0, found = -1;
+    for (int e0 = 0; e0 < E; e0 += 256) {
+        int cnt[8];
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            const int e = e0 + 32 * i + lane;
+            cnt[i] = e < E ? __ldg(seg + e + 1) - __ldg(seg + e) : 0;
+        }
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            const unsigned m = __ballot_sync(0xffffffffu, cnt[i] > 0);
+            const int c = __popc(m);
+            if (found < 0 && a >= base && a < base + c) {
+                const int k = a - base; // the k-th set bit of m
+                const bool me = ((m >> lane) & 1u) && __popc(m & ((1u << lane) - 1u)) == k;
+                found = e0 + 32 * i + __ffs(__ballot_sync(0xffffffffu, me)) - 1;
+            }
+            base += c;
+        }
+    }
+    *nact = base;
+    return found;
+}
+
+// The share of each block's weight slice that the down launch prefetches into
+// L2 while gate/up still runs: at most budget bytes over all active experts.
+__device__ __forceinline__ unsigned long long prefetch_share(unsigned long long slice, int nact, size_t expert_bytes,
+                                                             long long budget) {
+    if (budget <= 0 || nact <= 0) return 0;
+    const double total = (double)nact * (double)expert_bytes;
+    const double f = total <= (double)budget ? 1.0 : (double)budget / total;
+    return (unsigned long long)(f * (double)slice) & ~15ull;
+}
+
+// grid.x >= (active experts) * col_tiles; block = WARPS warps.
 // Not gated: y[r, n] = sum_k x[r, k] w[e, n, k], n < N.
 // Gated: w rows [0, N) gate, [N, 2N) up; y[r, n] = silu(g) * u.
+// pf_budget > 0: launched as a programmatic dependent (x is written by the
+// previous kernel): prefetch weights, then wait before reading x.
 template <int MAXR, int NC>
 __global__ void __launch_bounds__(WARPS * 32) grouped_gemv_kernel(const float *__restrict__ x,
                                                                    const int32_t *__restrict__ seg,
                                                                    const __nv_bfloat16 *__restrict__ w,
                                                                    float *__restrict__ y, int N, int K, int gated,
-                                                                   int col_tiles, int cols_per_block) {
-    const int e = blockIdx.x / col_tiles, tile = blockIdx.x % col_tiles;
-    const int r0 = seg[e], r1 = seg[e + 1];
-    if (r0 >= r1) return;
+                                                                   int col_tiles, int cols_per_block, int E,
+                                                                   int dependent, long long pf_budget) {
+    pdl_trigger();
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const size_t w_rows = gated ? 2 * (size_t)N : (size_t)N;
-    const __nv_bfloat16 *we = w + (size_t)e * w_rows * K;
     const int cols_per_pass = gated ? NC / 2 : NC; // output columns a warp finishes per pass
+    if (dependent) { // prefetch this block's weight slices, then wait for x
+        if (!gated && threadIdx.x < 32) {
+            for (int item = blockIdx.x;; item += gridDim.x) {
+                int nact;
+                const int e = nth_active(seg, E, item / col_tiles, &nact);
+                if (e < 0) break;
+                const int c0 = (item % col_tiles) * cols_per_block, c1 = min(N, c0 + cols_per_block);
+                if (lane == 0)
+                    prefetch_l2(w + ((size_t)e * N + c0) * K, prefetch_share((unsigned long long)(c1 - c0) * K * 2, nact,
+                                                                         (size_t)N * K * 2, pf_budget));
+            }
+        }
+        pdl_wait();
+    }
+    for (int item = blockIdx.x;; item += gridDim.x) {
+    int nact;
+    const int e = nth_active(seg, E, item / col_tiles, &nact), tile = item % col_tiles;
+    if (e < 0) return;
+    const int r0 = seg[e], r1 = seg[e + 1];
+    const __nv_bfloat16 *we = w + (size_t)e * w_rows * K;
     const int c0 = tile * cols_per_block, c1 = min(N, c0 + cols_per_block);
+    const uint64_t pol = evict_first_policy();
     for (int n0 = c0 + warp * cols_per_pass; n0 < c1; n0 += WARPS * cols_per_pass) {
         // The NC weight rows of this pass (clamped to valid rows; extra ones discarded).
         const __nv_bfloat16 *row[NC];
@@ -73,7 +181,7 @@ __global__ void __launch_bounds__(WARPS * 32) grouped_gemv_kernel(const float *_
             for (int k = lane * 8; k < K; k += 256) {
                 float wf[NC][8];
 #pragma unroll
-                for (int j = 0; j < NC; j++) bf16x8_to_f32(__ldg((const uint4 *)(row[j] + k)), wf[j]);
+                for (int j = 0; j < NC; j++) bf16x8_to_f32(ldw(row[j] + k, pol), wf[j]);
 #pragma unroll
                 for (int r = 0; r < MAXR; r++) {
                     if (r < nr) {
@@ -112,20 +220,23 @@ __global__ void __launch_bounds__(WARPS * 32) grouped_gemv_kernel(const float *_
             }
         }
     }
+    }
 }
-
 
 // ---- tensor-core variant (rows per expert > 4) -------------------------------
 // mma.sync m16n8k16 (bf16 in, f32 accumulate): a 16-row tile of an expert's
-// rows (A, converted to bf16) times 8 weight rows (B). A warp owns TC_NB
-// blocks of 8 weight rows (gated: gate/up pairs) and runs the whole K. Each
-// lane reads 16 bytes of a weight row per 32-wide K chunk: K is permuted
-// inside the chunk (lane t of a quad owns physical k = 8t..8t+7, which the two
-// mma steps see as logical k {2t, 2t+1, 2t+8, 2t+9}); A uses the same
-// permutation, so the dot products are unchanged.
-#define TC_NB 8
+// rows (A, converted to bf16) times 8 weight rows (B). A warp owns NB blocks
+// of 8 weight rows (gated: gate/up pairs). Each lane reads 16 bytes of a
+// weight row per 32-wide K chunk: K is permuted inside the chunk (lane t of a
+// quad owns physical k = 8t..8t+7, which the two mma steps see as logical k
+// {2t, 2t+1, 2t+8, 2t+9}); A uses the same permutation, so the dot products
+// are unchanged.
+// Template knobs: MT 16-row tiles per pass (share each weight load), NB blocks
+// of 8 weight rows per warp, KS warps splitting one task's K (32-wide chunks
+// dealt round robin, partial sums added through shared memory), D weight
+// chunks in flight per warp (a register ring). A block is 4 warps: 4 / KS
+// tasks of KS warps each.
 #define TC_WARPS 4
-#define TC_MT 2 // 16-row tiles per pass
 
 __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
     __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
@@ -140,73 +251,134 @@ __device__ __forceinline__ void mma_bf16(float *c, uint32_t a0, uint32_t a1, uin
                  : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
-template <int GATED>
+__device__ __forceinline__ void group_sync(int id, int nthreads) {
+    asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(nthreads) : "memory");
+}
+
+template <int GATED, int MT, int NB, int KS, int D>
 __global__ void __launch_bounds__(TC_WARPS * 32) tc_gemv_kernel(const float *__restrict__ x,
                                                                 const int32_t *__restrict__ seg,
                                                                 const __nv_bfloat16 *__restrict__ w,
-                                                                float *__restrict__ y, int N, int K, int tasks, int E) {
+                                                                float *__restrict__ y, int N, int K, int tasks, int E,
+                                                                int dependent, long long pf_budget) {
+    constexpr int TP = TC_WARPS / KS; // tasks per block
+    __shared__ float red[KS > 1 ? TC_WARPS : 1][KS > 1 ? MT * NB * 4 * 32 : 1];
+    pdl_trigger();
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-    const int task = blockIdx.x * TC_WARPS + warp;
-    if (task >= E * tasks) return; // the last block's spare warps
-    const int e = task / tasks, tk = task % tasks;
-    const int cols = GATED ? TC_NB / 2 * 8 : TC_NB * 8; // output columns of this task
-    const int c0 = tk * cols;
-    if (c0 >= N) return;
-    const int r0 = seg[e], r1 = seg[e + 1];
-    if (r0 >= r1) return;
+    const int tp = warp / KS, ks = warp % KS;
+    const int cols = GATED ? NB / 2 * 8 : NB * 8; // output columns of a task
     const size_t w_rows = GATED ? 2 * (size_t)N : (size_t)N;
+    if (dependent) { // prefetch this group's weight slices, then wait for x
+        if (!GATED && ks == 0) {
+            for (int item = blockIdx.x * TP + tp;; item += gridDim.x * TP) {
+                int nact;
+                const int e = nth_active(seg, E, item / tasks, &nact);
+                if (e < 0) break;
+                const int c0 = (item % tasks) * cols, c1 = min(N, c0 + cols);
+                if (lane == 0)
+                    prefetch_l2(w + ((size_t)e * N + c0) * K, prefetch_share((unsigned long long)(c1 - c0) * K * 2, nact,
+                                                                         (size_t)N * K * 2, pf_budget));
+            }
+        }
+        pdl_wait();
+    }
+    for (int item = blockIdx.x * TP + tp;; item += gridDim.x * TP) {
+    int nact;
+    const int e = nth_active(seg, E, item / tasks, &nact), tk = item % tasks;
+    if (e < 0) return; // the whole task group leaves together
+    const int c0 = tk * cols;
+    const int r0 = seg[e], r1 = seg[e + 1];
     const __nv_bfloat16 *we = w + (size_t)e * w_rows * K;
+    const uint64_t pol = evict_first_policy();
     // This lane's weight row in each block j.
-    const __nv_bfloat16 *wrow[TC_NB];
+    const __nv_bfloat16 *wrow[NB];
 #pragma unroll
-    for (int j = 0; j < TC_NB; j++) {
+    for (int j = 0; j < NB; j++) {
         int col = GATED ? c0 + (j >> 1) * 8 + g : c0 + j * 8 + g;
         col = min(col, N - 1);
         size_t rr = GATED ? (size_t)col + ((j & 1) ? (size_t)N : 0) : (size_t)col;
         wrow[j] = we + rr * K + t * 8;
     }
-    // Row tiles of MT x 16 rows share each weight load (MT = 2: up to 32 rows per pass).
-    for (int rt = r0; rt < r1; rt += 16 * TC_MT) {
-        float acc[TC_MT][TC_NB][4];
+    const int kstep = 32 * KS;
+    for (int rt = r0; rt < r1; rt += 16 * MT) {
+        float acc[MT][NB][4];
 #pragma unroll
-        for (int m = 0; m < TC_MT; m++)
+        for (int m = 0; m < MT; m++)
 #pragma unroll
-            for (int j = 0; j < TC_NB; j++) acc[m][j][0] = acc[m][j][1] = acc[m][j][2] = acc[m][j][3] = 0.f;
-        bool va[TC_MT], vb[TC_MT];
-        const float *xa[TC_MT], *xb[TC_MT];
+            for (int j = 0; j < NB; j++) acc[m][j][0] = acc[m][j][1] = acc[m][j][2] = acc[m][j][3] = 0.f;
+        bool va[MT], vb[MT];
+        const float *xa[MT], *xb[MT];
 #pragma unroll
-        for (int m = 0; m < TC_MT; m++) {
+        for (int m = 0; m < MT; m++) {
             const int ra = rt + 16 * m + g, rb = ra + 8;
             va[m] = ra < r1, vb[m] = rb < r1;
             xa[m] = x + (size_t)(va[m] ? ra : r0) * K + t * 8;
             xb[m] = x + (size_t)(vb[m] ? rb : r0) * K + t * 8;
         }
         const int mt_used = (r1 - rt + 15) / 16; // tiles with any valid row
-#pragma unroll 2
-        for (int kb = 0; kb < K; kb += 32) {
-            uint4 wv[TC_NB];
+        uint4 wv[D][NB];
 #pragma unroll
-            for (int j = 0; j < TC_NB; j++) wv[j] = __ldg((const uint4 *)(wrow[j] + kb));
+        for (int d = 0; d < D - 1; d++) {
+            const int kp = ks * 32 + d * kstep;
+            if (kp < K) {
 #pragma unroll
-            for (int m = 0; m < TC_MT; m++) {
-                if (m >= mt_used) break;
-                float4 a_lo = make_float4(0, 0, 0, 0), a_hi = a_lo, b_lo = a_lo, b_hi = a_lo;
-                if (va[m]) a_lo = __ldg((const float4 *)(xa[m] + kb)), a_hi = __ldg((const float4 *)(xa[m] + kb) + 1);
-                if (vb[m]) b_lo = __ldg((const float4 *)(xb[m] + kb)), b_hi = __ldg((const float4 *)(xb[m] + kb) + 1);
-                const uint32_t p0 = pack_bf16(a_lo.x, a_lo.y), p1 = pack_bf16(a_lo.z, a_lo.w),
-                               p2 = pack_bf16(a_hi.x, a_hi.y), p3 = pack_bf16(a_hi.z, a_hi.w);
-                const uint32_t q0 = pack_bf16(b_lo.x, b_lo.y), q1 = pack_bf16(b_lo.z, b_lo.w),
-                               q2 = pack_bf16(b_hi.x, b_hi.y), q3 = pack_bf16(b_hi.z, b_hi.w);
+                for (int j = 0; j < NB; j++) wv[d][j] = ldw(wrow[j] + kp, pol);
+            }
+        }
+        for (int kb0 = ks * 32; kb0 < K; kb0 += D * kstep) {
 #pragma unroll
-                for (int j = 0; j < TC_NB; j++) {
-                    mma_bf16(acc[m][j], p0, q0, p1, q1, wv[j].x, wv[j].y);
-                    mma_bf16(acc[m][j], p2, q2, p3, q3, wv[j].z, wv[j].w);
+            for (int d = 0; d < D; d++) {
+                const int kb = kb0 + d * kstep;
+                if (kb >= K) break;
+                const int kp = kb + (D - 1) * kstep;
+                if (kp < K) {
+#pragma unroll
+                    for (int j = 0; j < NB; j++) wv[(d + D - 1) % D][j] = ldw(wrow[j] + kp, pol);
+                }
+#pragma unroll
+                for (int m = 0; m < MT; m++) {
+                    if (m >= mt_used) break;
+                    float4 a_lo = make_float4(0, 0, 0, 0), a_hi = a_lo, b_lo = a_lo, b_hi = a_lo;
+                    if (va[m]) a_lo = __ldg((const float4 *)(xa[m] + kb)), a_hi = __ldg((const float4 *)(xa[m] + kb) + 1);
+                    if (vb[m]) b_lo = __ldg((const float4 *)(xb[m] + kb)), b_hi = __ldg((const float4 *)(xb[m] + kb) + 1);
+                    const uint32_t p0 = pack_bf16(a_lo.x, a_lo.y), p1 = pack_bf16(a_lo.z, a_lo.w),
+                                   p2 = pack_bf16(a_hi.x, a_hi.y), p3 = pack_bf16(a_hi.z, a_hi.w);
+                    const uint32_t q0 = pack_bf16(b_lo.x, b_lo.y), q1 = pack_bf16(b_lo.z, b_lo.w),
+                                   q2 = pack_bf16(b_hi.x, b_hi.y), q3 = pack_bf16(b_hi.z, b_hi.w);
+#pragma unroll
+                    for (int j = 0; j < NB; j++) {
+                        mma_bf16(acc[m][j], p0, q0, p1, q1, wv[d][j].x, wv[d][j].y);
+                        mma_bf16(acc[m][j], p2, q2, p3, q3, wv[d][j].z, wv[d][j].w);
+                    }
                 }
             }
         }
+        if (KS > 1) { // add the other warps' partial sums into warp ks == 0
+            if (ks > 0) {
+#pragma unroll
+                for (int m = 0; m < MT; m++)
+#pragma unroll
+                    for (int j = 0; j < NB; j++)
+#pragma unroll
+                        for (int i = 0; i < 4; i++) red[warp][((m * NB + j) * 4 + i) * 32 + lane] = acc[m][j][i];
+            }
+            group_sync(1 + tp, KS * 32);
+            if (ks == 0) {
+#pragma unroll
+                for (int s = 1; s < KS; s++)
+#pragma unroll
+                    for (int m = 0; m < MT; m++)
+#pragma unroll
+                        for (int j = 0; j < NB; j++)
+#pragma unroll
+                            for (int i = 0; i < 4; i++) acc[m][j][i] += red[warp + s][((m * NB + j) * 4 + i) * 32 + lane];
+            }
+            group_sync(1 + tp, KS * 32); // red is free again for the next pass
+            if (ks > 0) continue;
+        }
         // acc[m][j]: [0],[1] row rt+16m+g, columns 2t, 2t+1 of block j; [2],[3] row +8.
 #pragma unroll
-        for (int m = 0; m < TC_MT; m++)
+        for (int m = 0; m < MT; m++)
 #pragma unroll
             for (int half = 0; half < 2; half++) {
                 const int row = rt + 16 * m + g + 8 * half;
@@ -214,7 +386,7 @@ __global__ void __launch_bounds__(TC_WARPS * 32) tc_gemv_kernel(const float *__r
                 float *yr = y + (size_t)row * N;
                 if (GATED) {
 #pragma unroll
-                    for (int p = 0; p < TC_NB / 2; p++)
+                    for (int p = 0; p < NB / 2; p++)
 #pragma unroll
                         for (int q = 0; q < 2; q++) {
                             const int col = c0 + p * 8 + 2 * t + q;
@@ -223,7 +395,7 @@ __global__ void __launch_bounds__(TC_WARPS * 32) tc_gemv_kernel(const float *__r
                         }
                 } else {
 #pragma unroll
-                    for (int j = 0; j < TC_NB; j++)
+                    for (int j = 0; j < NB; j++)
 #pragma unroll
                         for (int q = 0; q < 2; q++) {
                             const int col = c0 + j * 8 + 2 * t + q;
@@ -232,41 +404,131 @@ __global__ void __launch_bounds__(TC_WARPS * 32) tc_gemv_kernel(const float *__r
                 }
             }
     }
+    }
 }
 
-extern "C" int jk_grouped_gemv(const float *x, const int32_t *seg, const uint16_t *w, float *y, int E, int N, int K,
-                               int gated, int max_rows, void *stream) {
+// ---- host side ----------------------------------------------------------------
+// Launch, as a programmatic dependent of the previous kernel in the stream
+// when dependent (falls back to a plain launch where the driver refuses).
+template <typename... KArgs, typename... Args>
+static cudaError_t launch(void (*k)(KArgs...), dim3 grid, dim3 block, cudaStream_t st, int dependent, Args... args) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid, cfg.blockDim = block, cfg.dynamicSmemBytes = 0, cfg.stream = st;
+    cudaLaunchAttribute at[1];
+    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = at, cfg.numAttrs = dependent ? 1 : 0;
+    cudaError_t rc = cudaLaunchKernelEx(&cfg, k, ((KArgs)args)...);
+    if (rc != cudaSuccess && dependent) {
+        (void)cudaGetLastError();
+        cfg.numAttrs = 0;
+        rc = cudaLaunchKernelEx(&cfg, k, ((KArgs)args)...);
+    }
+    return rc;
+}
+
+typedef void (*tc_fn)(const float *, const int32_t *, const __nv_bfloat16 *, float *, int, int, int, int, int, long long);
+
+template <int G, int MT>
+static tc_fn tc_pick3(int NB, int KS, int D) {
+#define TC_CASE(nb, ks, d) \
+    if (NB == nb && KS == ks && D == d) return tc_gemv_kernel<G, MT, nb, ks, d>;
+    TC_CASE(8, 1, 2) TC_CASE(8, 2, 2) TC_CASE(8, 4, 2)
+    TC_CASE(4, 1, 2) TC_CASE(4, 2, 2) TC_CASE(4, 4, 2)
+    TC_CASE(4, 1, 4) TC_CASE(4, 2, 4) TC_CASE(4, 4, 4)
+#undef TC_CASE
+    return NULL;
+}
+
+static tc_fn tc_pick(int gated, int MT, int NB, int KS, int D) {
+    if (gated) return MT == 1 ? tc_pick3<1, 1>(NB, KS, D) : tc_pick3<1, 2>(NB, KS, D);
+    return MT == 1 ? tc_pick3<0, 1>(NB, KS, D) : tc_pick3<0, 2>(NB, KS, D);
+}
+
+// Blocks of kernel fn (threads each) resident on the whole device at once.
+static int resident_blocks(const void *fn, int threads) {
+    static const void *keys[64];
+    static int vals[64], n;
+    for (int i = 0; i < n; i++)
+        if (keys[i] == fn) return vals[i];
+    int per_sm = 0, dev = 0, sms = 0;
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fn, threads, 0) != cudaSuccess || per_sm <= 0) per_sm = 1;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || sms <= 0) sms = 132;
+    (void)cudaGetLastError();
+    if (n < 64) keys[n] = fn, vals[n] = per_sm * sms, n++;
+    return per_sm * sms;
+}
+
+// Bytes of weights the dependent (down) launch may prefetch into L2: half the L2.
+static long long prefetch_budget(void) {
+    static long long b = -1;
+    if (b < 0) {
+        int dev = 0, l2 = 0;
+        if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, dev) != cudaSuccess) l2 = 0;
+        b = l2 / 2;
+    }
+    const char *ov = getenv("JANUS_PF_BUDGET"); // experiments
+    return ov ? atoll(ov) : b;
+}
+
+static int grouped_gemv(const float *x, const int32_t *seg, const uint16_t *w, float *y, int E, int N, int K,
+                        int gated, int max_rows, int dependent, cudaStream_t st) {
     if (K % 8 || E <= 0 || N <= 0) return (int)cudaErrorInvalidValue;
     if (max_rows <= 0) return 0;
+    const long long pf = dependent ? prefetch_budget() : 0;
+    const __nv_bfloat16 *wb = (const __nv_bfloat16 *)w;
     if (max_rows > 4 && K % 32 == 0) { // tensor cores
-        const int cols = gated ? TC_NB / 2 * 8 : TC_NB * 8, tasks = (N + cols - 1) / cols;
-        const int blocks = (E * tasks + TC_WARPS - 1) / TC_WARPS;
-        if (gated)
-            tc_gemv_kernel<1><<<blocks, TC_WARPS * 32, 0, (cudaStream_t)stream>>>(x, seg, (const __nv_bfloat16 *)w, y, N, K, tasks, E);
-        else
-            tc_gemv_kernel<0><<<blocks, TC_WARPS * 32, 0, (cudaStream_t)stream>>>(x, seg, (const __nv_bfloat16 *)w, y, N, K, tasks, E);
-        return (int)cudaGetLastError();
+        // Measured on H100 (tools/moe_ffn_bench.cu sweep): 4 weight-row blocks per warp, K split over the 4
+        // warps of a block, except the down projection with many tasks (Qwen3: 2 warps).
+        int MT = max_rows <= 16 ? 1 : 2, NB = 4, KS = 0, D = 2;
+        const char *ov = getenv("JANUS_TC"); // experiments: "MT,NB,KS,D", 0 = default
+        if (ov) {
+            int v[4] = {0, 0, 0, 0};
+            sscanf(ov, "%d,%d,%d,%d", &v[0], &v[1], &v[2], &v[3]);
+            if (v[0]) MT = v[0];
+            if (v[1]) NB = v[1];
+            if (v[2]) KS = v[2];
+            if (v[3]) D = v[3];
+        }
+        const int cols = gated ? NB / 2 * 8 : NB * 8, tasks = (N + cols - 1) / cols;
+        if (!KS) KS = (!gated && (long long)E * tasks >= 4096) ? 2 : 4;
+        tc_fn k = tc_pick(gated, MT, NB, KS, D);
+        if (!k) return (int)cudaErrorInvalidValue;
+        const int per_block = TC_WARPS / KS;
+        long long blocks = ((long long)E * tasks + per_block - 1) / per_block;
+        const int cap = resident_blocks((const void *)k, TC_WARPS * 32); // a persistent grid: no empty blocks
+        if (blocks > cap) blocks = cap;
+        return (int)launch(k, dim3((unsigned)blocks), dim3(TC_WARPS * 32), st, dependent, x, seg, wb, y, N, K, tasks, E,
+                           dependent, pf);
     }
     // One or two rows per expert comes with few activated experts (small
     // batches): narrower column tiles give more blocks, so more bytes in flight.
     int cpb = COLS_PER_BLOCK;
-    if (max_rows <= 2) cpb = 32;
+    if (max_rows <= 2 && gated) cpb = 32; // (not gated, 8 warps of 8 columns fill 64)
     const char *ov = getenv("JANUS_GEMV_COLS"); // experiments: force a tile width
     if (ov && atoi(ov) >= 8) cpb = atoi(ov);
     const int col_tiles = (N + cpb - 1) / cpb;
-    const dim3 grid(E * col_tiles), block(WARPS * 32);
-    const __nv_bfloat16 *wb = (const __nv_bfloat16 *)w;
-    cudaStream_t st = (cudaStream_t)stream;
-    if (max_rows <= 1) grouped_gemv_kernel<1, 8><<<grid, block, 0, st>>>(x, seg, wb, y, N, K, gated, col_tiles, cpb);
-    else if (max_rows <= 2) grouped_gemv_kernel<2, 8><<<grid, block, 0, st>>>(x, seg, wb, y, N, K, gated, col_tiles, cpb);
-    else if (max_rows <= 4) grouped_gemv_kernel<4, 8><<<grid, block, 0, st>>>(x, seg, wb, y, N, K, gated, col_tiles, cpb);
-    else if (max_rows <= 8) grouped_gemv_kernel<8, 4><<<grid, block, 0, st>>>(x, seg, wb, y, N, K, gated, col_tiles, cpb);
-    else grouped_gemv_kernel<16, 4><<<grid, block, 0, st>>>(x, seg, wb, y, N, K, gated, col_tiles, cpb);
-    return (int)cudaGetLastError();
+    void (*k)(const float *, const int32_t *, const __nv_bfloat16 *, float *, int, int, int, int, int, int, int, long long);
+    if (max_rows <= 1) k = grouped_gemv_kernel<1, 8>;
+    else if (max_rows <= 2) k = grouped_gemv_kernel<2, 8>;
+    else if (max_rows <= 4) k = grouped_gemv_kernel<4, 8>;
+    else if (max_rows <= 8) k = grouped_gemv_kernel<8, 4>;
+    else k = grouped_gemv_kernel<16, 4>;
+    long long blocks = (long long)E * col_tiles;
+    const int cap = resident_blocks((const void *)k, WARPS * 32); // a persistent grid: no empty blocks
+    if (blocks > cap) blocks = cap;
+    return (int)launch(k, dim3((unsigned)blocks), dim3(WARPS * 32), st, dependent, x, seg, wb, y, N, K, gated, col_tiles, cpb, E, dependent, pf);
+}
+
+extern "C" int jk_grouped_gemv(const float *x, const int32_t *seg, const uint16_t *w, float *y, int E, int N, int K,
+                               int gated, int max_rows, void *stream) {
+    return grouped_gemv(x, seg, w, y, E, N, K, gated, max_rows, 0, (cudaStream_t)stream);
 }
 
 extern "C" int jk_moe_ffn_decode(const jk_moe_ffn_args *a, void *stream) {
-    int rc = jk_grouped_gemv(a->x, a->seg, a->w_gu, a->act, a->E, a->I, a->H, 1, a->max_rows, stream);
+    int rc = grouped_gemv(a->x, a->seg, a->w_gu, a->act, a->E, a->I, a->H, 1, a->max_rows, 0, (cudaStream_t)stream);
     if (rc) return rc;
-    return jk_grouped_gemv(a->act, a->seg, a->w_down, a->y, a->E, a->H, a->I, 0, a->max_rows, stream);
+    const char *ov = getenv("JANUS_PDL"); // experiments: 0 = plain launch of the down projection
+    const int dep = !(ov && atoi(ov) == 0);
+    return grouped_gemv(a->act, a->seg, a->w_down, a->y, a->E, a->H, a->I, 0, a->max_rows, dep, (cudaStream_t)stream);
 }
