@@ -654,8 +654,10 @@ extern "C" int jk_attention_splitk(float *out, const float *q, const uint16_t *k
     default: rc = sk_launch_hd<256>(out, o_part, ml_part, q, kc, vc, bt, max_blocks, pos, T, nh, nkv, bs, &p, ST(s)); break;
     }
     if (rc || p.splits == 1) return rc;
-    attention_combine_kernel<<<(unsigned)((long)T * nh), SKC_THREADS, sizeof(float) * p.splits, ST(s)>>>(out, o_part, ml_part,
-                                                                                                      p.splits, hd);
+    // w_s rounded up to whole 16-byte vectors: compute-sanitizer saw 12-byte
+    // shared reads past p.splits floats (vectorised loads of the last weights).
+    const size_t wbytes = sizeof(float) * (size_t)((p.splits + 3) & ~3);
+    attention_combine_kernel<<<(unsigned)((long)T * nh), SKC_THREADS, wbytes, ST(s)>>>(out, o_part, ml_part, p.splits, hd);
     return (int)cudaGetLastError();
 }
 
