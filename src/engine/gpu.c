@@ -462,7 +462,9 @@ static void mb_attention(janus_gpu *g, int l, int i) {
     CK(jk_rope(g->k, M->pos, g->inv_freq, T, nkv, hd, st));
     uint16_t *kc = g->kc + (size_t)l * g->layer_kv, *vc = g->vc + (size_t)l * g->layer_kv;
     CK(jk_kv_store(kc, vc, g->k, g->v, M->bt, M->maxb, M->pos, T, kvd, g->bs, st));
-    if (g->splitk)
+    // Split-K pays from a few hundred positions on (docs/gpu.md: at 64-128
+    // its combine kernel costs more than it saves).
+    if (g->splitk && M->maxb * g->bs >= 256)
         CK(jk_attention_splitk(g->att, g->q, kc, vc, M->bt, M->maxb, M->pos, T, nh, nkv, hd, g->bs, g->att_ws,
                                g->att_ws_bytes, st));
     else
