@@ -3,17 +3,21 @@
 //   decode: CPU decode step time and tokens/s on a model at several batch sizes;
 //           bytes streamed per step (weights read + activated experts + KV) over
 //           the time, against this machine's memory copy bandwidth measured in
-//           the same run.
+//           the same run; --calibration fits the planner's model to the step
+//           times (plan/calib.h) and writes the file `janus plan --hardware` reads.
 #include <getopt.h>
 #include <omp.h>
 #include <stdio.h>
 #include <math.h>
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "engine/forward.h"
 #include "engine/generate.h"
 #include "io/results.h"
+#include "plan/calib.h"
 #include "plan/placement.h"
 #include "sched/sched.h"
 
@@ -39,6 +43,14 @@ static const char *HELP =
     "  --steps N          timed decode steps per batch size (default 16)\n"
     "  --threads N        OpenMP threads (default: all this process may use)\n"
     "  --json FILE        also write the table as JSON\n"
+    "  --calibration FILE fit the planner's CPU model to the step times (at least 3\n"
+    "                     batch sizes): eff (fraction of the copy bandwidth), flops and\n"
+    "                     layer_overhead_s by least squares of its predicted 1-rank TPOT\n"
+    "                     against the median step time of each batch size; print\n"
+    "                     measured vs predicted and write FILE for janus plan\n"
+    "                     --hardware FILE (docs/plan.md, \"Calibration\"); a batch size\n"
+    "                     whose steps other processes disturbed (> 5% of a core) is\n"
+    "                     measured again, up to 5 tries\n"
     "\n"
     "usage: janus bench sched [--replicas R] [--tokens N] [--zipf S] [--json FILE]\n"
     "\n"
@@ -106,12 +118,39 @@ static size_t attn_side_bytes(const janus_model *m) {
     return m->weight_bytes - experts;
 }
 
+// CPU seconds other processes of this machine spent since the last call
+// (Linux /proc/stat minus this process's getrusage); 0 where unknown. *state
+// holds the two readings between calls.
+static double other_cpu_s(double state[2]) {
+    double busy = 0, self;
+    FILE *f = fopen("/proc/stat", "r");
+    unsigned long long v[8] = {0};
+    if (f) {
+        if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6],
+                   &v[7]) == 8)
+            busy = (double)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / sysconf(_SC_CLK_TCK);
+        fclose(f);
+    }
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    self = ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec * 1e-6;
+    double other = busy > 0 && state[0] > 0 ? (busy - state[0]) - (self - state[1]) : 0;
+    state[0] = busy, state[1] = self;
+    return other > 0 ? other : 0;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
 static int bench_decode(int argc, char **argv) {
-    const char *model = NULL, *json = NULL, *batch_list = "1,8,32";
+    const char *model = NULL, *json = NULL, *batch_list = "1,8,32", *calib = NULL;
     int context = 128, steps = 16, threads = 0;
     static struct option opts[] = {{"model", required_argument, 0, 'm'},   {"batch", required_argument, 0, 'b'},
                                    {"context", required_argument, 0, 'c'}, {"steps", required_argument, 0, 's'},
                                    {"threads", required_argument, 0, 't'}, {"json", required_argument, 0, 'j'},
+                                   {"calibration", required_argument, 0, 'C'},
                                    {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
     int c;
     opterr = 0;
@@ -124,6 +163,7 @@ static int bench_decode(int argc, char **argv) {
         case 's': steps = (int)cli_int("--steps", optarg, 1, 1 << 20); break;
         case 't': threads = (int)cli_int("--threads", optarg, 1, 4096); break;
         case 'j': json = optarg; break;
+        case 'C': calib = optarg; break;
         case 'h': fputs(HELP, stdout); return 0;
         default: janus_die(NULL, "bench decode: unknown or incomplete option \"%s\" (janus bench --help)", argv[optind - 1]);
         }
@@ -145,6 +185,16 @@ static int bench_decode(int argc, char **argv) {
         p = *end == ',' ? end + 1 : end;
         if (*end && *end != ',') janus_die(NULL, "--batch: \"%s\" is not a comma-separated list", batch_list);
     }
+    if (calib && nb < 3) janus_die(NULL, "bench decode: --calibration needs at least 3 batch sizes (--batch), %d given", nb);
+    if (calib) { // fail before the measurements, not after (janus_calib_write writes FILE.tmp, then renames)
+        char tmp[4200];
+        snprintf(tmp, sizeof tmp, "%s.tmp", calib);
+        FILE *cf = fopen(tmp, "w");
+        if (!cf) janus_die(calib, "cannot open for writing");
+        fclose(cf);
+        remove(tmp);
+    }
+    janus_calib_point pts[32];
     double bw = copy_bandwidth();
     size_t attn_bytes = attn_side_bytes(&m);
     size_t expert_bytes = janus_expert_bytes(cf, janus_dtype_size(m.layers[0].moe ? m.layers[0].gate[0].dt : m.embed.dt));
@@ -183,32 +233,61 @@ static int bench_decode(int argc, char **argv) {
                     tbt[i] = bt[s];
                 }
                 rows[0] = n - 1;
-                janus_batch b = {n, tok, pos, tbt, 1, rows};
+                janus_batch b = {.T = n, .tok = tok, .pos = pos, .bt = tbt, .n_out = 1, .out_rows = rows};
                 janus_forward(&en, &b, logits);
             }
         // Timed decode steps: B tokens each.
         int64_t *before = xmalloc(sizeof(int64_t) * cf->n_layers * cf->n_experts);
-        double t_total = 0, active_experts = 0;
-        for (int st = 0; st < steps; st++) {
-            for (int s = 0; s < B; s++) {
-                tok[s] = (int32_t)((s * 7919 + st * 104729) % cf->vocab);
-                pos[s] = context + st;
-                tbt[s] = bt[s];
-                rows[s] = s;
+        double t_total = 0, active_experts = 0, *t_step = xmalloc(sizeof(double) * steps);
+        // With --calibration, timed steps during which other processes took
+        // more than 5% of a core are measured again (up to 5 tries; the least
+        // disturbed is kept): on a shared machine they would skew the fit.
+        double *best_step = xmalloc(sizeof(double) * steps), best_other = INFINITY, best_total = 0, best_active = 0;
+        for (int attempt = 0;; attempt++) {
+            double cpu_state[2] = {0, 0}, t_begin = janus_now_s();
+            other_cpu_s(cpu_state);
+            t_total = active_experts = 0;
+            for (int st = 0; st < steps; st++) {
+                for (int s = 0; s < B; s++) {
+                    tok[s] = (int32_t)((s * 7919 + st * 104729) % cf->vocab);
+                    pos[s] = context + st;
+                    tbt[s] = bt[s];
+                    rows[s] = s;
+                }
+                memcpy(before, en.expert_counts, sizeof(int64_t) * cf->n_layers * cf->n_experts);
+                janus_batch b = {.T = B, .tok = tok, .pos = pos, .bt = tbt, .n_out = B, .out_rows = rows};
+                double t0 = janus_now_s();
+                janus_forward(&en, &b, logits);
+                t_step[st] = janus_now_s() - t0;
+                t_total += t_step[st];
+                for (int i = 0; i < cf->n_layers * cf->n_experts; i++) active_experts += en.expert_counts[i] > before[i];
             }
-            memcpy(before, en.expert_counts, sizeof(int64_t) * cf->n_layers * cf->n_experts);
-            janus_batch b = {B, tok, pos, tbt, B, rows};
-            double t0 = janus_now_s();
-            janus_forward(&en, &b, logits);
-            t_total += janus_now_s() - t0;
-            for (int i = 0; i < cf->n_layers * cf->n_experts; i++) active_experts += en.expert_counts[i] > before[i];
+            const double other = other_cpu_s(cpu_state) / (janus_now_s() - t_begin);
+            if (other < best_other) {
+                best_other = other, best_total = t_total, best_active = active_experts;
+                memcpy(best_step, t_step, sizeof(double) * steps);
+            }
+            if (!calib || other <= 0.05 || attempt == 4) break;
+            printf("# batch %d: other processes took %.0f%% of a core during the timed steps; measuring again\n", B, 100 * other);
         }
+        if (calib && best_other > 0.05)
+            printf("# batch %d: every try was disturbed; kept the one where other processes took %.0f%% of a core\n", B,
+                   100 * best_other);
+        t_total = best_total, active_experts = best_active;
+        memcpy(t_step, best_step, sizeof(double) * steps);
+        free(best_step);
         int n_moe = janus_n_moe_layers(cf);
         double ms = 1e3 * t_total / steps, tps = B * steps / t_total;
         double act_per_layer = n_moe ? active_experts / steps / n_moe : 0;
         double kv_bytes = (double)B * (context + steps / 2.0) * cf->n_layers * 2.0 * cf->n_kv_heads * cf->head_dim * 4;
         double bytes = attn_bytes + active_experts / steps * expert_bytes + kv_bytes;
         double gbps = bytes / (t_total / steps) / 1e9;
+        // The fit takes the median step: robust to a step that another process
+        // on a shared machine slowed down.
+        qsort(t_step, steps, sizeof(double), cmp_double);
+        pts[bi] = (janus_calib_point){.batch = B, .context = context, .steps = steps,
+                                      .step_s = steps % 2 ? t_step[steps / 2] : 0.5 * (t_step[steps / 2 - 1] + t_step[steps / 2])};
+        free(t_step);
         printf("%6d %10.3f %12.1f %14.2f %12.2f %10.2f %7.1f%%\n", B, ms, tps, act_per_layer, bytes / 1e6, gbps,
                100.0 * gbps / (bw / 1e9));
         if (jf)
@@ -228,6 +307,29 @@ static int bench_decode(int argc, char **argv) {
     if (jf) {
         fprintf(jf, "]}\n");
         fclose(jf);
+    }
+    if (calib) {
+        janus_hw base = *janus_hw_preset("cpu");
+        base.hbm_Bps = bw;
+        // A node holds as many ranks of this many threads as it has cores.
+        base.gpus_per_node = omp_get_num_procs() / nthreads > 1 ? omp_get_num_procs() / nthreads : 1;
+        janus_calib_fit fit;
+        char src[1024];
+        snprintf(src, sizeof src, "janus bench decode --model %s --batch %s --context %d --steps %d, %d OpenMP threads, "
+                                  "copy bandwidth %.2f GB/s", model, batch_list, context, steps, nthreads, bw / 1e9);
+        if (janus_calib_fit_decode(cf, &base, pts, nb, &fit, &e) ||
+            janus_calib_write(calib, "cpu", &fit, pts, nb, src, &e))
+            janus_die(NULL, "%s", e.msg);
+        printf("# calibration: %.1f%% of the copy bandwidth (eff %.4f of %.2f GB/s)%s, %.2f GFLOP/s%s, %.1f us per "
+               "layer overhead%s\n", 100 * fit.hw.eff, fit.hw.eff, bw / 1e9, fit.fitted & 1 ? "" : " (held: not fitted)",
+               fit.hw.flops / 1e9, fit.fitted & 2 ? "" : " (held: not fitted)", fit.hw.layer_overhead_s * 1e6,
+               fit.fitted & 4 ? "" : " (held at 0: a free fit makes it negative)");
+        printf("%6s %12s %14s %8s   (measured: the median step)\n", "batch", "measured_ms", "predicted_ms", "err%");
+        for (int i = 0; i < nb; i++)
+            printf("%6d %12.3f %14.3f %7.1f%%\n", pts[i].batch, pts[i].step_s * 1e3, fit.pred_s[i] * 1e3,
+                   100 * (fit.pred_s[i] - pts[i].step_s) / pts[i].step_s);
+        printf("# fit residual: rms %.1f%%, max %.1f%% of the measured step time; written to %s (janus plan --hardware %s)\n",
+               100 * fit.rms_rel, 100 * fit.max_rel, calib, calib);
     }
     janus_model_free(&m);
     return 0;

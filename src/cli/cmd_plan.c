@@ -1,6 +1,7 @@
 // cli/cmd_plan.c: `janus plan`: the SLO planner on the command line: the best
 // layouts for a GPU budget as a table, why the winner won, the plan JSON, the
-// sbatch geometry; --simulate sweeps GPU counts and writes CSV.
+// sbatch geometry; --simulate sweeps GPU counts and writes CSV; --eval
+// predicts one given layout (tools/check_plan.py compares it with real runs).
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 
 static const char *HELP =
     "usage: janus plan --model DIR --gpus N [options]\n"
+    "       janus plan --model DIR --eval A,M,B,m [--json] [workload and hardware options]\n"
     "\n"
     "Chooses attention GPUs, MoE GPUs, batch per attention GPU and micro-batches\n"
     "(and compares the monolithic layouts) for the most output tokens/s per GPU\n"
@@ -35,7 +37,11 @@ static const char *HELP =
     "  --out FILE             write the winning plan as JSON\n"
     "  --sbatch               print the sbatch geometry and command of the plan\n"
     "  --simulate             sweep --gpus (a list) and write --csv FILE\n"
-    "  --csv FILE             simulation output (default plan-simulation.csv)\n";
+    "  --csv FILE             simulation output (default plan-simulation.csv)\n"
+    "  --eval A,M,B,m         predict one layout instead of searching: A attention ranks,\n"
+    "                         M MoE ranks (0: monolithic on A ranks), B sequences per\n"
+    "                         attention rank, m micro-batches; prints TPOT and its parts\n"
+    "  --json                 with --eval: print the prediction as one JSON object\n";
 
 static void workload_from(const char *path, janus_workload *w) {
     janus_requests R;
@@ -77,10 +83,46 @@ static int parse_list(const char *s, int *v, int max) {
     return n;
 }
 
+// --eval A,M,B,m: the model's prediction for one layout.
+static int eval_one(const janus_config *cfg, const janus_hw *hw, const janus_workload *w, const char *model,
+                    const char *spec, int as_json) {
+    int v[4], n = 0;
+    for (const char *s = spec; *s && n < 4;) {
+        char *end;
+        long x = strtol(s, &end, 10);
+        if (end == s || x < 0 || x > (1 << 20) || (*end && *end != ',')) break;
+        v[n++] = (int)x;
+        s = *end ? end + 1 : end;
+    }
+    if (n != 4 || v[0] < 1 || v[2] < 1 || v[3] < 1 || v[3] > 64 || (v[1] == 0 && v[3] != 1) || v[3] > v[2])
+        janus_die(NULL, "--eval: \"%s\" is not A,M,B,m (A >= 1 attention ranks, M MoE ranks or 0 for monolithic, "
+                        "B >= m sequences per attention rank, m in [1, 64] micro-batches, 1 when monolithic)", spec);
+    janus_plan pl = {.attn = v[0], .moe = v[1], .batch = v[2], .micro = v[3]};
+    janus_plan_eval(cfg, hw, w, &pl);
+    if (as_json) {
+        char js[1024];
+        janus_plan_json(&pl, hw->name, 0, js, sizeof js);
+        js[strlen(js) - 1] = 0; // add the parts of one layer and the workload
+        printf("%s, \"fits\": %s, \"t_attn_ms\": %.4f, \"t_moe_ms\": %.4f, \"t_xchg_ms\": %.4f, "
+               "\"act_per_moe_rank\": %.3f, \"prompt_len\": %.2f, \"output_len\": %.2f, \"zipf\": %.3f}\n",
+               js, pl.fits ? "true" : "false", pl.t_attn_s * 1e3, pl.t_moe_s * 1e3, pl.t_xchg_s * 1e3, pl.act_per_moe_gpu,
+               w->prompt_len, w->output_len, w->zipf);
+        return 0;
+    }
+    printf("# janus plan --eval: %s (%s) on %s, prompt %.0f, output %.0f, zipf %.2f\n", model, cfg->model_type, hw->name,
+           w->prompt_len, w->output_len, w->zipf);
+    print_table(&pl, 1);
+    printf("# one layer: attention %.3f ms, exchange %.3f ms, experts %.3f ms (%.1f activated per MoE rank)%s\n",
+           pl.t_attn_s * 1e3, pl.t_xchg_s * 1e3, pl.t_moe_s * 1e3, pl.act_per_moe_gpu,
+           pl.fits ? "" : "; does NOT fit in memory");
+    return 0;
+}
+
 int cmd_plan(int argc, char **argv) {
     const char *model = NULL, *requests = NULL, *out = NULL, *hwname = "h100", *gpus_s = NULL, *csv = "plan-simulation.csv";
     double slo_ms = 200, inter_gbps = 0;
-    int max_batch = 1024, ntop = 8, sbatch = 0, simulate = 0, gpn = 0;
+    const char *eval_s = NULL;
+    int max_batch = 1024, ntop = 8, sbatch = 0, simulate = 0, gpn = 0, as_json = 0;
     janus_workload w = {512, 256, 0};
     static struct option opts[] = {
         {"model", required_argument, 0, 'm'},       {"gpus", required_argument, 0, 'g'},
@@ -91,6 +133,7 @@ int cmd_plan(int argc, char **argv) {
         {"max-batch", required_argument, 0, 'b'},   {"top", required_argument, 0, 't'},
         {"out", required_argument, 0, 'O'},         {"sbatch", no_argument, 0, 'S'},
         {"simulate", no_argument, 0, 'Y'},          {"csv", required_argument, 0, 'c'},
+        {"eval", required_argument, 0, 'e'},        {"json", no_argument, 0, 'J'},
         {"help", no_argument, 0, 'h'},              {0, 0, 0, 0}};
     int c;
     opterr = 0;
@@ -113,29 +156,25 @@ int cmd_plan(int argc, char **argv) {
         case 'S': sbatch = 1; break;
         case 'Y': simulate = 1; break;
         case 'c': csv = optarg; break;
+        case 'e': eval_s = optarg; break;
+        case 'J': as_json = 1; break;
         case 'h': fputs(HELP, stdout); return 0;
         default: janus_die(NULL, "plan: unknown or incomplete option \"%s\" (janus plan --help)", argv[optind - 1]);
         }
     }
     if (!model) janus_die(NULL, "plan: --model DIR is required (janus plan --help)");
-    if (!gpus_s) janus_die(NULL, "plan: --gpus N is required");
-    const janus_hw *preset = janus_hw_preset(hwname);
+    if (!gpus_s && !eval_s) janus_die(NULL, "plan: --gpus N (or --eval A,M,B,m) is required");
+    if (as_json && !eval_s) janus_die(NULL, "plan: --json goes with --eval (the search writes its plan with --out FILE)");
     janus_hw hw;
-    if (preset) {
-        hw = *preset;
-    } else {
-        janus_err he;
-        FILE *hf = fopen(hwname, "r");
-        if (!hf) janus_die(NULL, "--hardware: \"%s\" is not one of h100, h200, cpu, nor a calibration file", hwname);
-        fclose(hf);
-        if (janus_hw_load(hwname, &hw, &he)) janus_die(NULL, "%s", he.msg);
-    }
+    janus_err he;
+    if (janus_hw_get(hwname, &hw, &he)) janus_die(NULL, "%s", he.msg);
     if (gpn) hw.gpus_per_node = gpn;
     if (inter_gbps > 0) hw.inter_Bps = inter_gbps * 1e9 / 8;
     janus_config cfg;
     janus_err e;
     if (janus_config_load(model, &cfg, &e)) janus_die(NULL, "%s", e.msg);
     if (requests) workload_from(requests, &w);
+    if (eval_s) return eval_one(&cfg, &hw, &w, model, eval_s, as_json);
     int glist[64];
     int ng = parse_list(gpus_s, glist, 64);
     janus_plan *top = xcalloc(ntop, sizeof(janus_plan));

@@ -6,12 +6,16 @@
 //   t_moe  = (activated experts per MoE GPU x bytes of one expert) / (HBM x eff)
 //            + expert FLOPs / peak + overhead, with the A b' k routed pairs
 //            spread over the MoE GPUs by the activation scheduler
-//   t_xchg = 2 (alpha + b' k H 2 bytes / link bandwidth)   (there and back)
+//   t_xchg = 2 (alpha + b' k H act_bytes / link bandwidth)   (there and back)
 // Disaggregated, ping-pong over m micro-batches:
 //   T_layer = m max(t_attn, t_xchg + t_moe) + min(t_attn, t_xchg + t_moe)
+// or, where one message exceeds hw->overlap_max_bytes (host MPI moves it only
+// when the sender calls MPI again), serially: m (t_attn + t_xchg + t_moe).
 // Monolithic (every GPU attends b sequences and holds E / G experts):
 //   T_layer = t_attn(b) + t_xchg + t_moe(G b k pairs over G GPUs)
-// TPOT = sum over layers + lm_head read. Dense layers: attention + dense FFN.
+// TPOT = sum over layers + lm_head (its read, and its FLOPs for every sequence).
+// Dense layers: attention + dense FFN. Activations and the KV cache take
+// hw->act_bytes per element (f32 on CPUs).
 #include "plan/planner.h"
 
 #include <jansson.h>
@@ -21,9 +25,10 @@
 
 static const janus_hw PRESETS[] = {
     // name   HBM B/s  eff    FLOP/s  memory   NVLink B/s alpha   network B/s alpha  layer overhead  GPUs/node
-    {"h100", 3.35e12, 0.65, 989e12, 80e9, 450e9, 5e-6, 50e9, 10e-6, 60e-6, 8},
-    {"h200", 4.80e12, 0.65, 989e12, 141e9, 450e9, 5e-6, 50e9, 10e-6, 60e-6, 8},
-    {"cpu", 30e9, 0.10, 100e9, 24e9, 10e9, 2e-6, 10e9, 20e-6, 50e-6, 2},
+    //        activation bytes, overlap limit (CPU: Open MPI's shared-memory eager limit, 4 KiB)
+    {"h100", 3.35e12, 0.65, 989e12, 80e9, 450e9, 5e-6, 50e9, 10e-6, 60e-6, 8, 2, 0},
+    {"h200", 4.80e12, 0.65, 989e12, 141e9, 450e9, 5e-6, 50e9, 10e-6, 60e-6, 8, 2, 0},
+    {"cpu", 30e9, 0.10, 100e9, 24e9, 10e9, 2e-6, 10e9, 20e-6, 50e-6, 2, 4, 4096},
 };
 
 const janus_hw *janus_hw_preset(const char *name) {
@@ -48,7 +53,8 @@ int janus_hw_load(const char *path, janus_hw *hw, janus_err *e) {
     hw->name = name;
     struct { const char *k; double *v; } f[] = {{"hbm_Bps", &hw->hbm_Bps}, {"eff", &hw->eff}, {"flops", &hw->flops},
         {"mem_bytes", &hw->mem_bytes}, {"intra_Bps", &hw->intra_Bps}, {"intra_alpha_s", &hw->intra_alpha_s},
-        {"inter_Bps", &hw->inter_Bps}, {"inter_alpha_s", &hw->inter_alpha_s}, {"layer_overhead_s", &hw->layer_overhead_s}};
+        {"inter_Bps", &hw->inter_Bps}, {"inter_alpha_s", &hw->inter_alpha_s}, {"layer_overhead_s", &hw->layer_overhead_s},
+        {"act_bytes", &hw->act_bytes}, {"overlap_max_bytes", &hw->overlap_max_bytes}};
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
         json_t *v = json_object_get(r, f[i].k);
         if (!v) continue;
@@ -61,8 +67,21 @@ int janus_hw_load(const char *path, janus_hw *hw, janus_err *e) {
     json_t *g = json_object_get(r, "gpus_per_node");
     if (json_is_integer(g) && json_integer_value(g) > 0) hw->gpus_per_node = (int)json_integer_value(g);
     json_decref(r);
-    if (!(hw->hbm_Bps > 0 && hw->eff > 0 && hw->flops > 0)) return janus_errf(e, "%s: hbm_Bps, eff and flops must be positive", path);
+    if (!(hw->hbm_Bps > 0 && hw->eff > 0 && hw->flops > 0 && hw->act_bytes > 0))
+        return janus_errf(e, "%s: hbm_Bps, eff, flops and act_bytes must be positive", path);
     return 0;
+}
+
+int janus_hw_get(const char *name_or_path, janus_hw *hw, janus_err *e) {
+    const janus_hw *p = janus_hw_preset(name_or_path);
+    if (p) {
+        *hw = *p;
+        return 0;
+    }
+    FILE *f = fopen(name_or_path, "r");
+    if (!f) return janus_errf(e, "--hardware: \"%s\" is not one of h100, h200, cpu, nor a calibration file", name_or_path);
+    fclose(f);
+    return janus_hw_load(name_or_path, hw, e);
 }
 
 double janus_expected_active(int E, double pairs, const double *p) {
@@ -75,8 +94,9 @@ double janus_expected_active(int E, double pairs, const double *p) {
     return s;
 }
 
-// Bytes and FLOPs of one layer's attention side for b sequences of context L.
-static void attn_cost(const janus_config *c, int l, double b, double L, double *bytes, double *flops) {
+// Bytes and FLOPs of one layer's attention side for b sequences of context L
+// (KV elements of kvb bytes).
+static void attn_cost(const janus_config *c, int l, double b, double L, double kvb, double *bytes, double *flops) {
     const double H = c->hidden, nq = (double)c->n_heads * c->head_dim, nkv = (double)c->n_kv_heads * c->head_dim;
     double w = (2 * nq * H + 2 * nkv * H + 2 * H) * 2; // q, k, v, o, norms (bf16)
     if (c->layer_moe[l]) {
@@ -85,7 +105,7 @@ static void attn_cost(const janus_config *c, int l, double b, double L, double *
     } else {
         w += 3.0 * c->dense_inter * H * 2;                                     // dense FFN
     }
-    const double kv = b * L * 2 * nkv * 2;
+    const double kv = b * L * 2 * nkv * kvb;
     *bytes = w + kv;
     *flops = 2 * b * (w / 2) + 4 * b * L * nq; // matvecs + attention scores and values
 }
@@ -119,37 +139,43 @@ void janus_plan_eval(const janus_config *c, const janus_hw *hw, const janus_work
         if (!c->layer_moe[l] && dense_layer >= 0) { tpot += dense_layer; continue; }
         const double before = tpot;
         if (!c->layer_moe[l]) {
-            attn_cost(c, l, pl->batch, L, &ab, &af);
+            attn_cost(c, l, pl->batch, L, hw->act_bytes, &ab, &af);
             tpot += ab / bw + af / hw->flops + hw->layer_overhead_s;
             dense_layer = tpot - before;
             continue;
         }
         if (mono) { // attention and experts on the same GPUs, one after the other
-            attn_cost(c, l, pl->batch, L, &ab, &af);
+            attn_cost(c, l, pl->batch, L, hw->act_bytes, &ab, &af);
             double pairs = (double)G * pl->batch * K;
             double act = fmin((double)E / G + 1, janus_expected_active(E, pairs, p) / G);
             double t_a = ab / bw + af / hw->flops;
             double t_e = act * expert_bytes / bw + pairs / G * expert_flops / hw->flops;
-            double t_x = G > 1 ? 2 * link_time(hw, intra, (double)pl->batch * K * c->hidden * 2 * (G - 1) / G) : 0;
+            double t_x = G > 1 ? 2 * link_time(hw, intra, (double)pl->batch * K * c->hidden * hw->act_bytes * (G - 1) / G) : 0;
             tpot += t_a + t_e + t_x + 2 * hw->layer_overhead_s;
             ta1 = t_a, tm1 = t_e, tx1 = t_x, act1 = act;
             moe_layer = tpot - before;
             continue;
         }
-        attn_cost(c, l, bm, L, &ab, &af);
+        attn_cost(c, l, bm, L, hw->act_bytes, &ab, &af);
         const double t_a = ab / bw + af / hw->flops + hw->layer_overhead_s;
         const double pairs = (double)pl->attn * bm * K;
         // The scheduler spreads the activated experts: ceil(active / M), at most
         // the experts a MoE GPU holds.
         double act = fmin(ceil((double)E / M), ceil(janus_expected_active(E, pairs, p) / M - 1e-9));
         const double t_e = act * expert_bytes / bw + pairs / M * expert_flops / hw->flops + hw->layer_overhead_s;
-        const double t_x = 2 * link_time(hw, intra, bm * K * c->hidden * 2);
+        const double t_x = 2 * link_time(hw, intra, bm * K * c->hidden * hw->act_bytes);
         const double stage = t_x + t_e;
-        tpot += m * fmax(t_a, stage) + fmin(t_a, stage);
+        // Rows from one attention GPU to one MoE GPU per micro-batch: beyond the
+        // overlap limit they wait for the sender's next MPI call, i.e. the end of
+        // the next micro-batch's attention, and the pipeline runs serially.
+        const double msg = bm * K * c->hidden * hw->act_bytes / M;
+        if (hw->overlap_max_bytes > 0 && msg > hw->overlap_max_bytes) tpot += m * (t_a + stage);
+        else tpot += m * fmax(t_a, stage) + fmin(t_a, stage);
         ta1 = t_a, tm1 = t_e, tx1 = t_x, act1 = act;
         moe_layer = tpot - before;
     }
-    tpot += (double)c->vocab * c->hidden * 2 / bw; // lm_head
+    // lm_head: its weights once, its matvecs for every sequence of the step.
+    tpot += (double)c->vocab * c->hidden * 2 / bw + 2.0 * pl->batch * c->vocab * c->hidden / hw->flops;
     pl->tpot_s = tpot;
     pl->t_attn_s = ta1, pl->t_moe_s = tm1, pl->t_xchg_s = tx1, pl->act_per_moe_gpu = act1;
     pl->tokens_per_s = (double)pl->attn * pl->batch / tpot;
@@ -158,12 +184,12 @@ void janus_plan_eval(const janus_config *c, const janus_hw *hw, const janus_work
     double attn_w = 0, expert_w = 0;
     for (int l = 0; l < c->n_layers; l++) {
         double ab, af;
-        attn_cost(c, l, 0, 0, &ab, &af);
+        attn_cost(c, l, 0, 0, hw->act_bytes, &ab, &af);
         attn_w += ab;
         if (c->layer_moe[l]) expert_w += E * expert_bytes;
     }
     attn_w += 2.0 * c->vocab * c->hidden * 2; // embedding + lm_head
-    const double kv = (double)pl->batch * (w->prompt_len + w->output_len) * c->n_layers * 2.0 * c->n_kv_heads * c->head_dim * 2;
+    const double kv = (double)pl->batch * (w->prompt_len + w->output_len) * c->n_layers * 2.0 * c->n_kv_heads * c->head_dim * hw->act_bytes;
     if (mono) {
         pl->attn_mem = pl->moe_mem = attn_w + expert_w / G + kv;
     } else {

@@ -20,16 +20,25 @@ typedef struct {
     double intra_Bps, intra_alpha_s; // within a node (NVLink)
     double inter_Bps, inter_alpha_s; // between nodes (network, per GPU)
     double layer_overhead_s;         // launches and syncs per layer
-    int gpus_per_node;
+    int gpus_per_node;               // CPU calibration: ranks per node (cores / threads)
+    double act_bytes;                // an activation or KV cache element (2: bf16 on GPUs; 4: f32 on CPUs)
+    // Largest message to the other pool that moves while its sender computes:
+    // host MPI without a progress thread moves a larger one (rendezvous) only
+    // when the sender next calls MPI, so micro-batches then run one after
+    // another instead of overlapping. 0: no limit (a progress engine, NCCL).
+    double overlap_max_bytes;
 } janus_hw;
 
 // Data-sheet profiles ("h100", "h200", "cpu"); NULL if unknown.
 const janus_hw *janus_hw_preset(const char *name);
 // A calibration file: JSON with any of the janus_hw fields by name (hbm_Bps,
 // eff, flops, mem_bytes, intra_Bps, intra_alpha_s, inter_Bps, inter_alpha_s,
-// layer_overhead_s, gpus_per_node) over the preset named by "base" (default
-// h100). `janus bench decode --calibration FILE` writes one for CPUs.
+// layer_overhead_s, gpus_per_node, act_bytes, overlap_max_bytes) over the
+// preset named by "base" (default h100); other keys are ignored. `janus bench
+// decode --calibration FILE` writes one for CPUs (plan/calib.h).
 int janus_hw_load(const char *path, janus_hw *hw, janus_err *e);
+// A preset by name, else a calibration file by path (--hardware H).
+int janus_hw_get(const char *name_or_path, janus_hw *hw, janus_err *e);
 
 typedef struct {
     double prompt_len, output_len; // means over the requests
