@@ -25,10 +25,11 @@
 
 static const janus_hw PRESETS[] = {
     // name   HBM B/s  eff    FLOP/s  memory   NVLink B/s alpha   network B/s alpha  layer overhead  GPUs/node
-    //        activation bytes, overlap limit (CPU: Open MPI's shared-memory eager limit, 4 KiB)
-    {"h100", 3.35e12, 0.65, 989e12, 80e9, 450e9, 5e-6, 50e9, 10e-6, 60e-6, 8, 2, 0},
-    {"h200", 4.80e12, 0.65, 989e12, 141e9, 450e9, 5e-6, 50e9, 10e-6, 60e-6, 8, 2, 0},
-    {"cpu", 30e9, 0.10, 100e9, 24e9, 10e9, 2e-6, 10e9, 20e-6, 50e-6, 2, 4, 4096},
+    //        activation bytes, overlap limit (CPU: Open MPI's shared-memory eager limit, 4 KiB),
+    //        ranks share one GPU (0: one GPU per rank) and its per-layer switch times
+    {"h100", 3.35e12, 0.65, 989e12, 80e9, 450e9, 5e-6, 50e9, 10e-6, 60e-6, 8, 2, 0, 0, 0, 0},
+    {"h200", 4.80e12, 0.65, 989e12, 141e9, 450e9, 5e-6, 50e9, 10e-6, 60e-6, 8, 2, 0, 0, 0, 0},
+    {"cpu", 30e9, 0.10, 100e9, 24e9, 10e9, 2e-6, 10e9, 20e-6, 50e-6, 2, 4, 4096, 0, 0, 0},
 };
 
 const janus_hw *janus_hw_preset(const char *name) {
@@ -54,7 +55,9 @@ int janus_hw_load(const char *path, janus_hw *hw, janus_err *e) {
     struct { const char *k; double *v; } f[] = {{"hbm_Bps", &hw->hbm_Bps}, {"eff", &hw->eff}, {"flops", &hw->flops},
         {"mem_bytes", &hw->mem_bytes}, {"intra_Bps", &hw->intra_Bps}, {"intra_alpha_s", &hw->intra_alpha_s},
         {"inter_Bps", &hw->inter_Bps}, {"inter_alpha_s", &hw->inter_alpha_s}, {"layer_overhead_s", &hw->layer_overhead_s},
-        {"act_bytes", &hw->act_bytes}, {"overlap_max_bytes", &hw->overlap_max_bytes}};
+        {"act_bytes", &hw->act_bytes}, {"overlap_max_bytes", &hw->overlap_max_bytes},
+        {"ranks_share_gpu", &hw->ranks_share_gpu}, {"shared_attn_rank_s", &hw->shared_attn_rank_s},
+        {"shared_moe_rank_s", &hw->shared_moe_rank_s}};
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
         json_t *v = json_object_get(r, f[i].k);
         if (!v) continue;
@@ -140,8 +143,23 @@ void janus_plan_eval(const janus_config *c, const janus_hw *hw, const janus_work
         const double before = tpot;
         if (!c->layer_moe[l]) {
             attn_cost(c, l, pl->batch, L, hw->act_bytes, &ab, &af);
-            tpot += ab / bw + af / hw->flops + hw->layer_overhead_s;
+            tpot += (hw->ranks_share_gpu > 0 ? pl->attn : 1) * (ab / bw + af / hw->flops) + hw->layer_overhead_s;
             dense_layer = tpot - before;
+            continue;
+        }
+        if (hw->ranks_share_gpu > 0 && G > 1) { // every rank on one GPU: the work of all of them adds up
+            const int A = pl->attn, Mr = mono ? G : M; // attention ranks, MoE roles
+            const double b = mono ? pl->batch : bm;   // sequences per attention rank and micro-batch
+            attn_cost(c, l, b, L, hw->act_bytes, &ab, &af);
+            const double t_a = A * m * (ab / bw + af / hw->flops);
+            const double pairs = (double)A * b * K;
+            const double act = janus_expected_active(E, pairs, p); // one device reads every activated expert
+            const double t_e = m * (act * expert_bytes / bw + pairs * expert_flops / hw->flops);
+            const double t_x = m * 2 * 2 * pairs * c->hidden * hw->act_bytes / bw; // rows there and back: read + write
+            const double t_s = (A - 1) * hw->shared_attn_rank_s + Mr * hw->shared_moe_rank_s;
+            tpot += t_a + t_e + t_x + t_s + 2 * hw->layer_overhead_s;
+            ta1 = t_a, tm1 = t_e, tx1 = t_x, act1 = act;
+            moe_layer = tpot - before;
             continue;
         }
         if (mono) { // attention and experts on the same GPUs, one after the other
@@ -174,8 +192,10 @@ void janus_plan_eval(const janus_config *c, const janus_hw *hw, const janus_work
         ta1 = t_a, tm1 = t_e, tx1 = t_x, act1 = act;
         moe_layer = tpot - before;
     }
-    // lm_head: its weights once, its matvecs for every sequence of the step.
-    tpot += (double)c->vocab * c->hidden * 2 / bw + 2.0 * pl->batch * c->vocab * c->hidden / hw->flops;
+    // lm_head: its weights once, its matvecs for every sequence of the step
+    // (once per attention rank when they share one GPU).
+    const double heads = hw->ranks_share_gpu > 0 ? pl->attn : 1;
+    tpot += heads * ((double)c->vocab * c->hidden * 2 / bw + 2.0 * pl->batch * c->vocab * c->hidden / hw->flops);
     pl->tpot_s = tpot;
     pl->t_attn_s = ta1, pl->t_moe_s = tm1, pl->t_xchg_s = tx1, pl->act_per_moe_gpu = act1;
     pl->tokens_per_s = (double)pl->attn * pl->batch / tpot;

@@ -27,6 +27,13 @@ typedef struct {
     // when the sender next calls MPI, so micro-batches then run one after
     // another instead of overlapping. 0: no limit (a progress engine, NCCL).
     double overlap_max_bytes;
+    // Every rank of the layout on ONE GPU (the driver time-slices the
+    // processes): their work adds up instead of overlapping, the payload is a
+    // device-to-device copy, and each extra process costs a per-layer switch
+    // time, measured per role (shared_attn_rank_s for each attention rank
+    // beyond the first, shared_moe_rank_s for each MoE role). A calibration
+    // file sets ranks_share_gpu = 1 and the two times (docs/plan.md).
+    double ranks_share_gpu, shared_attn_rank_s, shared_moe_rank_s;
 } janus_hw;
 
 // Data-sheet profiles ("h100", "h200", "cpu"); NULL if unknown.
