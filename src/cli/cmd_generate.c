@@ -67,6 +67,9 @@ static const char *HELP =
     "  --plan FILE|auto       take the layout from a plan (janus plan --out FILE), or let\n"
     "                         rank 0 plan it for this job's ranks (--slo-tpot-ms, default 200)\n"
     "  --slo-tpot-ms MS       the SLO --plan auto plans for\n"
+    "  --hardware H           the profile --plan auto plans with: h100, h200, cpu (default:\n"
+    "                         h100 with --backend cuda, else cpu) or a calibration file\n"
+    "                         (janus bench decode/exchange --calibration; docs/plan.md)\n"
     "  --exchange PATH        direct | hierarchical | auto (default auto: direct on one\n"
     "                         node, hierarchical across nodes)\n"
     "  --node-size S          ranks per node for the exchange (default: from MPI;\n"
@@ -107,7 +110,7 @@ typedef struct {
     const char *model, *requests, *out, *backend;
     int max_batch, max_step_tokens, kv_mb, block_size, threads;
     int attn_ranks, moe_ranks, micro_batches, replicas, node_size, hot, slots;
-    const char *exchange, *stats, *plan, *transport;
+    const char *exchange, *stats, *plan, *transport, *hardware;
     int resume, synthetic;
     double slo_ms, zipf;
     double progress_s;
@@ -132,6 +135,7 @@ static void parse(int argc, char **argv, gen_args *a) {
         {"expert-slots", required_argument, 0, 'E'},
         {"slo-tpot-ms", required_argument, 0, 'L'},    {"transport", required_argument, 0, 'Y'},
         {"synthetic", no_argument, 0, 'y'},            {"zipf", required_argument, 0, 'z'},
+        {"hardware", required_argument, 0, 'W'},
         {"help", no_argument, 0, 'h'},                 {0, 0, 0, 0}};
     int c;
     opterr = 0;
@@ -155,6 +159,7 @@ static void parse(int argc, char **argv, gen_args *a) {
         case 'X': a->exchange = optarg; break;
         case 'Y': a->transport = optarg; break;
         case 'y': a->synthetic = 1; break;
+        case 'W': a->hardware = optarg; break;
         case 'z': a->zipf = cli_num("--zipf", optarg, 0, 10); break;
         case 'H': a->hot = (int)cli_int("--replicate-hot", optarg, 0, 1 << 20); break;
         case 'S': a->stats = optarg; break;
@@ -251,8 +256,11 @@ static void apply_plan(gen_args *a, int size, char *json, size_t n) {
         for (int64_t i = 0; i < R.n; i++) pl_sum += (double)(R.offsets[i + 1] - R.offsets[i]), out_sum += R.max_new[i];
         if (R.n) w.prompt_len = pl_sum / R.n, w.output_len = out_sum / R.n;
         janus_requests_free(&R);
-        const char *hwname = !strcmp(a->backend, "cuda") ? "h100" : "cpu";
-        const janus_hw *hw = janus_hw_preset(hwname);
+        const char *hwname = a->hardware ? a->hardware : !strcmp(a->backend, "cuda") ? "h100" : "cpu";
+        janus_hw hw_v;
+        janus_err he;
+        if (janus_hw_get(hwname, &hw_v, &he)) janus_die(NULL, "%s", he.msg);
+        const janus_hw *hw = &hw_v;
         // Only layouts of exactly this job's ranks: a search "within size GPUs"
         // ranks smaller layouts first and its top list may hold none of them.
         for (int at = 0; at < size; at++) // at == 0: monolithic on every rank
