@@ -225,7 +225,7 @@ int bench_e2e(int argc, char **argv) {
                 rng = rng * 6364136223846793005ull + 1442695040888963407ull;
                 tok[i] = (int32_t)((rng >> 33) % (uint64_t)cf->vocab), pos[i] = p0 + i, tbt[i] = bt[s];
             }
-            janus_batch b = {n, tok, pos, tbt, 0, rows};
+            janus_batch b = {.T = n, .tok = tok, .pos = pos, .bt = tbt, .n_out = 0, .out_rows = rows};
             janus_gpu_forward(g, &b, NULL, gt, glp, counts, NULL);
         }
     double prefill_s = janus_now_s() - t0;
@@ -236,7 +236,7 @@ int bench_e2e(int argc, char **argv) {
     for (int st = 0; st < steps; st++) {
         for (int s = 0; s < batch; s++) pos[s] = context + st, tbt[s] = bt[s], rows[s] = s;
         memcpy(before, counts, sizeof(int64_t) * cf->n_layers * cf->n_experts);
-        janus_batch b = {batch, tok, pos, tbt, batch, rows};
+        janus_batch b = {.T = batch, .tok = tok, .pos = pos, .bt = tbt, .n_out = batch, .out_rows = rows};
         double a = janus_now_s();
         janus_gpu_forward(g, &b, NULL, gt, glp, counts, NULL);
         ms[st] = 1e3 * (janus_now_s() - a);
