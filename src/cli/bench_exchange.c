@@ -35,8 +35,8 @@ static const char *HELP =
     "\n"
     "  --iters N          timed round trips per size (default: 200 small, fewer large)\n"
     "  --json FILE        the table as JSON\n"
-    "  --calibration FILE fit latency = alpha + bytes / beta (least squares on the\n"
-    "                     measured points) for the fastest GPU transport (else mpi) and\n"
+    "  --calibration FILE latency = alpha + bytes / beta (alpha: the 8-byte latency, beta:\n"
+    "                     the largest message) for the fastest GPU transport (else mpi);\n"
     "                     write LINK_alpha_s, LINK_Bps into FILE (created, or updated\n"
     "                     when it exists: a file of janus bench decode --calibration)\n"
     "  --link L           which link class the pairs cross: intra (default: one node,\n"
@@ -114,6 +114,7 @@ static int64_t send_or_recv(bx *b, int t, size_t n, int from, int it, bool verif
             }
             // into the peer's buffer; its second half, so the two directions never overlap
             CKX(cudaMemcpy(b->d_peer + b->max_bytes, b->d_buf, n, cudaMemcpyDefault));
+            CKX(cudaDeviceSynchronize()); // a device-to-device cudaMemcpy may return before the copy is done
             MPI_Send(NULL, 0, MPI_BYTE, b->peer, 2, MPI_COMM_WORLD);
         } else {
             MPI_Recv(NULL, 0, MPI_BYTE, b->peer, 2, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
@@ -214,8 +215,10 @@ int bench_exchange(int argc, char **argv) {
     int fit_t = -1;
     for (int t = 0; t < NT; t++) {
         if (!want[t]) continue;
-        // least squares of us = alpha + bytes / beta over this transport's sizes
-        double sx = 0, sy = 0, sxx = 0, sxy = 0;
+        // alpha: the smallest message's latency; beta: the largest's bytes over
+        // its latency beyond alpha (a least-squares line is ruled by the big
+        // messages and can give a negative alpha)
+        double a_us = -1, last_us = 0, last_n = 0;
         int np = 0;
         for (size_t n = 8; n <= max_bytes; n *= 4) {
             int it_n = iters ? iters : (n <= 65536 ? 200 : n <= ((size_t)4 << 20) ? 50 : 10);
@@ -251,14 +254,14 @@ int bench_exchange(int argc, char **argv) {
                             first ? "" : ",", TNAME[t], n, it_n, mn, avg, mx, n / (avg * 1e-6) / 1e9, (long long)bad_all);
                 first = 0;
                 wrong_total += bad_all;
-                sx += (double)n, sy += avg, sxx += (double)n * n, sxy += (double)n * avg, np++;
+                if (a_us < 0) a_us = avg;
+                last_us = avg, last_n = (double)n, np++;
             }
         }
         if (b.rank == 0 && np >= 2) {
-            const double slope = (np * sxy - sx * sy) / (np * sxx - sx * sx), alpha = (sy - slope * sx) / np;
-            printf("# %s: alpha %.2f us, beta %.2f GB/s (least squares over %d sizes)\n", TNAME[t], alpha,
-                   slope > 0 ? 1e-3 / slope : 0, np);
-            if (t > fit_t) fit_t = t, fit_a = alpha * 1e-6, fit_b = slope > 0 ? 1e6 / slope : 0;
+            const double beta = last_us > a_us ? last_n / ((last_us - a_us) * 1e-6) : last_n / (last_us * 1e-6);
+            printf("# %s: alpha %.2f us (8 B), beta %.2f GB/s (%.0f B)\n", TNAME[t], a_us, beta / 1e9, last_n);
+            if (t > fit_t) fit_t = t, fit_a = a_us * 1e-6, fit_b = beta;
         }
     }
     if (jf) fprintf(jf, "\n]}\n"), fclose(jf);
