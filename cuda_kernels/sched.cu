@@ -33,6 +33,19 @@
 // (3) Warp 0: argmax over tokens and over the candidate splits with warp
 // reductions, ties to the lower index as the C scans.
 //
+// Cost (H100, tools/sched_bench.cu with -DSCHED_PROF: thread 0's clock64 per
+// phase; 256 experts x 64 ranks x 2 replicas, Zipf 1.0, 4096 pairs): tables
+// in 1.7k cycles, setup scans 4.6k, runs 1.0k, greedy 7.0k, augmenting 0.4k,
+// split 1.8k; about 9 us a layer in a CUDA graph. Few ranks are slower than
+// the C version: the runs are long (256 x 2: one run of ~256 experts) and one
+// thread's serial code costs ~400 cycles per member, the setup scans ~120 per
+// entry: dependent-instruction and branch latency, not memory (ld.shared
+// instead of generic loads changed nothing there). Hence: packed keys for the
+// setup scans (one compare per entry), run members' data indexed by their
+// place in each rank's order (no dependent loads, the next one loading while
+// this one decides), the plan's tables brought in as one flat copy (one
+// global latency), and the adjacency masks only when a target exists.
+//
 // More than 64 MoE ranks (or JK_SCHED_FORCE_GENERAL): the general kernel sorts
 // the experts in parallel and runs the C steps themselves (sched/sched_core.h)
 // on one thread. Scratch lives in dynamic shared memory (one carve, offsets as
@@ -50,10 +63,29 @@
 #define KMAX 4         // runs: experts with up to KMAX replicas (rank state in registers)
 #define FULL 0xffffffffu
 
+// Debug: -DSCHED_PROF accumulates thread 0's clock64() per phase of the fast
+// kernel into g_sched_prof (tools/sched_bench.cu reads it); off: no code.
+#ifdef SCHED_PROF
+__device__ unsigned long long g_sched_prof[32];
+#define PROF_DECL long long prof_t = clock64();
+#define PROF(i) do { if (threadIdx.x == 0) { long long t_ = clock64(); atomicAdd(&g_sched_prof[i], (unsigned long long)(t_ - prof_t)); prof_t = t_; } } while (0)
+#define PROF_CNT(i, v) do { atomicAdd(&g_sched_prof[i], (unsigned long long)(v)); } while (0)
+extern "C" void jk_sched_prof(unsigned long long *out, int reset) {
+    cudaMemcpyFromSymbol(out, g_sched_prof, sizeof g_sched_prof);
+    if (reset) { unsigned long long z[32] = {0}; cudaMemcpyToSymbol(g_sched_prof, z, sizeof z); }
+}
+#else
+#define PROF_DECL
+#define PROF(i) do { } while (0)
+#define PROF_CNT(i, v) do { } while (0)
+#endif
+
 typedef struct {
     int E, M, S;
-    const int32_t *rep_off, *rep_rank, *slot_exp, *rs_off, *rs_slot;
+    const int32_t *rep_off, *rep_rank, *slot_exp, *rs_off, *rs_slot, *rs_exp;
     const uint64_t *rep_mask;
+    const char *tab; // the tables above, contiguous (tab_bytes)
+    int tab_bytes;
     const int64_t *n_tok;
     int64_t *share;
     int32_t *act;
@@ -67,24 +99,32 @@ typedef struct {
 // i-th choice expert on rank r in greedy order.
 typedef struct {
     int64_t *n, *ft, *share, *cm_t, *ctok, *ft_tot, *tok;
-    uint64_t *rep_mask, *adj, *bkey;
+    uint64_t *rep_mask, *adj, *bkey, *rkey;
     int32_t *rep_off, *rep_rank, *slot_exp, *rs_off, *rs_slot, *rs_exp;
-    int32_t *slot_of, *need, *fa, *ordx, *cm_a, *cm_d;
+    int32_t *slot_of, *need, *fa, *ordx, *cm_a, *cm_d, *pfa, *psl;
+    int64_t *pft, *pn;
+    uint8_t *pmore;
     int32_t *cact, *done, *cc, *fa_tot, *act, *q, *prev_rank, *prev_exp;
     uint8_t *choice, *dec, *cont, *rdy;
 } fast_ws;
 
-// Lays the scratch out from base; returns its size in bytes (base may be 0 to size it).
-__host__ __device__ static size_t fast_carve(uintptr_t base, int E, int M, int S, fast_ws *w) {
+// Lays the scratch out from base; returns its size in bytes (base may be
+// (uintptr_t)0 to size it). The kernel passes a char pointer, so that the
+// compiler sees shared-memory scratch as such (ld.shared, not generic loads).
+template <typename B>
+__host__ __device__ static size_t fast_carve(B base, int E, int M, int S, fast_ws *w) {
     size_t o = 0;
 #define TAKE(f, type, count) (w->f = (type *)(base + o), o += (sizeof(type) * (size_t)(count) + 15) & ~(size_t)15)
+    // First the plan's tables, laid out as in its device allocation (see
+    // jk_sched_plan_init, tables_bytes): one flat copy brings them in.
+    TAKE(rep_off, int32_t, E + 1), TAKE(rep_rank, int32_t, S), TAKE(slot_exp, int32_t, S);
+    TAKE(rs_off, int32_t, M + 1), TAKE(rs_slot, int32_t, S), TAKE(rep_mask, uint64_t, E), TAKE(rs_exp, int32_t, S);
     TAKE(n, int64_t, E), TAKE(ft, int64_t, S), TAKE(share, int64_t, S), TAKE(cm_t, int64_t, S);
     TAKE(ctok, int64_t, M), TAKE(ft_tot, int64_t, M), TAKE(tok, int64_t, M);
-    TAKE(rep_mask, uint64_t, E), TAKE(adj, uint64_t, M), TAKE(bkey, uint64_t, M);
-    TAKE(rep_off, int32_t, E + 1), TAKE(rep_rank, int32_t, S), TAKE(slot_exp, int32_t, S);
-    TAKE(rs_off, int32_t, M + 1), TAKE(rs_slot, int32_t, S), TAKE(rs_exp, int32_t, S);
+    TAKE(adj, uint64_t, M), TAKE(bkey, uint64_t, M), TAKE(rkey, uint64_t, S);
     TAKE(slot_of, int32_t, E), TAKE(need, int32_t, S), TAKE(fa, int32_t, S), TAKE(ordx, int32_t, S);
-    TAKE(cm_a, int32_t, S), TAKE(cm_d, int32_t, S);
+    TAKE(cm_a, int32_t, S), TAKE(cm_d, int32_t, S), TAKE(pfa, int32_t, S), TAKE(psl, int32_t, S);
+    TAKE(pft, int64_t, S), TAKE(pn, int64_t, S), TAKE(pmore, uint8_t, S);
     TAKE(cact, int32_t, M), TAKE(done, int32_t, M), TAKE(cc, int32_t, M), TAKE(fa_tot, int32_t, M);
     TAKE(act, int32_t, M), TAKE(q, int32_t, M), TAKE(prev_rank, int32_t, M), TAKE(prev_exp, int32_t, M);
     TAKE(choice, uint8_t, E), TAKE(dec, uint8_t, E), TAKE(cont, uint8_t, E), TAKE(rdy, uint8_t, E);
@@ -130,72 +170,64 @@ __device__ static uint64_t adj_of(const fast_ws &w, int u) {
     return m;
 }
 
-// A run member's data: per replica, the rank and the count and tokens of the
-// one-replica experts before it there; its tokens; whether the run goes on.
+// A run member's data, position-indexed (tools of decide_run): for the slot
+// s of choice expert e at place i of rank r's greedy order (p = rs_off[r] + i,
+// ordx[p] = e): pfa / pft, the count and tokens of the one-replica experts
+// before e on r; psl, s; pn, e's tokens; pmore, whether e's run goes on.
 typedef struct {
-    int x, r[KMAX], fa[KMAX];
+    int x, fa[KMAX], sl[KMAX];
     int64_t ft[KMAX], n;
     bool more;
 } member;
 
-__device__ __forceinline__ void load_member(const fast_ws &w, int S, int x, int k, member &m) {
-    const int o = w.rep_off[x];
-    m.x = x;
+__device__ __forceinline__ void load_member(const fast_ws &w, const int (&pb)[KMAX], int k, int i, member &m) {
+    const int p0 = pb[0] + i;
+    m.x = w.ordx[p0], m.n = w.pn[p0], m.more = w.pmore[p0];
 #pragma unroll
-    for (int q = 0; q < KMAX; q++) {
-        const int s = o + q < S ? o + q : S - 1;
-        m.r[q] = q < k ? w.rep_rank[s] : -1, m.fa[q] = w.fa[s], m.ft[q] = w.ft[s];
-    }
-    m.n = w.n[x], m.more = w.cont[x];
+    for (int j = 0; j < KMAX; j++)
+        if (j < k) m.fa[j] = w.pfa[pb[j] + i], m.ft[j] = w.pft[pb[j] + i], m.sl[j] = w.psl[pb[j] + i];
 }
 
 // Greedy decision of ready expert e (k <= KMAX replicas from slot o) and of
-// its run: the same-ranked experts that follow it on all its ranks. Rank
-// state of the run in registers; members are known before their decisions
-// (they follow e on rank rk[0]), so the next one's data loads while this one
+// its run: the same-ranked experts that follow it on all its ranks, at the
+// same distance behind e in each of those ranks' orders, so that member i's
+// data sit at pb[j] + i (pb[j]: e's place on its j-th rank). Rank state of
+// the run in registers, the next member's data loading while this one
 // decides. The ranks' new state goes to the commit arrays of e's slots,
 // applied after the round.
-__device__ static void decide_run(const fast_ws &w, int S, int e, int o, int k) {
-    int rk[KMAX], ca[KMAX];
+__device__ static void decide_run(const fast_ws &w, int e, int o, int k) {
+    int rk[KMAX], ca[KMAX], pb[KMAX];
     int64_t ct[KMAX];
 #pragma unroll
     for (int j = 0; j < KMAX; j++) {
         rk[j] = j < k ? w.rep_rank[o + j] : -1;
         ca[j] = j < k ? w.cact[rk[j]] : 0;
         ct[j] = j < k ? w.ctok[rk[j]] : 0;
+        pb[j] = j < k ? w.rs_off[rk[j]] + w.need[o + j] : 0;
     }
-    const int base = w.rs_off[rk[0]] + w.need[o], end = w.rs_off[rk[0]] + w.cc[rk[0]]; // e's place in rk[0]'s order
     member cur, nxt;
-    load_member(w, S, e, k, cur);
-    int x1 = base + 1 < end ? w.ordx[base + 1] : -1; // the next one on rk[0] (a member if cur.more)
+    load_member(w, pb, k, 0, cur);
     int len = 0;
     for (;;) {
-        if (x1 >= 0) load_member(w, S, x1, k, nxt);
-        const int x2 = base + len + 2 < end ? w.ordx[base + len + 2] : -1;
-        int bq = 0, br = -1, ba = 0; // lightest replica (index, rank, act, tokens)
+        if (cur.more) load_member(w, pb, k, len + 1, nxt);
+        int bj = 0, ba = 0, br = -1;
         int64_t bt = 0;
 #pragma unroll
-        for (int q = 0; q < KMAX; q++) {
-            if (q >= k) break;
-            const int r = cur.r[q];
-            int a = cur.fa[q];
-            int64_t t = cur.ft[q];
-#pragma unroll
-            for (int j = 0; j < KMAX; j++)
-                if (rk[j] == r) a += ca[j], t += ct[j];
-            if (q == 0 || lighter(a, t, r, ba, bt, br)) bq = q, br = r, ba = a, bt = t;
+        for (int j = 0; j < KMAX; j++) {
+            if (j >= k) break;
+            const int a = cur.fa[j] + ca[j];
+            const int64_t t = cur.ft[j] + ct[j];
+            if (j == 0 || lighter(a, t, rk[j], ba, bt, br)) bj = j, ba = a, bt = t, br = rk[j];
         }
-        const int x = cur.x;
-        w.slot_of[x] = w.rep_off[x] + bq;
-        w.dec[x] = 1;
-        const int rb = br;
+        int sl = cur.sl[0];
 #pragma unroll
         for (int j = 0; j < KMAX; j++)
-            if (rk[j] == rb) ca[j]++, ct[j] += cur.n;
+            if (j < k && j == bj) ca[j]++, ct[j] += cur.n, sl = cur.sl[j];
+        w.slot_of[cur.x] = sl;
+        w.dec[cur.x] = 1;
         len++;
         if (!cur.more) break;
         cur = nxt;
-        x1 = x2;
     }
 #pragma unroll
     for (int j = 0; j < KMAX; j++)
@@ -283,61 +315,98 @@ template <bool kShared>
 __global__ void __launch_bounds__(NT) sched_fast(sched_args a) {
     extern __shared__ uint64_t smem_u64[];
     fast_ws w;
-    fast_carve(kShared ? (uintptr_t)smem_u64 : (uintptr_t)a.ws, a.E, a.M, a.S, &w);
+    if (kShared) fast_carve((char *)smem_u64, a.E, a.M, a.S, &w);
+    else fast_carve(a.ws, a.E, a.M, a.S, &w);
     const int E = a.E, M = a.M, S = a.S, tid = threadIdx.x, lane = tid & 31;
+    PROF_DECL
+    if (tid == 0) PROF_CNT(31, 1);
 
-    // Tables and counts in, state zeroed.
-    for (int e = tid; e <= E; e += NT) w.rep_off[e] = a.rep_off[e];
-    for (int r = tid; r <= M; r += NT) w.rs_off[r] = a.rs_off[r];
-    for (int s = tid; s < S; s += NT) {
-        w.rep_rank[s] = a.rep_rank[s], w.slot_exp[s] = a.slot_exp[s], w.rs_slot[s] = a.rs_slot[s];
-        w.rs_exp[s] = a.slot_exp[a.rs_slot[s]];
-        w.share[s] = 0;
-    }
-    for (int e = tid; e < E; e += NT) {
-        const int64_t n = a.n_tok[e];
-        w.n[e] = n, w.rep_mask[e] = a.rep_mask[e], w.slot_of[e] = -1;
-        w.choice[e] = n > 0 && a.rep_off[e + 1] - a.rep_off[e] > 1;
-        w.dec[e] = 0, w.cont[e] = 0, w.rdy[e] = 0;
+    // Tables and counts in: the plan's tables as one flat copy (its layout
+    // is the scratch's first part), every load of a pass issued before any
+    // store, so that the global latency is paid about once.
+    {
+        constexpr int U = 8;
+        const uint4 *src = (const uint4 *)a.tab;
+        uint4 *dst = (uint4 *)w.rep_off;
+        const int nch = a.tab_bytes / 16;
+        for (int b = 0; b < nch || b == 0; b += U * NT) {
+            uint4 v[U];
+            int64_t nv[2] = {0, 0};
+#pragma unroll
+            for (int u = 0; u < U; u++)
+                if (b + u * NT + tid < nch) v[u] = src[b + u * NT + tid];
+            if (b == 0) {
+#pragma unroll
+                for (int u = 0; u < 2; u++)
+                    if (u * NT + tid < E) nv[u] = a.n_tok[u * NT + tid];
+            }
+#pragma unroll
+            for (int u = 0; u < U; u++)
+                if (b + u * NT + tid < nch) dst[b + u * NT + tid] = v[u];
+            if (b == 0) {
+#pragma unroll
+                for (int u = 0; u < 2; u++)
+                    if (u * NT + tid < E) w.n[u * NT + tid] = nv[u];
+            }
+        }
+        for (int e = 2 * NT + tid; e < E; e += NT) w.n[e] = a.n_tok[e];
     }
     for (int r = tid; r < M; r += NT) w.cact[r] = 0, w.ctok[r] = 0, w.done[r] = 0;
+    for (int s = tid; s < S; s += NT) w.share[s] = 0;
     __syncthreads();
+    PROF(1);
+    for (int e = tid; e < E; e += NT) {
+        w.slot_of[e] = -1;
+        w.choice[e] = w.n[e] > 0 && w.rep_off[e + 1] - w.rep_off[e] > 1;
+        w.dec[e] = 0, w.cont[e] = 0, w.rdy[e] = 0;
+    }
 
     // Per slot of a choice expert e on rank r: the choice experts before e on
     // r (need), the one-replica experts before e on r (fa, ft); ordx: each
     // rank's choice experts in order. Per rank: totals.
+    // Packed keys per rank-CSR entry: (tokens << 21 | (2^20 - 1 - e) << 1 |
+    // choice), 0 when inactive (tokens < 2^43, E < 2^20: the C version's
+    // bounds), so "e2 comes before e in the greedy order" is one compare:
+    // key(e2) > (key(e) | 1).
+    for (int k = tid; k < S; k += NT) {
+        const int e2 = w.rs_exp[k];
+        const int64_t n2 = w.n[e2];
+        const uint64_t c2 = w.rep_off[e2 + 1] - w.rep_off[e2] > 1;
+        w.rkey[k] = n2 > 0 ? (uint64_t)n2 << 21 | (uint64_t)((1 << 20) - 1 - e2) << 1 | c2 : 0;
+    }
+    __syncthreads();
     int any = 0;
     for (int s = tid; s < S; s += NT) {
         const int e = w.slot_exp[s];
         if (!w.choice[e]) continue;
         any = 1;
-        const int64_t ne = w.n[e];
-        const int r = w.rep_rank[s];
+        const uint64_t me = (uint64_t)w.n[e] << 21 | (uint64_t)((1 << 20) - 1 - e) << 1 | 1;
+        const int r = w.rep_rank[s], kb = w.rs_off[r], ke = w.rs_off[r + 1];
         int nd = 0, fa = 0;
         int64_t ft = 0;
-        for (int k = w.rs_off[r]; k < w.rs_off[r + 1]; k++) {
-            const int e2 = w.rs_exp[k];
-            const int64_t n2 = w.n[e2];
-            if (n2 <= 0 || !(n2 > ne || (n2 == ne && e2 < e))) continue;
-            if (w.choice[e2]) nd++;
-            else fa++, ft += n2;
+#pragma unroll 4
+        for (int k = kb; k < ke; k++) {
+            const uint64_t q = w.rkey[k];
+            const int c = (int)(q & 1);
+            if (q > me) nd += c, fa += 1 - c, ft += c ? 0 : (int64_t)(q >> 21);
         }
         w.need[s] = nd, w.fa[s] = fa, w.ft[s] = ft;
-        w.ordx[w.rs_off[r] + nd] = e;
+        const int p = kb + nd;
+        w.ordx[p] = e, w.pfa[p] = fa, w.pft[p] = ft, w.psl[p] = s, w.pn[p] = w.n[e];
     }
     for (int r = tid; r < M; r += NT) {
         int cc = 0, fa = 0;
         int64_t ft = 0;
+#pragma unroll 4
         for (int k = w.rs_off[r]; k < w.rs_off[r + 1]; k++) {
-            const int e2 = w.rs_exp[k];
-            const int64_t n2 = w.n[e2];
-            if (n2 <= 0) continue;
-            if (w.choice[e2]) cc++;
-            else fa++, ft += n2;
+            const uint64_t q = w.rkey[k];
+            const int c = (int)(q & 1);
+            if (q) cc += c, fa += 1 - c, ft += c ? 0 : (int64_t)(q >> 21);
         }
         w.cc[r] = cc, w.fa_tot[r] = fa, w.ft_tot[r] = ft;
     }
     any = __syncthreads_or(any);
+    PROF(2);
 
     if (any) {
         // Runs: does e's successor on every rank of e exist and is it one
@@ -356,8 +425,10 @@ __global__ void __launch_bounds__(NT) sched_fast(sched_args a) {
                 }
             }
             w.cont[e] = (uint8_t)c;
+            for (int s = o; s < o + k; s++) w.pmore[w.rs_off[w.rep_rank[s]] + w.need[s]] = (uint8_t)c;
         }
         __syncthreads();
+        PROF(3);
         // Greedy rounds: decide the ready experts (and their runs), then
         // commit. Each round decides at least the first undecided expert; the
         // bound only keeps a broken invariant from hanging the GPU.
@@ -368,7 +439,7 @@ __global__ void __launch_bounds__(NT) sched_fast(sched_args a) {
                 bool ready = true;
                 for (int s = o; s < o + k && ready; s++) ready = w.done[w.rep_rank[s]] == w.need[s];
                 if (!ready) continue;
-                if (k <= KMAX) decide_run(w, S, e, o, k);
+                if (k <= KMAX) decide_run(w, e, o, k);
                 else decide_one(w, e, o, k);
                 w.rdy[e] = 1;
             }
@@ -386,24 +457,31 @@ __global__ void __launch_bounds__(NT) sched_fast(sched_args a) {
                 }
             }
             if (!__syncthreads_or(pend)) break;
+            if (tid == 0) PROF_CNT(16, 1);
         }
     }
     for (int e = tid; e < E; e += NT)
         if (w.n[e] > 0 && !w.choice[e]) w.slot_of[e] = w.rep_off[e];
     for (int r = tid; r < M; r += NT) w.act[r] = w.fa_tot[r] + w.cact[r], w.tok[r] = w.ft_tot[r] + w.ctok[r];
     __syncthreads();
+    PROF(5);
 
     if (any) {
-        for (int u = tid; u < M; u += NT) w.adj[u] = adj_of(w, u);
-        __syncthreads();
-        // Augmenting paths (warp 0; lane l owns ranks l and l + 32).
+        // Augmenting paths (warp 0; lane l owns ranks l and l + 32). The
+        // adjacency masks only once a target exists (mostly none does).
         if (tid < 32) {
             const int u0 = lane, u1 = lane + 32;
+            bool have_adj = false;
             for (;;) {
                 const int a0 = u0 < M ? w.act[u0] : INT_MIN, a1 = u1 < M ? w.act[u1] : INT_MIN;
                 const int L = __reduce_max_sync(FULL, a0 > a1 ? a0 : a1);
                 const uint64_t T = ballot64(u0 < M && a0 <= L - 2, u1 < M && a1 <= L - 2);
                 if (!T) break;
+                if (!have_adj) {
+                    for (int u = lane; u < M; u += 32) w.adj[u] = adj_of(w, u);
+                    __syncwarp();
+                    have_adj = true;
+                }
                 const uint64_t adj0 = u0 < M ? w.adj[u0] : 0, adj1 = u1 < M ? w.adj[u1] : 0;
                 uint64_t B = T; // ranks with a path to a target
                 for (;;) {
@@ -430,6 +508,7 @@ __global__ void __launch_bounds__(NT) sched_fast(sched_args a) {
                 }
                 moved = __shfl_sync(FULL, moved, 0);
                 if (!moved) break; // (not taken: see bfs_target)
+                if (lane == 0) PROF_CNT(17, 1);
                 __syncwarp();
                 if (moved >> u0 & 1) w.adj[u0] = adj_of(w, u0);
                 if (u1 < M && (moved >> u1 & 1)) w.adj[u1] = adj_of(w, u1);
@@ -437,10 +516,12 @@ __global__ void __launch_bounds__(NT) sched_fast(sched_args a) {
             }
         }
         __syncthreads();
+        PROF(7);
     }
     for (int e = tid; e < E; e += NT)
         if (w.slot_of[e] >= 0) w.share[w.slot_of[e]] = w.n[e];
     __syncthreads();
+    PROF(8);
 
     if (any && tid < 32) {
         // Secondary: split tokens off the busiest rank (warp 0).
@@ -470,6 +551,7 @@ __global__ void __launch_bounds__(NT) sched_fast(sched_args a) {
             }
             const int64_t dmax = warp_max_i64(bd);
             if (dmax <= 0) break;
+            if (lane == 0) PROF_CNT(18, 1);
             const int kmin = __reduce_min_sync(FULL, bd == dmax ? bk : INT_MAX); // first in the C scan
             if (bd == dmax && bk == kmin) {
                 const int r2 = w.rep_rank[bs2];
@@ -484,6 +566,7 @@ __global__ void __launch_bounds__(NT) sched_fast(sched_args a) {
         }
     }
     __syncthreads();
+    PROF(9);
     for (int s = tid; s < S; s += NT) a.share[s] = w.share[s];
     for (int r = tid; r < M; r += NT) a.act[r] = w.act[r], a.tok[r] = w.tok[r];
 }
@@ -540,6 +623,12 @@ __global__ void __launch_bounds__(NT) sched_general(sched_args a) {
 
 static size_t align16(size_t n) { return (n + 15) & ~(size_t)15; }
 
+// Offset of the plan's rs_exp table (expert of each rank-CSR entry) in its
+// device allocation: after rep_off, rep_rank, slot_exp, rs_off, rs_slot, rep_mask.
+static size_t rs_exp_offset(int E, int M, int S) {
+    return align16(4 * (size_t)(E + 1)) + 3 * align16(4 * (size_t)S) + align16(4 * (size_t)(M + 1)) + align16(8 * (size_t)E);
+}
+
 extern "C" int jk_sched_plan_init(jk_sched_plan *p, int E, int M, const int32_t *rep_off, const int32_t *rep_rank,
                                   int flags) {
     memset(p, 0, sizeof *p);
@@ -558,7 +647,7 @@ extern "C" int jk_sched_plan_init(jk_sched_plan *p, int E, int M, const int32_t 
     const size_t o_rep_off = 0, o_rep_rank = o_rep_off + align16(4 * (size_t)(E + 1)),
                  o_slot_exp = o_rep_rank + align16(4 * (size_t)S), o_rs_off = o_slot_exp + align16(4 * (size_t)S),
                  o_rs_slot = o_rs_off + align16(4 * (size_t)(M + 1)), o_mask = o_rs_slot + align16(4 * (size_t)S),
-                 o_ws = o_mask + align16(8 * (size_t)E);
+                 o_rs_exp = rs_exp_offset(E, M, S), o_ws = o_rs_exp + align16(4 * (size_t)S);
     char *h = (char *)calloc(1, o_ws);
     if (!h) return (int)cudaErrorMemoryAllocation;
     int32_t *h_slot_exp = (int32_t *)(h + o_slot_exp), *h_rs_off = (int32_t *)(h + o_rs_off),
@@ -577,6 +666,8 @@ extern "C" int jk_sched_plan_init(jk_sched_plan *p, int E, int M, const int32_t 
     memcpy(fill, h_rs_off, sizeof(int32_t) * (M + 1));
     for (int s = 0; s < S; s++) h_rs_slot[fill[rep_rank[s]]++] = s; // ascending slot = ascending expert
     free(fill);
+    int32_t *h_rs_exp = (int32_t *)(h + o_rs_exp);
+    for (int k = 0; k < S; k++) h_rs_exp[k] = h_slot_exp[h_rs_slot[k]];
 
     // Path and scratch: the fast kernel with its scratch in shared memory when
     // it fits the device's opt-in limit, else in the workspace.
@@ -586,7 +677,7 @@ extern "C" int jk_sched_plan_init(jk_sched_plan *p, int E, int M, const int32_t 
     int rc = 0;
     if (p->path == JK_SCHED_FAST) {
         fast_ws w;
-        const size_t need = fast_carve(0, E, M, S, &w);
+        const size_t need = fast_carve((uintptr_t)0, E, M, S, &w);
         int dev = 0, optin = 0;
         if ((rc = (int)cudaGetDevice(&dev)) || (rc = (int)cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev)))
             return free(h), rc;
@@ -622,8 +713,9 @@ extern "C" void jk_sched_plan_free(jk_sched_plan *p) {
 
 extern "C" int jk_sched(const jk_sched_plan *p, const int64_t *n_tok, int64_t *share, int32_t *act, int64_t *tok,
                         void *stream) {
-    sched_args a = {p->E, p->M, p->S, p->rep_off, p->rep_rank, p->slot_exp, p->rs_off, p->rs_slot, p->rep_mask,
-                    n_tok, share, act, tok, (char *)p->ws};
+    sched_args a = {p->E, p->M, p->S, p->rep_off, p->rep_rank, p->slot_exp, p->rs_off, p->rs_slot,
+                    (const int32_t *)((const char *)p->dev + rs_exp_offset(p->E, p->M, p->S)), p->rep_mask,
+                    (const char *)p->dev, (int)(rs_exp_offset(p->E, p->M, p->S) + align16(4 * (size_t)p->S)), n_tok, share, act, tok, (char *)p->ws};
     cudaStream_t st = (cudaStream_t)stream;
     if (p->path == JK_SCHED_GENERAL) sched_general<<<1, NT, 0, st>>>(a);
     else if (p->ws) sched_fast<false><<<1, NT, 0, st>>>(a);

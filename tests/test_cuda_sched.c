@@ -5,8 +5,9 @@
 // popularity, random replica sets (some on many ranks); uniform, Zipf-skewed,
 // tied, huge, all-zero and all-on-one-expert counts. Also: more than 64 ranks
 // and the forced general kernel (the C steps on one thread), a layer too big
-// for shared memory (scratch in the workspace), and a stream of many layers
-// launched back to back with no synchronisation between them. Outputs start
+// for shared memory (scratch in the workspace), 1000 experts in shared memory,
+// and a stream of many layers launched back to back with no synchronisation
+// between them. Outputs start
 // poisoned, so an unwritten element fails. A mismatch prints the instance.
 // Exits 77 (meson: skipped) when no GPU is present.
 // Usage: test_cuda_sched [random instances, default 3000] [seed]
@@ -263,6 +264,22 @@ int main(int argc, char **argv) {
         janus_placement_uniform(&p, E, M, 2);
         int b = check(&p, n, 2, 0, "4096 experts x 64 ranks", path_seen);
         printf("%s 4096 experts x 64 ranks (scratch in the workspace): %d differ\n", b ? "FAIL" : "ok  ", b);
+        b ? failed++ : passed++;
+        janus_placement_free(&p);
+        free(n);
+    }
+    // More experts than twice the block's threads, scratch in shared memory
+    // (the kernel's tail loops): 1000 experts, 48 ranks, 3 replicas.
+    {
+        const int E = 1000, M = 48;
+        int64_t *n = malloc(sizeof(int64_t) * E * 3);
+        make_counts(n, E, 1);
+        make_counts(n + E, E, 0);
+        make_counts(n + 2 * E, E, 6);
+        janus_placement p;
+        janus_placement_uniform(&p, E, M, 3);
+        int b = check(&p, n, 3, 0, "1000 experts x 48 ranks", path_seen);
+        printf("%s 1000 experts x 48 ranks x 3 replicas: %d differ\n", b ? "FAIL" : "ok  ", b);
         b ? failed++ : passed++;
         janus_placement_free(&p);
         free(n);
