@@ -778,7 +778,7 @@ __global__ void argmax_kernel(int32_t *tok, float *lp, const float *logits, int 
     if (threadIdx.x == 0) {
         float s = 0.f;
         for (int w = 0; w < nw; w++) s += sv[w];
-        tok[r] = si[0];
+        tok[r] = si[0] == 0x7fffffff ? 0 : si[0]; // a row of -inf: token 0, as the CPU's argmax
         lp[r] = -logf(s); // logits[tok] - max = 0
     }
 }
