@@ -316,13 +316,10 @@ janus_gpu *janus_gpu_init_opts(const janus_model *m, const janus_gpu_opts *o) {
         if (inter > maxk) maxk = inter;
         g->xb = dalloc(2 * T * (size_t)maxk);
         g->gu = dalloc(4 * T * 2 * (size_t)inter);
-        if (cublasCreate(&g->blas) != CUBLAS_STATUS_SUCCESS) janus_die(NULL, "cuBLAS: cannot create a handle");
-        cublasSetStream(g->blas, g->st);
     }
-    if (!g->blas) {
-        if (cublasCreate(&g->blas) != CUBLAS_STATUS_SUCCESS) janus_die(NULL, "cuBLAS: cannot create a handle");
-        cublasSetStream(g->blas, g->st);
-    }
+    // Dense projections (attention side) and the prefill expert GEMMs (expert side).
+    if (cublasCreate(&g->blas) != CUBLAS_STATUS_SUCCESS) janus_die(NULL, "cuBLAS: cannot create a handle");
+    cublasSetStream(g->blas, g->st);
     // Experts with many rows (prefill chunks) go through cuBLAS tensor-core
     // GEMMs; the decode kernel streams weights for a handful of rows.
     g->prefill_rows = getenv("JANUS_GPU_PREFILL_ROWS") ? atoi(getenv("JANUS_GPU_PREFILL_ROWS")) : 64;
@@ -510,13 +507,11 @@ static void run_experts(janus_gpu *g, int l, const int32_t *h_seg, int max_rows,
         int rc = jk_moe_ffn_prefill(&a, g->blas, g->st);
         if (rc >= JK_PREFILL_CUBLAS_ERR) janus_die(NULL, "cuBLAS: prefill expert GEMM failed (status %d)", rc - JK_PREFILL_CUBLAS_ERR);
         CK(rc);
-        CK(cudaStreamSynchronize(g->st)); // ls (pageable) is reused by the next call
         return;
     }
     CK(cudaMemcpyAsync(g->seg, ls, 4 * (size_t)(G->n_loc + 1), cudaMemcpyHostToDevice, g->st));
     jk_moe_ffn_args a = {xs, g->seg, G->w_gu, G->w_down, g->act, ys, G->n_loc, c->hidden, c->moe_inter, max_rows};
-    CK(jk_moe_ffn_decode(&a, g->st));
-    CK(cudaStreamSynchronize(g->st)); // ls (pageable) is reused by the next call
+    CK(jk_moe_ffn_decode(&a, g->st)); // no sync: a pageable H2D copy has read ls when it returns
 }
 
 // All experts local: group the pairs by expert on the host (as the exchange
@@ -649,7 +644,7 @@ void janus_gpu_step(janus_gpu *g, janus_engine *en, const janus_batch *b, float 
         double tl = janus_now_s();
         if (!c->layer_moe[l]) {
             for (int i = 0; i < n_mb; i++) mb_attention(g, l, i);
-            CK(cudaStreamSynchronize(st));
+            if (janus_verbosity >= 2) CK(cudaStreamSynchronize(st)); // the per-layer breakdown of --verbose
             en->layer_attn_s[l] += janus_now_s() - tl;
             continue;
         }
@@ -683,7 +678,7 @@ void janus_gpu_step(janus_gpu *g, janus_engine *en, const janus_batch *b, float 
             if (M->T) {
                 if (!janus_xchg_on_device(xc)) CK(cudaMemcpyAsync(g->ys, g->h_y, 4 * (size_t)M->T * K * H, cudaMemcpyHostToDevice, st));
                 mb_combine(g, l, i, g->ident);
-                CK(cudaStreamSynchronize(st)); // h_y is reused by the next micro-batch
+                if (!janus_xchg_on_device(xc)) CK(cudaStreamSynchronize(st)); // h_y is reused by the next micro-batch
             }
             en->times.experts_s += tb - ta;
             en->times.combine_s += janus_now_s() - tb;
