@@ -601,7 +601,7 @@ int cmd_generate(int argc, char **argv) {
         if (xcp && ipc_ok && strcmp(a.transport, "mpi")) janus_ipc_init(&xc, mb_tokens, janus_gpu_stream(gpu_h));
         if (xcp)
             janus_log("cuda: each rank on GPU (node-local rank mod visible GPUs); exchange payload %s",
-                      xc.ipc ? "GPU to GPU through CUDA IPC" : xc.nccl ? "GPU to GPU through NCCL" : "host-staged through MPI");
+                      xc.dev ? xc.dev->name : "host-staged through MPI");
         janus_vlog("rank %d: GPU %d holds %.1f MiB of weights%s", rank, dev, janus_gpu_weight_bytes(gpu_h) / 1048576.0,
                    is_attn ? " and the KV cache" : "");
         if (is_attn && rank == 0)
@@ -739,10 +739,7 @@ int cmd_generate(int argc, char **argv) {
     }
     janus_gen_out_free(&g);
 #ifdef JANUS_CUDA
-    if (xcp) janus_ipc_free(&xc); // before the GPU (and its stream) goes
-#ifdef JANUS_NCCL
-    if (xcp) janus_nccl_free(&xc);
-#endif
+    if (xcp) janus_xchg_free_device(&xc); // before the GPU (and its stream) goes
     janus_gpu_free(gpu_h);
 #endif
     janus_engine_free(&en);

@@ -3,16 +3,11 @@
 #include "comm/exchange.h"
 
 #include "comm/hier.h"
-#ifdef JANUS_CUDA
-#include "comm/ipc.h"
-#endif
-#ifdef JANUS_NCCL
-#include "comm/nccl.h"
-#endif
 
-// The payload lives on the GPUs (IPC or NCCL): rows and outputs are device pointers.
-static bool on_device(const janus_xchg *x) { return x->ipc || x->nccl; }
-bool janus_xchg_on_device(const janus_xchg *x) { return on_device(x); }
+void janus_xchg_free_device(janus_xchg *x) {
+    if (x->dev) x->dev->free(x);
+    x->dev = NULL, x->dev_state = NULL;
+}
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,7 +18,7 @@ bool janus_xchg_on_device(const janus_xchg *x) { return on_device(x); }
 // more than 2^31 / H rows does not overflow the int count of MPI.
 static MPI_Datatype g_row = MPI_DATATYPE_NULL;
 
-static int tag_of(const janus_xchg *x, int l, int i, int out) {
+int janus_xchg_tag(const janus_xchg *x, int l, int i, int out) {
     return 2 * ((l * x->n_mb + i) % TAG_SPAN) + out;
 }
 
@@ -105,12 +100,7 @@ void janus_xchg_init(janus_xchg *x, MPI_Comm world, int n_attn, int n_moe, bool 
 }
 
 void janus_xchg_free(janus_xchg *x) {
-#ifdef JANUS_CUDA
-    janus_ipc_free(x);
-#endif
-#ifdef JANUS_NCCL
-    janus_nccl_free(x);
-#endif
+    janus_xchg_free_device(x);
     if (x->xa)
         for (int i = 0; i < x->n_mb; i++) {
             janus_xmb_attn *a = &x->xa[i];
@@ -205,7 +195,7 @@ void janus_xchg_dispatch(janus_xchg *x, int l, int i, const float *xrows, const 
     x->t.handshake_s += t1 - t0;
     x->t.sched_s += t2 - t1;
     if (x->attn_idx >= 0) {
-        x->xa[i].tag_ret = tag_of(x, l, i, 1);
+        x->xa[i].tag_ret = janus_xchg_tag(x, l, i, 1);
         post_rows(x, l, i, xrows, ids, T);
     }
     if (x->path == XPATH_HIER) janus_hier_gateway_forward(x, l, i);
@@ -244,28 +234,20 @@ static void post_rows(janus_xchg *x, int l, int i, const float *xrows, const int
             for (int r = 0; r < n; r++, at++) {
                 int row = fill[m]++;
                 a->pair[row] = order[at];
-                if (!on_device(x)) memcpy(a->send + (size_t)row * H, xrows + (size_t)(order[at] / K) * H, sizeof(float) * H);
+                if (!janus_xchg_on_device(x)) memcpy(a->send + (size_t)row * H, xrows + (size_t)(order[at] / K) * H, sizeof(float) * H);
             }
         }
     }
     a->n_req = 0;
-#ifdef JANUS_CUDA
-    if (x->ipc) {
-        janus_ipc_post_rows(x, l, i, xrows, T);
+    if (x->dev) {
+        x->dev->post_rows(x, l, i, xrows);
         return;
     }
-#endif
-#ifdef JANUS_NCCL
-    if (x->nccl) {
-        janus_nccl_post_rows(x, l, i, xrows, T);
-        return;
-    }
-#endif
     for (int m = 0; m < M; m++) {
         if (!a->cnt[m] || !direct(x, x->rank, x->moe_world[m])) continue;
-        MPI_Irecv(a->recv + (size_t)a->off[m] * H, a->cnt[m], g_row, x->moe_world[m], tag_of(x, l, i, 1),
+        MPI_Irecv(a->recv + (size_t)a->off[m] * H, a->cnt[m], g_row, x->moe_world[m], janus_xchg_tag(x, l, i, 1),
                   x->world, &a->req[a->n_req++]);
-        MPI_Isend(a->send + (size_t)a->off[m] * H, a->cnt[m], g_row, x->moe_world[m], tag_of(x, l, i, 0),
+        MPI_Isend(a->send + (size_t)a->off[m] * H, a->cnt[m], g_row, x->moe_world[m], janus_xchg_tag(x, l, i, 0),
                   x->world, &a->req[a->n_req++]);
         x->t.rows_sent += a->cnt[m];
         x->t.bytes_sent += (int64_t)a->cnt[m] * H * 4;
@@ -291,12 +273,12 @@ void janus_xchg_serve(janus_xchg *x, int l, int i) {
     int R = q->off[A];
     ensure_moe(q, R, H);
     q->n_req = 0;
-    for (int a = 0; a < A && !on_device(x); a++)
+    for (int a = 0; a < A && !janus_xchg_on_device(x); a++)
         if (q->cnt[a] && direct(x, x->rank, x->attn_world[a]))
-            MPI_Irecv(q->in + (size_t)q->off[a] * H, q->cnt[a], g_row, x->attn_world[a], tag_of(x, l, i, 0),
+            MPI_Irecv(q->in + (size_t)q->off[a] * H, q->cnt[a], g_row, x->attn_world[a], janus_xchg_tag(x, l, i, 0),
                       x->world, &q->req[q->n_req++]);
     if (x->path == XPATH_HIER) janus_hier_moe_post_recv(x, l, i);
-    if (!on_device(x)) MPI_Waitall(q->n_req, q->req, MPI_STATUSES_IGNORE);
+    if (!janus_xchg_on_device(x)) MPI_Waitall(q->n_req, q->req, MPI_STATUSES_IGNORE);
     double t1 = janus_now_s();
     // Group rows by expert: for e ascending, for a ascending, a's rows of e.
     int *cur = x->a_cur;
@@ -311,7 +293,7 @@ void janus_xchg_serve(janus_xchg *x, int l, int i) {
                 int n = (int)x->seg[(size_t)a * S + my_slot[e]];
                 for (int r = 0; r < n; r++) {
                     q->perm[g] = cur[a] + r;
-                    if (!on_device(x)) memcpy(q->xs + (size_t)g * H, q->in + (size_t)(cur[a] + r) * H, sizeof(float) * H);
+                    if (!janus_xchg_on_device(x)) memcpy(q->xs + (size_t)g * H, q->in + (size_t)(cur[a] + r) * H, sizeof(float) * H);
                     g++;
                 }
                 cur[a] += n;
@@ -320,20 +302,10 @@ void janus_xchg_serve(janus_xchg *x, int l, int i) {
     }
     int64_t maxr = 0;
     for (int e = 0; e < E; e++) maxr = x->n_tok[e] > maxr ? x->n_tok[e] : maxr;
-#ifdef JANUS_CUDA
-    if (x->ipc) { // rows, experts and outputs stay on the GPUs
-        janus_ipc_serve(x, l, i, q->perm, seg, g, (int)maxr);
+    if (x->dev) { // rows, experts and outputs stay on the GPUs
+        x->dev->serve(x, l, i, q->perm, seg, g, (int)maxr);
         return;
     }
-#endif
-#ifdef JANUS_NCCL
-    if (x->nccl) {
-        double tn = janus_now_s();
-        janus_nccl_serve(x, l, i, q->perm, seg, g, (int)maxr);
-        x->t.experts_s += janus_now_s() - tn;
-        return;
-    }
-#endif
     if (x->experts_fn) {
         x->experts_fn(x->experts_ctx, l, seg, (int)maxr, q->xs, q->ys, g);
     } else {
@@ -349,7 +321,7 @@ void janus_xchg_serve(janus_xchg *x, int l, int i) {
     q->n_req = 0;
     for (int a = 0; a < A; a++)
         if (q->cnt[a] && direct(x, x->rank, x->attn_world[a]))
-            MPI_Isend(q->out + (size_t)q->off[a] * H, q->cnt[a], g_row, x->attn_world[a], tag_of(x, l, i, 1),
+            MPI_Isend(q->out + (size_t)q->off[a] * H, q->cnt[a], g_row, x->attn_world[a], janus_xchg_tag(x, l, i, 1),
                       x->world, &q->req[q->n_req++]);
     if (x->path == XPATH_HIER) janus_hier_moe_send(x, l, i);
     x->t.rows_served += R;
@@ -362,20 +334,11 @@ void janus_xchg_collect(janus_xchg *x, int i, float *y) {
     if (x->attn_idx < 0) return;
     janus_xmb_attn *a = &x->xa[i];
     double t0 = janus_now_s();
-#ifdef JANUS_CUDA
-    if (x->ipc) {
-        janus_ipc_collect(x, i, y);
+    if (x->dev) {
+        x->dev->collect(x, i, y);
         x->t.wait_s += janus_now_s() - t0;
         return;
     }
-#endif
-#ifdef JANUS_NCCL
-    if (x->nccl) {
-        janus_nccl_collect(x, i, y);
-        x->t.wait_s += janus_now_s() - t0;
-        return;
-    }
-#endif
     MPI_Waitall(a->n_req, a->req, MPI_STATUSES_IGNORE);
     a->n_req = 0;
     const int H = x->H, R = a->off[x->n_moe];
@@ -388,9 +351,7 @@ void janus_xchg_relay_back(janus_xchg *x, int l, int i) {
 }
 
 void janus_xchg_finish_layer(janus_xchg *x) {
-#ifdef JANUS_CUDA
-    if (x->ipc) janus_ipc_finish_layer(x);
-#endif
+    if (x->dev) x->dev->finish_layer(x);
     if (x->moe_idx >= 0)
         for (int i = 0; i < x->n_mb; i++) {
             MPI_Waitall(x->xm[i].n_req, x->xm[i].req, MPI_STATUSES_IGNORE);

@@ -88,12 +88,27 @@ typedef struct {
     // The same on device rows (CUDA IPC transport): d_xs, d_ys device [R, H].
     void (*experts_dev_fn)(void *ctx, int l, const int32_t *seg, int max_rows, const float *d_xs, float *d_ys, int R);
     int32_t *seg32;              // [E+1] scratch for experts_fn
-    // Non-NULL: the payload moves GPU to GPU through CUDA IPC (comm/ipc.c);
-    // the rows given to dispatch and the y given to collect are then device
-    // pointers.
-    struct janus_ipc *ipc;
-    struct janus_nccl *nccl;     // the same through NCCL send/recv (comm/nccl.c), one GPU per rank
+    // Non-NULL: the payload moves GPU to GPU (comm/ipc.c: CUDA IPC within a
+    // node; comm/nccl.c: NCCL send/recv); the rows given to dispatch and the y
+    // given to collect are then device pointers. dev_state is the transport's.
+    const struct janus_dev_xport *dev;
+    void *dev_state;
 } janus_xchg;
+
+// A device payload transport: the phase-2 steps of dispatch, serve and
+// collect on device rows, once the routing (a->pair, q->cnt/off, perm, seg)
+// is known on the host.
+typedef struct janus_dev_xport {
+    const char *name;
+    // attention side: rows d_rows [T, H] leave by destination (a->pair built)
+    void (*post_rows)(janus_xchg *x, int l, int i, const float *d_rows);
+    // MoE side: rows in, experts (x->experts_dev_fn), outputs home
+    void (*serve)(janus_xchg *x, int l, int i, const int32_t *perm, const int32_t *seg, int R, int max_rows);
+    // attention side: (l, i)'s outputs into d_y [T*k, H], pair order
+    void (*collect)(janus_xchg *x, int i, float *d_y);
+    void (*finish_layer)(janus_xchg *x);
+    void (*free)(janus_xchg *x); // collective; before the GPU stream it uses goes
+} janus_dev_xport;
 
 // Builds the pools: world ranks [0, n_attn) attend, [n_attn, n_attn + n_moe)
 // serve experts; monolithic (both true) makes every rank both.
@@ -114,7 +129,11 @@ void janus_xchg_collect(janus_xchg *x, int i, float *y);
 void janus_xchg_relay_back(janus_xchg *x, int l, int i);
 // The payload moves GPU to GPU (IPC or NCCL): dispatch takes device rows and
 // collect fills device outputs.
-bool janus_xchg_on_device(const janus_xchg *x);
+static inline bool janus_xchg_on_device(const janus_xchg *x) { return x->dev != NULL; }
+// The MPI tag of (layer l, micro-batch i)'s rows (out = 0) or outputs (out = 1).
+int janus_xchg_tag(const janus_xchg *x, int l, int i, int out);
+// Tears the device transport down (collective; a no-op without one).
+void janus_xchg_free_device(janus_xchg *x);
 // Every rank: wait for every send of the layer (before buffers are reused).
 void janus_xchg_finish_layer(janus_xchg *x);
 

@@ -5,13 +5,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "cuda_check.h"
 #include "layers.h"
 
-#define CK(x)                                                                                                 \
-    do {                                                                                                      \
-        int rc_ = (int)(x);                                                                                   \
-        if (rc_) janus_die(NULL, "CUDA IPC exchange: %s: error %d (%s)", #x, rc_, cudaGetErrorString((cudaError_t)rc_)); \
-    } while (0)
+#define CK(x) JANUS_CUDA_CK("CUDA IPC exchange", x)
+
 
 struct janus_ipc {
     cudaStream_t st;
@@ -33,11 +31,8 @@ typedef struct {
     int has_ret, has_in, device;
 } ipc_export;
 
-static void *dalloc(size_t bytes) {
-    void *p = NULL;
-    CK(cudaMalloc(&p, bytes ? bytes : 4));
-    return p;
-}
+static const janus_dev_xport ipc_xport; // the entry points, at the end
+
 
 void janus_ipc_init(janus_xchg *x, int max_tokens, void *stream) {
     struct janus_ipc *c = xcalloc(1, sizeof *c);
@@ -51,20 +46,20 @@ void janus_ipc_init(janus_xchg *x, int max_tokens, void *stream) {
     CK(cudaGetDevice(&me.device));
     size_t idx = 1;
     if (x->attn_idx >= 0) {
-        c->d_send = dalloc(c->rows_attn * row);
-        c->d_ret = dalloc(c->n_mb * c->rows_attn * row);
+        c->d_send = janus_cuda_alloc(c->rows_attn * row);
+        c->d_ret = janus_cuda_alloc(c->n_mb * c->rows_attn * row);
         CK(cudaIpcGetMemHandle(&me.ret, c->d_ret));
         me.has_ret = 1;
         idx = c->rows_attn;
     }
     if (x->moe_idx >= 0) {
-        c->d_in = dalloc(c->n_mb * c->rows_moe * row);
-        c->d_xs = dalloc(c->rows_moe * row), c->d_ys = dalloc(c->rows_moe * row), c->d_out = dalloc(c->rows_moe * row);
+        c->d_in = janus_cuda_alloc(c->n_mb * c->rows_moe * row);
+        c->d_xs = janus_cuda_alloc(c->rows_moe * row), c->d_ys = janus_cuda_alloc(c->rows_moe * row), c->d_out = janus_cuda_alloc(c->rows_moe * row);
         CK(cudaIpcGetMemHandle(&me.in, c->d_in));
         me.has_in = 1;
         if (c->rows_moe > idx) idx = c->rows_moe;
     }
-    c->d_idx = dalloc(idx * 4), c->d_idx2 = dalloc(idx * 4);
+    c->d_idx = janus_cuda_alloc(idx * 4), c->d_idx2 = janus_cuda_alloc(idx * 4);
     CK(cudaMallocHost((void **)&c->h_idx, idx * 4));
     CK(cudaMallocHost((void **)&c->h_idx2, idx * 4));
     ipc_export *all = xcalloc(x->size, sizeof *all);
@@ -100,12 +95,12 @@ void janus_ipc_init(janus_xchg *x, int max_tokens, void *stream) {
     free(all);
     c->cap_req = 2 * x->size * x->n_mb + 4;
     c->req = xcalloc(c->cap_req, sizeof(MPI_Request));
-    x->ipc = c;
+    x->dev = &ipc_xport, x->dev_state = c;
     MPI_Barrier(x->world); // every mapping is in place before anyone writes
 }
 
-void janus_ipc_free(janus_xchg *x) {
-    struct janus_ipc *c = x->ipc;
+static void ipc_free(janus_xchg *x) {
+    struct janus_ipc *c = x->dev_state;
     if (!c) return;
     cudaDeviceSynchronize();
     MPI_Barrier(x->world); // nobody writes into a buffer that is going away
@@ -121,15 +116,10 @@ void janus_ipc_free(janus_xchg *x) {
     cudaFreeHost(c->h_idx), cudaFreeHost(c->h_idx2);
     free(c->peer_ret), free(c->peer_in), free(c->req);
     free(c);
-    x->ipc = NULL;
-}
-
-static int sig_tag(const janus_xchg *x, int l, int i, int out) {
-    return 2 * ((l * x->n_mb + i) % 16000) + out;
 }
 
 static void post_signal(janus_xchg *x, int to, int tag) {
-    struct janus_ipc *c = x->ipc;
+    struct janus_ipc *c = x->dev_state;
     if (c->n_req == c->cap_req) janus_die(NULL, "internal: CUDA IPC exchange: too many signals in flight");
     MPI_Isend(NULL, 0, MPI_BYTE, to, tag, x->world, &c->req[c->n_req++]);
 }
@@ -149,8 +139,8 @@ static int64_t off_in_attn(const janus_xchg *x, int i, int a, int m) {
     return o;
 }
 
-void janus_ipc_post_rows(janus_xchg *x, int l, int i, const float *d_rows, int T) {
-    struct janus_ipc *c = x->ipc;
+static void ipc_post_rows(janus_xchg *x, int l, int i, const float *d_rows) {
+    struct janus_ipc *c = x->dev_state;
     janus_xmb_attn *a = &x->xa[i];
     const int M = x->n_moe, K = x->k, R = a->off[M];
     const size_t row = (size_t)c->H * sizeof(float);
@@ -169,19 +159,18 @@ void janus_ipc_post_rows(janus_xchg *x, int l, int i, const float *d_rows, int T
     }
     CK(cudaStreamSynchronize(c->st)); // the rows are there before the signal says so
     for (int m = 0; m < M; m++)
-        if (a->cnt[m]) post_signal(x, x->moe_world[m], sig_tag(x, l, i, 0));
-    (void)T;
+        if (a->cnt[m]) post_signal(x, x->moe_world[m], janus_xchg_tag(x, l, i, 0));
 }
 
-void janus_ipc_serve(janus_xchg *x, int l, int i, const int32_t *perm, const int32_t *seg, int R, int max_rows) {
-    struct janus_ipc *c = x->ipc;
+static void ipc_serve(janus_xchg *x, int l, int i, const int32_t *perm, const int32_t *seg, int R, int max_rows) {
+    struct janus_ipc *c = x->dev_state;
     janus_xmb_moe *q = &x->xm[i];
     const int A = x->n_attn;
     const size_t row = (size_t)c->H * sizeof(float);
     if ((size_t)R > c->rows_moe) janus_die(NULL, "internal: CUDA IPC exchange: %d rows exceed %zu", R, c->rows_moe);
     double t0 = janus_now_s();
     for (int a = 0; a < A; a++)
-        if (q->cnt[a]) MPI_Recv(NULL, 0, MPI_BYTE, x->attn_world[a], sig_tag(x, l, i, 0), x->world, MPI_STATUS_IGNORE);
+        if (q->cnt[a]) MPI_Recv(NULL, 0, MPI_BYTE, x->attn_world[a], janus_xchg_tag(x, l, i, 0), x->world, MPI_STATUS_IGNORE);
     double t1 = janus_now_s();
     x->t.serve_wait_s += t1 - t0;
     if (R == 0) return;
@@ -203,13 +192,13 @@ void janus_ipc_serve(janus_xchg *x, int l, int i, const int32_t *perm, const int
     }
     CK(cudaStreamSynchronize(c->st));
     for (int a = 0; a < A; a++)
-        if (q->cnt[a]) post_signal(x, x->attn_world[a], sig_tag(x, l, i, 1));
+        if (q->cnt[a]) post_signal(x, x->attn_world[a], janus_xchg_tag(x, l, i, 1));
     x->t.rows_served += R;
     x->t.experts_s += janus_now_s() - t1;
 }
 
-void janus_ipc_collect(janus_xchg *x, int i, float *d_y) {
-    struct janus_ipc *c = x->ipc;
+static void ipc_collect(janus_xchg *x, int i, float *d_y) {
+    struct janus_ipc *c = x->dev_state;
     janus_xmb_attn *a = &x->xa[i];
     const int M = x->n_moe, R = a->off[M];
     for (int m = 0; m < M; m++)
@@ -221,8 +210,11 @@ void janus_ipc_collect(janus_xchg *x, int i, float *d_y) {
     CK(cudaStreamSynchronize(c->st)); // h_idx2 is reused next
 }
 
-void janus_ipc_finish_layer(janus_xchg *x) {
-    struct janus_ipc *c = x->ipc;
+static void ipc_finish_layer(janus_xchg *x) {
+    struct janus_ipc *c = x->dev_state;
     MPI_Waitall(c->n_req, c->req, MPI_STATUSES_IGNORE);
     c->n_req = 0;
 }
+
+static const janus_dev_xport ipc_xport = {"GPU to GPU through CUDA IPC", ipc_post_rows, ipc_serve, ipc_collect,
+                                          ipc_finish_layer, ipc_free};

@@ -20,20 +20,7 @@
 
 // Collective over x->world. stream: this rank's GPU stream (cudaStream_t);
 // max_tokens: tokens per micro-batch on attention ranks. Every rank must have
-// called cudaSetDevice. Sets x->ipc.
+// called cudaSetDevice. Sets x->dev (the entry points) and x->dev_state.
 void janus_ipc_init(janus_xchg *x, int max_tokens, void *stream);
-void janus_ipc_free(janus_xchg *x);
-
-// Attention side of janus_xchg_dispatch: rows d_rows [T, H] (device), the
-// pair list a->pair built; copies rows to the MoE ranks and signals them.
-void janus_ipc_post_rows(janus_xchg *x, int l, int i, const float *d_rows, int T);
-// MoE side of janus_xchg_serve, after q->cnt/off, perm and seg are known:
-// waits for the rows, runs the experts (x->experts_dev_fn), returns outputs.
-void janus_ipc_serve(janus_xchg *x, int l, int i, const int32_t *perm, const int32_t *seg, int R, int max_rows);
-// Attention side of janus_xchg_collect: waits for (l, i)'s outputs and
-// scatters them into d_y [T*k, H] (device), pair order.
-void janus_ipc_collect(janus_xchg *x, int i, float *d_y);
-// Completes the layer's signal sends.
-void janus_ipc_finish_layer(janus_xchg *x);
 
 #endif

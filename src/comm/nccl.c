@@ -7,13 +7,10 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "cuda_check.h"
 #include "layers.h"
 
-#define CK(x)                                                                                                  \
-    do {                                                                                                       \
-        int rc_ = (int)(x);                                                                                    \
-        if (rc_) janus_die(NULL, "NCCL exchange: %s: CUDA error %d (%s)", #x, rc_, cudaGetErrorString((cudaError_t)rc_)); \
-    } while (0)
+#define CK(x) JANUS_CUDA_CK("NCCL exchange", x)
 #define NK(x)                                                                                                  \
     do {                                                                                                       \
         ncclResult_t rc_ = (x);                                                                                \
@@ -38,11 +35,8 @@ typedef struct {
     int device;
 } gpu_id;
 
-static void *dalloc(size_t bytes) {
-    void *p = NULL;
-    CK(cudaMalloc(&p, bytes ? bytes : 4));
-    return p;
-}
+static const janus_dev_xport nccl_xport; // the entry points, at the end
+
 
 void janus_nccl_init(janus_xchg *x, int max_tokens, void *stream) {
     struct janus_nccl *c = xcalloc(1, sizeof *c);
@@ -76,16 +70,16 @@ void janus_nccl_init(janus_xchg *x, int max_tokens, void *stream) {
     const size_t H = x->H, row = H * sizeof(float);
     size_t idx = 1;
     if (x->attn_idx >= 0) {
-        c->d_send = dalloc(c->n_mb * c->rows_attn * row);
-        c->d_ret = dalloc(c->n_mb * c->rows_attn * row);
+        c->d_send = janus_cuda_alloc(c->n_mb * c->rows_attn * row);
+        c->d_ret = janus_cuda_alloc(c->n_mb * c->rows_attn * row);
         idx = c->rows_attn;
     }
     if (x->moe_idx >= 0) {
-        c->d_in = dalloc(c->n_mb * c->rows_moe * row), c->d_out = dalloc(c->n_mb * c->rows_moe * row);
-        c->d_xs = dalloc(c->rows_moe * row), c->d_ys = dalloc(c->rows_moe * row);
+        c->d_in = janus_cuda_alloc(c->n_mb * c->rows_moe * row), c->d_out = janus_cuda_alloc(c->n_mb * c->rows_moe * row);
+        c->d_xs = janus_cuda_alloc(c->rows_moe * row), c->d_ys = janus_cuda_alloc(c->rows_moe * row);
         if (c->rows_moe > idx) idx = c->rows_moe;
     }
-    c->d_idx = dalloc(idx * 4), c->d_idx2 = dalloc(idx * 4);
+    c->d_idx = janus_cuda_alloc(idx * 4), c->d_idx2 = janus_cuda_alloc(idx * 4);
     CK(cudaMallocHost((void **)&c->h_idx, idx * 4));
     CK(cudaMallocHost((void **)&c->h_idx2, idx * 4));
     cudaEvent_t **evs[] = {&c->ev_rows, &c->ev_ret, &c->ev_out, &c->ev_sent};
@@ -93,11 +87,11 @@ void janus_nccl_init(janus_xchg *x, int max_tokens, void *stream) {
         *evs[e] = xcalloc(c->n_mb, sizeof(cudaEvent_t));
         for (int i = 0; i < c->n_mb; i++) CK(cudaEventCreateWithFlags(&(*evs[e])[i], cudaEventDisableTiming));
     }
-    x->nccl = c;
+    x->dev = &nccl_xport, x->dev_state = c;
 }
 
-void janus_nccl_free(janus_xchg *x) {
-    struct janus_nccl *c = x->nccl;
+static void nccl_free(janus_xchg *x) {
+    struct janus_nccl *c = x->dev_state;
     if (!c) return;
     cudaDeviceSynchronize();
     ncclCommDestroy(c->fwd);
@@ -113,12 +107,11 @@ void janus_nccl_free(janus_xchg *x) {
     }
     cudaStreamDestroy(c->st_f), cudaStreamDestroy(c->st_b);
     free(c);
-    x->nccl = NULL;
 }
 
 // The attention side's NCCL calls of (l, i): rows out (fwd) and outputs back (back).
 static void attn_sends(janus_xchg *x, int i) {
-    struct janus_nccl *c = x->nccl;
+    struct janus_nccl *c = x->dev_state;
     janus_xmb_attn *a = &x->xa[i];
     const size_t H = c->H;
     for (int m = 0; m < x->n_moe; m++)
@@ -127,7 +120,7 @@ static void attn_sends(janus_xchg *x, int i) {
                         x->moe_world[m], c->fwd, c->st_f));
 }
 static void attn_recvs(janus_xchg *x, int i) {
-    struct janus_nccl *c = x->nccl;
+    struct janus_nccl *c = x->dev_state;
     janus_xmb_attn *a = &x->xa[i];
     const size_t H = c->H;
     for (int m = 0; m < x->n_moe; m++)
@@ -136,7 +129,7 @@ static void attn_recvs(janus_xchg *x, int i) {
                         x->moe_world[m], c->back, c->st_b));
 }
 static void moe_recvs(janus_xchg *x, int i) {
-    struct janus_nccl *c = x->nccl;
+    struct janus_nccl *c = x->dev_state;
     janus_xmb_moe *q = &x->xm[i];
     const size_t H = c->H;
     for (int a = 0; a < x->n_attn; a++)
@@ -145,7 +138,7 @@ static void moe_recvs(janus_xchg *x, int i) {
                         x->attn_world[a], c->fwd, c->st_f));
 }
 static void moe_sends(janus_xchg *x, int i) {
-    struct janus_nccl *c = x->nccl;
+    struct janus_nccl *c = x->dev_state;
     janus_xmb_moe *q = &x->xm[i];
     const size_t H = c->H;
     for (int a = 0; a < x->n_attn; a++)
@@ -154,8 +147,8 @@ static void moe_sends(janus_xchg *x, int i) {
                         x->attn_world[a], c->back, c->st_b));
 }
 
-void janus_nccl_post_rows(janus_xchg *x, int l, int i, const float *d_rows, int T) {
-    struct janus_nccl *c = x->nccl;
+static void nccl_post_rows(janus_xchg *x, int l, int i, const float *d_rows) {
+    struct janus_nccl *c = x->dev_state;
     janus_xmb_attn *a = &x->xa[i];
     const int R = a->off[x->n_moe];
     if ((size_t)R > c->rows_attn) janus_die(NULL, "internal: NCCL exchange: %d rows exceed %zu", R, c->rows_attn);
@@ -177,11 +170,12 @@ void janus_nccl_post_rows(janus_xchg *x, int l, int i, const float *d_rows, int 
     attn_recvs(x, i);
     NK(ncclGroupEnd());
     CK(cudaEventRecord(c->ev_ret[i], c->st_b)); // (l, i)'s outputs are home once this passes
-    (void)l, (void)T;
+    (void)l;
 }
 
-void janus_nccl_serve(janus_xchg *x, int l, int i, const int32_t *perm, const int32_t *seg, int R, int max_rows) {
-    struct janus_nccl *c = x->nccl;
+static void nccl_serve(janus_xchg *x, int l, int i, const int32_t *perm, const int32_t *seg, int R, int max_rows) {
+    struct janus_nccl *c = x->dev_state;
+    const double t0 = janus_now_s();
     if ((size_t)R > c->rows_moe) janus_die(NULL, "internal: NCCL exchange: %d rows exceed %zu", R, c->rows_moe);
     // Rows in (fused with this rank's own sends when it also attends).
     NK(ncclGroupStart());
@@ -213,10 +207,11 @@ void janus_nccl_serve(janus_xchg *x, int l, int i, const int32_t *perm, const in
     CK(cudaEventRecord(c->ev_sent[i], c->st_b));
     if (c->both) CK(cudaEventRecord(c->ev_ret[i], c->st_b));
     x->t.rows_served += R;
+    x->t.experts_s += janus_now_s() - t0;
 }
 
-void janus_nccl_collect(janus_xchg *x, int i, float *d_y) {
-    struct janus_nccl *c = x->nccl;
+static void nccl_collect(janus_xchg *x, int i, float *d_y) {
+    struct janus_nccl *c = x->dev_state;
     janus_xmb_attn *a = &x->xa[i];
     const int R = a->off[x->n_moe];
     CK(cudaStreamWaitEvent(c->st, c->ev_ret[i], 0)); // recorded where the receives were posted
@@ -227,4 +222,7 @@ void janus_nccl_collect(janus_xchg *x, int i, float *d_y) {
     CK(cudaStreamSynchronize(c->st)); // h_idx2 is reused next
 }
 
-void janus_nccl_finish_layer(janus_xchg *x) { (void)x; }
+static void nccl_finish_layer(janus_xchg *x) { (void)x; }
+
+static const janus_dev_xport nccl_xport = {"GPU to GPU through NCCL", nccl_post_rows, nccl_serve, nccl_collect,
+                                           nccl_finish_layer, nccl_free};

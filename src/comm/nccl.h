@@ -20,12 +20,8 @@
 #include "comm/exchange.h"
 
 // Collective over x->world; every rank on its own GPU (checked: dies naming the
-// two ranks that share one). stream: the rank's compute stream.
+// two ranks that share one). stream: the rank's compute stream. Sets x->dev
+// (the entry points, the same as comm/ipc.c's) and x->dev_state.
 void janus_nccl_init(janus_xchg *x, int max_tokens, void *stream);
-void janus_nccl_free(janus_xchg *x);
-void janus_nccl_post_rows(janus_xchg *x, int l, int i, const float *d_rows, int T);
-void janus_nccl_serve(janus_xchg *x, int l, int i, const int32_t *perm, const int32_t *seg, int R, int max_rows);
-void janus_nccl_collect(janus_xchg *x, int i, float *d_y);
-void janus_nccl_finish_layer(janus_xchg *x);
 
 #endif

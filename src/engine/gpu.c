@@ -26,11 +26,9 @@ _Static_assert(sizeof(janus_row_sampling) == sizeof(jk_sample_params) &&
 #include "util.h"
 #include <math.h>
 
-#define CK(x)                                                                                         \
-    do {                                                                                              \
-        int rc_ = (int)(x);                                                                           \
-        if (rc_) janus_die(NULL, "CUDA: %s: error %d (%s)", #x, rc_, cudaGetErrorString((cudaError_t)rc_)); \
-    } while (0)
+#include "cuda_check.h"
+#define CK(x) JANUS_CUDA_CK("CUDA", x)
+
 
 typedef struct {
     uint16_t *attn_norm, *ffn_norm, *wq, *wk, *wv, *wo, *bq, *bk, *bv, *q_norm, *k_norm;
@@ -128,11 +126,6 @@ static uint16_t *upload_cat(const janus_w *a, const janus_w *b) {
     return d;
 }
 
-static void *dalloc(size_t bytes) {
-    void *p;
-    CK(cudaMalloc(&p, bytes ? bytes : 4));
-    return p;
-}
 
 // A [rows, cols] weight: uploaded from the checkpoint, or synthetic (uniform,
 // variance scale^2, deterministic in the seed). rows == 0: absent.
@@ -142,7 +135,7 @@ static uint16_t *weight(janus_gpu *g, const janus_w *w, int64_t rows, int64_t co
         return upload(w);
     }
     if (rows <= 0) return NULL;
-    uint16_t *d = dalloc((size_t)rows * cols * 2);
+    uint16_t *d = janus_cuda_alloc((size_t)rows * cols * 2);
     CK(jk_fill_bf16(d, (size_t)rows * cols, g->seed++, scale, g->st));
     g->weight_bytes += (size_t)rows * cols * 2;
     return d;
@@ -174,8 +167,8 @@ static void upload_experts(janus_gpu *g, int l, uint64_t seed0) {
     }
     if (!G->n_loc) return;
     const size_t gu_n = (size_t)2 * I * H, dn_n = (size_t)H * I;
-    G->w_gu = dalloc(G->n_loc * gu_n * 2);
-    G->w_down = dalloc(G->n_loc * dn_n * 2);
+    G->w_gu = janus_cuda_alloc(G->n_loc * gu_n * 2);
+    G->w_down = janus_cuda_alloc(G->n_loc * dn_n * 2);
     g->weight_bytes += G->n_loc * (gu_n + dn_n) * 2;
     for (int e = 0; e < E; e++) {
         const int j = G->loc[e];
@@ -248,7 +241,7 @@ janus_gpu *janus_gpu_init_opts(const janus_model *m, const janus_gpu_opts *o) {
             if (g->synth && o->zipf > 0) { // popularity rank of expert e: (e * 37) mod E
                 uint16_t *hb = xmalloc(2 * E);
                 for (int e = 0; e < E; e++) hb[e] = f32_to_bf16((float)(-o->zipf * log(1.0 + (double)((e * 37) % E))));
-                G->router_bias = dalloc(2 * E);
+                G->router_bias = janus_cuda_alloc(2 * E);
                 CK(cudaMemcpy(G->router_bias, hb, 2 * E, cudaMemcpyHostToDevice));
                 free(hb);
             }
@@ -272,7 +265,7 @@ janus_gpu *janus_gpu_init_opts(const janus_model *m, const janus_gpu_opts *o) {
     if (c->shared_inter > inter) inter = c->shared_inter;
     const size_t T = A ? o->max_tokens : 0;
     g->max_tokens = (int)T;
-    g->seg = dalloc(4 * (E + 1));
+    g->seg = janus_cuda_alloc(4 * (E + 1));
     g->h_seg = xmalloc(4 * (E + 1));
     g->fill = xmalloc(sizeof(int) * (E + 1));
     g->lseg = xmalloc(sizeof(int32_t) * (E + 1));
@@ -280,42 +273,42 @@ janus_gpu *janus_gpu_init_opts(const janus_model *m, const janus_gpu_opts *o) {
     size_t xr = T * K;
     if (o->experts && (size_t)o->max_expert_rows > xr) xr = o->max_expert_rows;
     g->xs_rows = (int)xr;
-    g->xs = dalloc(4 * xr * H), g->ys = dalloc(4 * xr * H);
-    g->act = dalloc(4 * (xr > T ? xr : T) * inter);
+    g->xs = janus_cuda_alloc(4 * xr * H), g->ys = janus_cuda_alloc(4 * xr * H);
+    g->act = janus_cuda_alloc(4 * (xr > T ? xr : T) * inter);
     if (A) {
         float *inv = xmalloc(sizeof(float) * c->head_dim / 2);
         cpu_rope_inv_freq(inv, c->head_dim, c->rope_theta);
-        g->inv_freq = dalloc(sizeof(float) * c->head_dim / 2);
+        g->inv_freq = janus_cuda_alloc(sizeof(float) * c->head_dim / 2);
         CK(cudaMemcpy(g->inv_freq, inv, sizeof(float) * c->head_dim / 2, cudaMemcpyHostToDevice));
         free(inv);
         g->kv_blocks = o->kv_blocks, g->bs = o->block_size;
         g->layer_kv = (size_t)o->kv_blocks * o->block_size * kv_dim;
-        g->kc = dalloc(2 * g->layer_kv * c->n_layers);
-        g->vc = dalloc(2 * g->layer_kv * c->n_layers);
+        g->kc = janus_cuda_alloc(2 * g->layer_kv * c->n_layers);
+        g->vc = janus_cuda_alloc(2 * g->layer_kv * c->n_layers);
         g->mb = xcalloc(o->n_mb, sizeof(gpu_mb));
         for (int i = 0; i < o->n_mb; i++) {
             gpu_mb *b = &g->mb[i];
-            b->x = dalloc(4 * T * H), b->h = dalloc(4 * T * H), b->topw = dalloc(4 * T * K);
-            b->topi = dalloc(4 * T * K), b->tok = dalloc(4 * T), b->pos = dalloc(4 * T), b->rows = dalloc(4 * T);
+            b->x = janus_cuda_alloc(4 * T * H), b->h = janus_cuda_alloc(4 * T * H), b->topw = janus_cuda_alloc(4 * T * K);
+            b->topi = janus_cuda_alloc(4 * T * K), b->tok = janus_cuda_alloc(4 * T), b->pos = janus_cuda_alloc(4 * T), b->rows = janus_cuda_alloc(4 * T);
         }
-        g->q = dalloc(4 * T * nq), g->k = dalloc(4 * T * kv_dim), g->v = dalloc(4 * T * kv_dim), g->att = dalloc(4 * T * nq);
-        g->rlog = dalloc(4 * T * E);
-        g->moe = dalloc(4 * T * H), g->sh = dalloc(4 * T * H), g->shg = dalloc(4 * T);
-        g->logits = dalloc(4 * T * (size_t)c->vocab);
-        g->order = dalloc(4 * T * K), g->slot = dalloc(4 * T * K);
+        g->q = janus_cuda_alloc(4 * T * nq), g->k = janus_cuda_alloc(4 * T * kv_dim), g->v = janus_cuda_alloc(4 * T * kv_dim), g->att = janus_cuda_alloc(4 * T * nq);
+        g->rlog = janus_cuda_alloc(4 * T * E);
+        g->moe = janus_cuda_alloc(4 * T * H), g->sh = janus_cuda_alloc(4 * T * H), g->shg = janus_cuda_alloc(4 * T);
+        g->logits = janus_cuda_alloc(4 * T * (size_t)c->vocab);
+        g->order = janus_cuda_alloc(4 * T * K), g->slot = janus_cuda_alloc(4 * T * K);
         g->h_topi = xmalloc(4 * T * K), g->h_order = xmalloc(4 * T * K), g->h_slot = xmalloc(4 * T * K);
-        g->gtok = dalloc(4 * T), g->glp = dalloc(4 * T);
-        g->d_samp = dalloc(sizeof(jk_sample_params) * T);
+        g->gtok = janus_cuda_alloc(4 * T), g->glp = janus_cuda_alloc(4 * T);
+        g->d_samp = janus_cuda_alloc(sizeof(jk_sample_params) * T);
         // identity slots: the exchange returns outputs in pair order
         for (size_t p = 0; p < T * K; p++) g->h_slot[p] = (int32_t)p;
-        g->ident = dalloc(4 * T * K);
+        g->ident = janus_cuda_alloc(4 * T * K);
         CK(cudaMemcpy(g->ident, g->h_slot, 4 * T * K, cudaMemcpyHostToDevice));
         CK(cudaMallocHost((void **)&g->h_rows, 4 * (T ? T : 1) * H));
         CK(cudaMallocHost((void **)&g->h_y, 4 * (T ? T : 1) * K * H));
         int maxk = H > (int)nq ? H : (int)nq;
         if (inter > maxk) maxk = inter;
-        g->xb = dalloc(2 * T * (size_t)maxk);
-        g->gu = dalloc(4 * T * 2 * (size_t)inter);
+        g->xb = janus_cuda_alloc(2 * T * (size_t)maxk);
+        g->gu = janus_cuda_alloc(4 * T * 2 * (size_t)inter);
     }
     // Dense projections (attention side) and the prefill expert GEMMs (expert side).
     if (cublasCreate(&g->blas) != CUBLAS_STATUS_SUCCESS) janus_die(NULL, "cuBLAS: cannot create a handle");
@@ -325,7 +318,7 @@ janus_gpu *janus_gpu_init_opts(const janus_model *m, const janus_gpu_opts *o) {
     g->prefill_rows = getenv("JANUS_GPU_PREFILL_ROWS") ? atoi(getenv("JANUS_GPU_PREFILL_ROWS")) : 64;
     if (g->prefill_rows > 0 && xr > 0) {
         g->pf_ws_bytes = jk_moe_prefill_ws_bytes((int)xr, H, c->moe_inter);
-        g->pf_ws = dalloc(g->pf_ws_bytes);
+        g->pf_ws = janus_cuda_alloc(g->pf_ws_bytes);
     }
     const char *attn_kind = getenv("JANUS_GPU_ATTN");
     g->splitk = A && !(attn_kind && !strcmp(attn_kind, "plain"));
@@ -333,7 +326,7 @@ janus_gpu *janus_gpu_init_opts(const janus_model *m, const janus_gpu_opts *o) {
         int max_ctx = c->max_ctx;
         if ((int64_t)o->kv_blocks * o->block_size < max_ctx) max_ctx = o->kv_blocks * o->block_size;
         g->att_ws_bytes = jk_attention_ws_bytes((int)T, c->n_heads, c->n_kv_heads, hd, max_ctx);
-        if (g->att_ws_bytes) g->att_ws = dalloc(g->att_ws_bytes);
+        if (g->att_ws_bytes) g->att_ws = janus_cuda_alloc(g->att_ws_bytes);
     }
     g->profile = getenv("JANUS_GPU_PROFILE") && atoi(getenv("JANUS_GPU_PROFILE")) > 0;
     CK(cudaStreamSynchronize(g->st));
@@ -422,7 +415,7 @@ static void mb_begin(janus_gpu *g, int i, const janus_batch *b) {
         CK(cudaStreamSynchronize(st));
         if (M->bt) cudaFree(M->bt);
         M->h_bt = xmalloc(4 * (size_t)M->bt_cap);
-        M->bt = dalloc(4 * (size_t)M->bt_cap);
+        M->bt = janus_cuda_alloc(4 * (size_t)M->bt_cap);
     }
     for (int t = 0; t < T; t++) memcpy(M->h_bt + (size_t)t * maxb, b->bt[t], sizeof(int32_t) * (b->pos[t] / g->bs + 1));
     CK(cudaMemcpyAsync(M->bt, M->h_bt, 4 * (size_t)T * maxb, cudaMemcpyHostToDevice, st));
