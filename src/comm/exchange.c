@@ -153,11 +153,15 @@ static bool direct(const janus_xchg *x, int w1, int w2) {
     return x->path == XPATH_DIRECT || !janus_hier_remote(x, w1, w2);
 }
 
+// Host row buffers (H floats a row) and index arrays for `rows` rows; H == 0:
+// indices only (a device transport keeps the rows on the GPU).
 static void ensure_attn(janus_xmb_attn *a, int rows, int H) {
     if (rows <= a->cap) return;
     int cap = rows < 64 ? 64 : rows;
-    a->send = xrealloc(a->send, sizeof(float) * (size_t)cap * H);
-    a->recv = xrealloc(a->recv, sizeof(float) * (size_t)cap * H);
+    if (H) {
+        a->send = xrealloc(a->send, sizeof(float) * (size_t)cap * H);
+        a->recv = xrealloc(a->recv, sizeof(float) * (size_t)cap * H);
+    }
     a->pair = xrealloc(a->pair, sizeof(int32_t) * cap);
     a->cap = cap;
 }
@@ -165,10 +169,12 @@ static void ensure_attn(janus_xmb_attn *a, int rows, int H) {
 static void ensure_moe(janus_xmb_moe *q, int rows, int H) {
     if (rows <= q->cap) return;
     int cap = rows < 64 ? 64 : rows + rows / 2;
-    q->in = xrealloc(q->in, sizeof(float) * (size_t)cap * H);
-    q->out = xrealloc(q->out, sizeof(float) * (size_t)cap * H);
-    q->xs = xrealloc(q->xs, sizeof(float) * (size_t)cap * H);
-    q->ys = xrealloc(q->ys, sizeof(float) * (size_t)cap * H);
+    if (H) {
+        q->in = xrealloc(q->in, sizeof(float) * (size_t)cap * H);
+        q->out = xrealloc(q->out, sizeof(float) * (size_t)cap * H);
+        q->xs = xrealloc(q->xs, sizeof(float) * (size_t)cap * H);
+        q->ys = xrealloc(q->ys, sizeof(float) * (size_t)cap * H);
+    }
     q->perm = xrealloc(q->perm, sizeof(int32_t) * cap);
     q->cap = cap;
 }
@@ -213,7 +219,7 @@ static void post_rows(janus_xchg *x, int l, int i, const float *xrows, const int
     for (int s = 0; s < S; s++) a->cnt[p->rep_rank[s]] += (int)x->seg[(size_t)ai * S + s];
     a->off[0] = 0;
     for (int m = 0; m < M; m++) a->off[m + 1] = a->off[m] + a->cnt[m];
-    ensure_attn(a, T * K, H);
+    ensure_attn(a, T * K, janus_xchg_on_device(x) ? 0 : H);
     // Counting sort of this rank's pairs by expert (stable).
     if (T * K > x->order_cap) {
         x->order_cap = T * K;
@@ -271,7 +277,7 @@ void janus_xchg_serve(janus_xchg *x, int l, int i) {
         q->off[a + 1] = q->off[a] + q->cnt[a];
     }
     int R = q->off[A];
-    ensure_moe(q, R, H);
+    ensure_moe(q, R, janus_xchg_on_device(x) ? 0 : H);
     q->n_req = 0;
     for (int a = 0; a < A && !janus_xchg_on_device(x); a++)
         if (q->cnt[a] && direct(x, x->rank, x->attn_world[a]))
