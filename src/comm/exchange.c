@@ -306,8 +306,9 @@ void janus_xchg_serve(janus_xchg *x, int l, int i) {
             }
         seg[e + 1] = g;
     }
-    int64_t maxr = 0;
-    for (int e = 0; e < E; e++) maxr = x->n_tok[e] > maxr ? x->n_tok[e] : maxr;
+    int64_t maxr = 0, pairs = 0;
+    for (int e = 0; e < E; e++) maxr = x->n_tok[e] > maxr ? x->n_tok[e] : maxr, pairs += x->n_tok[e];
+    maxr = janus_ffn_variant_rows(pairs, pairs / x->k, E, maxr); // the kernels one rank would pick
     if (x->dev) { // rows, experts and outputs stay on the GPUs
         x->dev->serve(x, l, i, q->perm, seg, g, (int)maxr);
         return;

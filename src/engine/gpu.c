@@ -27,6 +27,7 @@ _Static_assert(sizeof(janus_row_sampling) == sizeof(jk_sample_params) &&
 #include <math.h>
 
 #include "cuda_check.h"
+#include "moe/experts.h"
 #define CK(x) JANUS_CUDA_CK("CUDA", x)
 
 
@@ -535,7 +536,7 @@ static void mb_experts_local(janus_gpu *g, int l, int i, int64_t *expert_counts)
     CK(cudaMemcpyAsync(g->slot, g->h_slot, 4 * (size_t)P, cudaMemcpyHostToDevice, st));
     mark(g, 2);
     CK(jk_gather_rows(g->xs, M->h, g->order, K, P, c->hidden, st));
-    run_experts(g, l, g->h_seg, maxr, g->xs, g->ys);
+    run_experts(g, l, g->h_seg, janus_ffn_variant_rows(P, T, E, maxr), g->xs, g->ys);
     mark(g, 3);
 }
 

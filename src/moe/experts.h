@@ -6,6 +6,8 @@
 #ifndef JANUS_MOE_EXPERTS_H
 #define JANUS_MOE_EXPERTS_H
 
+#include <math.h>
+
 #include "model/model.h"
 
 // Scratch of one expert FFN over up to max_rows rows.
@@ -33,6 +35,25 @@ void janus_moe_ffn_grouped_ref(const float *x, const int32_t *seg, const uint16_
                                float *y, int E, int H, int I);
 
 // out: [T, H] = sum_j w[t, j] * y[t*k + j], in ascending order of ids[t, j].
+// The rows-per-expert figure that picks the GPU expert kernels (decode
+// variant, or the cuBLAS prefill path) for one layer of one micro-batch, from
+// `pairs` (tokens x top-k, job-wide), `tokens` and the most rows any expert has
+// (`exact_max`, -1 when unknown). Decode-sized steps (at most 16 pairs per
+// expert on average) take a bound from the counts alone, so a GPU that groups
+// the rows on the device (maximum unknown on the host) and the exchange (which
+// knows it from the handshake) pick the same kernels; larger steps take the
+// exact maximum. Returns -1 when the exact maximum is needed but unknown.
+static inline int janus_ffn_variant_rows(int64_t pairs, int64_t tokens, int E, int64_t exact_max) {
+    if (pairs <= 0) return 0;
+    if (pairs <= 16 * (int64_t)E) {
+        const double avg = (double)pairs / E;
+        double b = avg + 3.0 * sqrt(avg) + 1.0;
+        int64_t r = (int64_t)b + 1;
+        return (int)(r < tokens ? r : tokens);
+    }
+    return (int)exact_max;
+}
+
 void janus_combine(float *out, const float *y, const int32_t *ids, const float *w, int T, int k, int H);
 
 #endif
