@@ -624,6 +624,21 @@ void janus_gpu_serve_experts_dev(void *gpu, int l, const int32_t *seg, int max_r
     run_experts(g, l, seg, max_rows, d_xs, d_ys);
 }
 
+void janus_gpu_serve_experts_devseg(void *gpu, int l, const int32_t *d_lseg, int max_rows, const float *d_xs,
+                                    float *d_ys) {
+    janus_gpu *g = gpu;
+    const janus_config *c = &g->m->cfg;
+    const gpu_layer *G = &g->L[l];
+    if (max_rows <= 0 || G->n_loc <= 0) return;
+    jk_moe_ffn_args a = {d_xs, d_lseg, G->w_gu, G->w_down, g->act, d_ys, G->n_loc, c->hidden, c->moe_inter, max_rows};
+    CK(jk_moe_ffn_decode(&a, g->st));
+}
+
+const int32_t *janus_gpu_local_experts(const janus_gpu *g, int l, int *n_loc) {
+    *n_loc = g->L[l].n_loc;
+    return g->L[l].loc;
+}
+
 void *janus_gpu_stream(janus_gpu *g) { return g->st; }
 
 void janus_gpu_step(janus_gpu *g, janus_engine *en, const janus_batch *b, float *const *logits) {

@@ -57,6 +57,17 @@ void janus_gpu_serve_experts(void *gpu, int l, const int32_t *seg, int max_rows,
 // The same with rows and outputs on the device (CUDA IPC transport).
 void janus_gpu_serve_experts_dev(void *gpu, int l, const int32_t *seg, int max_rows, const float *d_xs, float *d_ys,
                                  int R);
+// The decode expert kernels over rows grouped by LOCAL expert with the segment
+// table on the device: d_lseg [n_loc + 1] (janus_gpu_local_experts), rows of
+// local expert j at d_lseg[j] .. d_lseg[j+1] of d_xs [.., H]; outputs in d_ys
+// at the same rows. max_rows picks the kernel variant (janus_ffn_variant_rows:
+// any expert may have more rows; they are still all computed). Queued on the
+// GPU's stream, nothing waits. For decode-sized steps only (no cuBLAS path).
+void janus_gpu_serve_experts_devseg(void *gpu, int l, const int32_t *d_lseg, int max_rows, const float *d_xs,
+                                    float *d_ys);
+// Layer l's routed experts on this GPU: loc[e] = local index of global expert
+// e or -1 (ascending in e), *n_loc of them.
+const int32_t *janus_gpu_local_experts(const janus_gpu *g, int l, int *n_loc);
 // This GPU's stream (cudaStream_t): the exchange's device copies go on it.
 void *janus_gpu_stream(janus_gpu *g);
 // Bytes of weights one decode step reads at most: everything but the
