@@ -5,6 +5,7 @@
 //   bandwidth measured in the same run (and the data-sheet HBM peak).
 //   sched (GPU column of `janus bench sched`): the activation scheduler kernel
 //   per layer, checked against janus_sched.
+#include <cuda_profiler_api.h>
 #include <cuda_runtime_api.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -237,9 +238,14 @@ int bench_e2e(int argc, char **argv) {
         for (int s = 0; s < batch; s++) pos[s] = context + st, tbt[s] = bt[s], rows[s] = s;
         memcpy(before, counts, sizeof(int64_t) * cf->n_layers * cf->n_experts);
         janus_batch b = {.T = batch, .tok = tok, .pos = pos, .bt = tbt, .n_out = batch, .out_rows = rows};
+        // JANUS_PROFILE_STEP=n: only decode step n inside the profiler's range
+        // (ncu/nsys --profile-from-start off), for a per-kernel breakdown.
+        const int prof = getenv("JANUS_PROFILE_STEP") && atoi(getenv("JANUS_PROFILE_STEP")) == st;
+        if (prof) cudaProfilerStart();
         double a = janus_now_s();
         janus_gpu_forward(g, &b, NULL, gt, glp, counts, NULL);
         ms[st] = 1e3 * (janus_now_s() - a);
+        if (prof) cudaProfilerStop();
         memcpy(tok, gt, 4 * batch); // greedy continuation
         for (int i = 0; i < cf->n_layers * cf->n_experts; i++) act_sum += counts[i] > before[i];
         kv_sum += (double)batch * (context + st + 1) * cf->n_layers * 2.0 * cf->n_kv_heads * cf->head_dim * 2;

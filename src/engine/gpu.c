@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "fused.h"
 #include "layers.h"
 #include "moe_ffn.h"
 #include "moe_prefill.h"
@@ -49,6 +50,14 @@ typedef struct {
     int bt_cap, maxb, T;
 } gpu_mb;
 
+// A captured decode step (the layers of one micro-batch), by its shape.
+#define GPU_GRAPHS 4
+typedef struct {
+    int T, maxb;
+    cudaGraphExec_t ex;
+    int64_t used;
+} gpu_graph;
+
 struct janus_gpu {
     const janus_model *m;
     janus_gpu_opts o;
@@ -62,6 +71,15 @@ struct janus_gpu {
     gpu_mb *mb;      // [n_mb]
     float *q, *k, *v, *att, *rlog, *xs, *ys, *act, *moe, *sh, *shg, *logits;
     int32_t *order, *slot, *seg, *ident;
+    float *qkv;                         // [max_tokens, nq + 2 kv_dim] the fused projection's output
+    bool fused_qkv;                     // bias, q/k norm, RoPE and the KV store in one kernel
+    unsigned long long *d_counts, *h_counts; // [n_layers, E] pairs per expert grouped on the device this step
+    bool counts_pending;
+    bool graphs;                        // decode steps as CUDA graphs (JANUS_GPU_GRAPH=0: never)
+    gpu_graph gr[GPU_GRAPHS];
+    int64_t gr_clock;
+    int last_T, last_maxb, n_captures;
+    void *blas_ws;                      // cuBLAS workspace (no allocation inside a graph capture)
     int32_t *h_topi, *h_order, *h_slot, *h_seg;
     int *fill;
     int32_t *lseg;   // [E+1] local segment offsets
@@ -228,8 +246,16 @@ janus_gpu *janus_gpu_init_opts(const janus_model *m, const janus_gpu_opts *o) {
         if (c->layer_moe[l]) upload_experts(g, l, seed0);
         if (!A) continue;
         G->attn_norm = weight(g, &L->attn_norm, 1, H, 1.0f), G->ffn_norm = weight(g, &L->ffn_norm, 1, H, 1.0f);
-        G->wq = weight(g, &L->wq, nq, H, sH), G->wk = weight(g, &L->wk, nkv, H, sH);
-        G->wv = weight(g, &L->wv, nkv, H, sH), G->wo = weight(g, &L->wo, H, nq, 1.0f / sqrtf((float)nq));
+        { // q | k | v rows in one array: one projection GEMM (wq, wk, wv point into it)
+            uint16_t *wq = weight(g, &L->wq, nq, H, sH), *wk = weight(g, &L->wk, nkv, H, sH), *wv = weight(g, &L->wv, nkv, H, sH);
+            G->wq = janus_cuda_alloc((size_t)(nq + 2 * nkv) * H * 2);
+            G->wk = G->wq + (size_t)nq * H, G->wv = G->wk + (size_t)nkv * H;
+            CK(cudaMemcpy(G->wq, wq, (size_t)nq * H * 2, cudaMemcpyDeviceToDevice));
+            CK(cudaMemcpy(G->wk, wk, (size_t)nkv * H * 2, cudaMemcpyDeviceToDevice));
+            CK(cudaMemcpy(G->wv, wv, (size_t)nkv * H * 2, cudaMemcpyDeviceToDevice));
+            cudaFree(wq), cudaFree(wk), cudaFree(wv);
+        }
+        G->wo = weight(g, &L->wo, H, nq, 1.0f / sqrtf((float)nq));
         if (!g->synth) G->bq = upload(&L->bq), G->bk = upload(&L->bk), G->bv = upload(&L->bv);
         if (c->desc->qk_norm != QK_NORM_NONE) {
             int qn = c->desc->qk_norm == QK_NORM_HEAD ? hd : nq, kn = c->desc->qk_norm == QK_NORM_HEAD ? hd : nkv;
@@ -293,6 +319,15 @@ janus_gpu *janus_gpu_init_opts(const janus_model *m, const janus_gpu_opts *o) {
             b->topi = janus_cuda_alloc(4 * T * K), b->tok = janus_cuda_alloc(4 * T), b->pos = janus_cuda_alloc(4 * T), b->rows = janus_cuda_alloc(4 * T);
         }
         g->q = janus_cuda_alloc(4 * T * nq), g->k = janus_cuda_alloc(4 * T * kv_dim), g->v = janus_cuda_alloc(4 * T * kv_dim), g->att = janus_cuda_alloc(4 * T * nq);
+        g->qkv = janus_cuda_alloc(4 * T * (nq + 2 * kv_dim));
+        if (o->experts && !(getenv("JANUS_GPU_GROUP") && !strcmp(getenv("JANUS_GPU_GROUP"), "host"))) {
+            const size_t LE = (size_t)c->n_layers * E;
+            g->d_counts = janus_cuda_alloc(sizeof(unsigned long long) * LE);
+            CK(cudaMemset(g->d_counts, 0, sizeof(unsigned long long) * LE));
+            CK(cudaMallocHost((void **)&g->h_counts, sizeof(unsigned long long) * LE));
+        }
+        g->fused_qkv = c->head_dim % 64 == 0 && c->head_dim <= 256 && c->desc->qk_norm != QK_NORM_FULL &&
+                       !(getenv("JANUS_GPU_FUSED") && !strcmp(getenv("JANUS_GPU_FUSED"), "0"));
         g->rlog = janus_cuda_alloc(4 * T * E);
         g->moe = janus_cuda_alloc(4 * T * H), g->sh = janus_cuda_alloc(4 * T * H), g->shg = janus_cuda_alloc(4 * T);
         g->logits = janus_cuda_alloc(4 * T * (size_t)c->vocab);
@@ -314,6 +349,12 @@ janus_gpu *janus_gpu_init_opts(const janus_model *m, const janus_gpu_opts *o) {
     // Dense projections (attention side) and the prefill expert GEMMs (expert side).
     if (cublasCreate(&g->blas) != CUBLAS_STATUS_SUCCESS) janus_die(NULL, "cuBLAS: cannot create a handle");
     cublasSetStream(g->blas, g->st);
+    {
+        const size_t wsb = (size_t)32 << 20;
+        g->blas_ws = janus_cuda_alloc(wsb);
+        if (cublasSetWorkspace(g->blas, g->blas_ws, wsb) != CUBLAS_STATUS_SUCCESS) janus_die(NULL, "cuBLAS: cannot set the workspace");
+    }
+    g->graphs = !(getenv("JANUS_GPU_GRAPH") && !strcmp(getenv("JANUS_GPU_GRAPH"), "0"));
     // Experts with many rows (prefill chunks) go through cuBLAS tensor-core
     // GEMMs; the decode kernel streams weights for a handful of rows.
     g->prefill_rows = getenv("JANUS_GPU_PREFILL_ROWS") ? atoi(getenv("JANUS_GPU_PREFILL_ROWS")) : 64;
@@ -368,6 +409,10 @@ void janus_gpu_free(janus_gpu *g) {
     free(g->h_topi), free(g->h_order), free(g->h_slot), free(g->h_seg), free(g->fill), free(g->lseg), free(g->L);
     if (g->h_rows) cudaFreeHost(g->h_rows);
     if (g->h_y) cudaFreeHost(g->h_y);
+    if (g->h_counts) cudaFreeHost(g->h_counts);
+    for (int j = 0; j < GPU_GRAPHS; j++)
+        if (g->gr[j].ex) cudaGraphExecDestroy(g->gr[j].ex);
+    if (janus_verbosity >= 2 && g->n_captures) fprintf(stderr, "janus: gpu: %d decode-step graphs captured\n", g->n_captures);
     if (g->blas) cublasDestroy(g->blas);
     cudaStreamDestroy(g->st);
     free(g);
@@ -389,6 +434,15 @@ static void linear(janus_gpu *g, float *y, const float *x, const uint16_t *W, co
     if (st != CUBLAS_STATUS_SUCCESS) janus_die(NULL, "cuBLAS: GemmEx failed (status %d) for [%d x %d] x [%d x %d]", (int)st, T, K, rows, K);
     if (gated) CK(jk_silu_mul_split(y, g->gu, T, N, g->st));
     if (b) CK(jk_add_bias(y, b, T, N, g->st));
+}
+
+// y [T, N] (= or +=, by beta 0 or 1) xb [T, K] W^T with xb already bf16 in g->xb.
+static void linear_xb(janus_gpu *g, float *y, const uint16_t *W, int T, int N, int K, float beta) {
+    if (T <= 0) return;
+    const float one = 1.0f;
+    cublasStatus_t st = cublasGemmEx(g->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, T, K, &one, W, CUDA_R_16BF, K, g->xb,
+                                     CUDA_R_16BF, K, &beta, y, CUDA_R_32F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    if (st != CUBLAS_STATUS_SUCCESS) janus_die(NULL, "cuBLAS: GemmEx failed (status %d) for [%d x %d] x [%d x %d]", (int)st, T, K, N, K);
 }
 
 size_t janus_gpu_dense_bytes(const janus_gpu *g) { return g->dense_bytes; }
@@ -415,6 +469,8 @@ static void mb_begin(janus_gpu *g, int i, const janus_batch *b) {
         free(M->h_bt);
         CK(cudaStreamSynchronize(st));
         if (M->bt) cudaFree(M->bt);
+        for (int j = 0; j < GPU_GRAPHS; j++) // captured steps read the old block tables
+            if (g->gr[j].ex) cudaGraphExecDestroy(g->gr[j].ex), g->gr[j].ex = NULL;
         M->h_bt = xmalloc(4 * (size_t)M->bt_cap);
         M->bt = janus_cuda_alloc(4 * (size_t)M->bt_cap);
     }
@@ -437,22 +493,33 @@ static void mb_attention(janus_gpu *g, int l, int i) {
     if (T == 0) return;
     cudaStream_t st = g->st;
     const gpu_layer *G = &g->L[l];
-    CK(jk_rmsnorm(M->h, M->x, G->attn_norm, T, H, c->rms_eps, st));
-    linear(g, g->q, M->h, G->wq, G->bq, T, nq, H, 0);
-    linear(g, g->k, M->h, G->wk, G->bk, T, kvd, H, 0);
-    linear(g, g->v, M->h, G->wv, G->bv, T, kvd, H, 0);
-    if (c->desc->qk_norm == QK_NORM_HEAD) {
-        CK(jk_rmsnorm(g->q, g->q, G->q_norm, T * nh, hd, c->rms_eps, st));
-        CK(jk_rmsnorm(g->k, g->k, G->k_norm, T * nkv, hd, c->rms_eps, st));
-    } else if (c->desc->qk_norm == QK_NORM_FULL) {
-        CK(jk_rmsnorm(g->q, g->q, G->q_norm, T, nq, c->rms_eps, st));
-        CK(jk_rmsnorm(g->k, g->k, G->k_norm, T, kvd, c->rms_eps, st));
-    }
-    mark(g, 0);
-    CK(jk_rope(g->q, M->pos, g->inv_freq, T, nh, hd, st));
-    CK(jk_rope(g->k, M->pos, g->inv_freq, T, nkv, hd, st));
     uint16_t *kc = g->kc + (size_t)l * g->layer_kv, *vc = g->vc + (size_t)l * g->layer_kv;
-    CK(jk_kv_store(kc, vc, g->k, g->v, M->bt, M->maxb, M->pos, T, kvd, g->bs, st));
+    if (g->fused_qkv && H % 4 == 0) {
+        // norm -> bf16, one q|k|v GEMM, then bias, q/k norm, RoPE and the KV store in one kernel
+        CK(jk_rmsnorm_rows(NULL, g->xb, M->x, G->attn_norm, T, H, c->rms_eps, st));
+        linear_xb(g, g->qkv, G->wq, T, nq + 2 * kvd, H, 0.0f);
+        mark(g, 0);
+        CK(jk_qkv_rope_store(g->q, kc, vc, g->qkv, G->bq, G->bk, G->bv,
+                             c->desc->qk_norm == QK_NORM_HEAD ? G->q_norm : NULL,
+                             c->desc->qk_norm == QK_NORM_HEAD ? G->k_norm : NULL, g->inv_freq, M->pos, M->bt, M->maxb,
+                             T, nh, nkv, hd, g->bs, c->rms_eps, st));
+    } else {
+        CK(jk_rmsnorm(M->h, M->x, G->attn_norm, T, H, c->rms_eps, st));
+        linear(g, g->q, M->h, G->wq, G->bq, T, nq, H, 0);
+        linear(g, g->k, M->h, G->wk, G->bk, T, kvd, H, 0);
+        linear(g, g->v, M->h, G->wv, G->bv, T, kvd, H, 0);
+        if (c->desc->qk_norm == QK_NORM_HEAD) {
+            CK(jk_rmsnorm(g->q, g->q, G->q_norm, T * nh, hd, c->rms_eps, st));
+            CK(jk_rmsnorm(g->k, g->k, G->k_norm, T * nkv, hd, c->rms_eps, st));
+        } else if (c->desc->qk_norm == QK_NORM_FULL) {
+            CK(jk_rmsnorm(g->q, g->q, G->q_norm, T, nq, c->rms_eps, st));
+            CK(jk_rmsnorm(g->k, g->k, G->k_norm, T, kvd, c->rms_eps, st));
+        }
+        mark(g, 0);
+        CK(jk_rope(g->q, M->pos, g->inv_freq, T, nh, hd, st));
+        CK(jk_rope(g->k, M->pos, g->inv_freq, T, nkv, hd, st));
+        CK(jk_kv_store(kc, vc, g->k, g->v, M->bt, M->maxb, M->pos, T, kvd, g->bs, st));
+    }
     // Split-K pays from a few hundred positions on (docs/gpu.md: at 64-128
     // its combine kernel costs more than it saves).
     if (g->splitk && M->maxb * g->bs >= 256)
@@ -461,9 +528,15 @@ static void mb_attention(janus_gpu *g, int l, int i) {
     else
         CK(jk_attention(g->att, g->q, kc, vc, M->bt, M->maxb, M->pos, T, nh, nkv, hd, g->bs, st));
     mark(g, 1);
-    linear(g, M->h, g->att, G->wo, NULL, T, H, nq, 0);
-    CK(jk_add(M->x, M->h, (size_t)T * H, st));
-    CK(jk_rmsnorm(M->h, M->x, G->ffn_norm, T, H, c->rms_eps, st));
+    // x += att Wo^T straight from cuBLAS (beta 1); then the FFN norm, in f32 for
+    // the experts and in bf16 for the router / dense FFN projections
+    CK(jk_f32_to_bf16(g->xb, g->att, (size_t)T * nq, st));
+    linear_xb(g, M->x, G->wo, T, H, nq, 1.0f);
+    if (H % 4 == 0) CK(jk_rmsnorm_rows(M->h, g->xb, M->x, G->ffn_norm, T, H, c->rms_eps, st));
+    else {
+        CK(jk_rmsnorm(M->h, M->x, G->ffn_norm, T, H, c->rms_eps, st));
+        CK(jk_f32_to_bf16(g->xb, M->h, (size_t)T * H, st));
+    }
     if (!c->layer_moe[l]) {
         linear(g, g->act, M->h, G->mlp_gu, NULL, T, c->dense_inter, H, 1);
         linear(g, g->moe, g->act, G->mlp_down, NULL, T, H, c->dense_inter, 0);
@@ -472,7 +545,7 @@ static void mb_attention(janus_gpu *g, int l, int i) {
         return;
     }
     mark(g, 0);
-    linear(g, g->rlog, M->h, G->router, NULL, T, E, H, 0);
+    linear_xb(g, g->rlog, G->router, T, E, H, 0.0f);
     if (G->router_bias) CK(jk_add_bias(g->rlog, G->router_bias, T, E, st));
     CK(jk_router_topk(M->topi, M->topw, g->rlog, T, E, K, c->norm_topk, st));
 }
@@ -515,6 +588,18 @@ static void mb_experts_local(janus_gpu *g, int l, int i, int64_t *expert_counts)
     gpu_mb *M = &g->mb[i];
     const int T = M->T, E = c->n_experts, K = c->top_k, P = T * K;
     cudaStream_t st = g->st;
+    const int vrows = janus_ffn_variant_rows(P, T, E, -1);
+    if (vrows >= 0 && g->L[l].n_loc == E && g->d_counts) {
+        // Decode-sized: grouped on the device, no host round trip (the pair
+        // counts land in d_counts, read back once per step).
+        CK(jk_group_pairs(M->topi, P, E, g->seg, g->order, g->slot, g->d_counts + (size_t)l * E, st));
+        g->counts_pending = true;
+        mark(g, 2);
+        CK(jk_gather_rows(g->xs, M->h, g->order, K, P, c->hidden, st));
+        janus_gpu_serve_experts_devseg(g, l, g->seg, vrows, g->xs, g->ys);
+        mark(g, 3);
+        return;
+    }
     CK(cudaMemcpyAsync(g->h_topi, M->topi, 4 * (size_t)P, cudaMemcpyDeviceToHost, st));
     CK(cudaStreamSynchronize(st));
     memset(g->h_seg, 0, 4 * (E + 1));
@@ -548,6 +633,11 @@ static void mb_combine(janus_gpu *g, int l, int i, const int32_t *slot) {
     const int T = M->T, H = c->hidden, K = c->top_k;
     if (T == 0) return;
     cudaStream_t st = g->st;
+    if (!G->sh_gu && H % 4 == 0) { // x += combine, one kernel
+        CK(jk_combine_add(M->x, g->ys, slot, M->topi, M->topw, T, K, H, st));
+        mark(g, 4);
+        return;
+    }
     CK(jk_combine(g->moe, g->ys, slot, M->topi, M->topw, T, K, H, st));
     if (G->sh_gu) {
         linear(g, g->act, M->h, G->sh_gu, NULL, T, c->shared_inter, H, 1);
@@ -578,13 +668,24 @@ static void mb_end(janus_gpu *g, int i, const janus_batch *b, float *logits, int
         } else if (logits) {
             CK(cudaMemcpyAsync(logits, g->logits, 4 * (size_t)b->n_out * c->vocab, cudaMemcpyDeviceToHost, st));
         } else {
-            CK(jk_argmax_logprob(g->gtok, g->glp, g->logits, b->n_out, c->vocab, st));
+            CK(jk_argmax_rows(g->gtok, g->glp, g->logits, b->n_out, c->vocab, st));
             CK(cudaMemcpyAsync(greedy_tok, g->gtok, 4 * (size_t)b->n_out, cudaMemcpyDeviceToHost, st));
             CK(cudaMemcpyAsync(greedy_lp, g->glp, 4 * (size_t)b->n_out, cudaMemcpyDeviceToHost, st));
         }
     }
     CK(cudaStreamSynchronize(st));
     mark(g, 6);
+}
+
+// Every layer of micro-batch 0 with all experts local.
+static void forward_layers(janus_gpu *g, int64_t *expert_counts) {
+    const janus_config *c = &g->m->cfg;
+    for (int l = 0; l < c->n_layers; l++) {
+        mb_attention(g, l, 0);
+        if (!c->layer_moe[l]) continue;
+        mb_experts_local(g, l, 0, expert_counts);
+        mb_combine(g, l, 0, g->slot);
+    }
 }
 
 void janus_gpu_forward(janus_gpu *g, const janus_batch *b, float *logits, int32_t *greedy_tok, float *greedy_lp,
@@ -594,13 +695,48 @@ void janus_gpu_forward(janus_gpu *g, const janus_batch *b, float *logits, int32_
     double t0 = janus_now_s();
     g->tp = t0;
     mb_begin(g, 0, b);
-    for (int l = 0; l < c->n_layers; l++) {
-        mb_attention(g, l, 0);
-        if (!c->layer_moe[l]) continue;
-        mb_experts_local(g, l, 0, expert_counts);
-        mb_combine(g, l, 0, g->slot);
+    // Decode steps grouped on the device have no host work between the
+    // layers: they run as a CUDA graph, captured the second time a (tokens,
+    // block-table width) pair comes in a row and replayed while it lasts.
+    const gpu_mb *M = &g->mb[0];
+    const bool graphable = g->graphs && !g->profile && g->d_counts &&
+                           janus_ffn_variant_rows((int64_t)M->T * c->top_k, M->T, c->n_experts, -1) >= 0;
+    cudaGraphExec_t ex = NULL;
+    if (graphable) {
+        for (int j = 0; j < GPU_GRAPHS; j++)
+            if (g->gr[j].ex && g->gr[j].T == M->T && g->gr[j].maxb == M->maxb) ex = g->gr[j].ex, g->gr[j].used = ++g->gr_clock;
+        if (!ex && g->last_T == M->T && g->last_maxb == M->maxb) {
+            int j = 0; // the least recently used slot
+            for (int i = 1; i < GPU_GRAPHS; i++)
+                if (g->gr[i].used < g->gr[j].used) j = i;
+            if (g->gr[j].ex) cudaGraphExecDestroy(g->gr[j].ex), g->gr[j].ex = NULL;
+            cudaGraph_t gr;
+            CK(cudaStreamBeginCapture(g->st, cudaStreamCaptureModeThreadLocal));
+            forward_layers(g, expert_counts);
+            CK(cudaStreamEndCapture(g->st, &gr));
+            CK(cudaGraphInstantiate(&ex, gr, 0));
+            cudaGraphDestroy(gr);
+            g->gr[j] = (gpu_graph){.T = M->T, .maxb = M->maxb, .ex = ex, .used = ++g->gr_clock};
+            g->n_captures++;
+        }
+        g->last_T = M->T, g->last_maxb = M->maxb;
     }
-    mb_end(g, 0, b, logits, greedy_tok, greedy_lp);
+    if (ex) {
+        CK(cudaGraphLaunch(ex, g->st));
+        g->counts_pending = janus_n_moe_layers(c) > 0;
+    } else {
+        forward_layers(g, expert_counts);
+    }
+    const size_t LE = (size_t)c->n_layers * c->n_experts;
+    if (g->counts_pending) { // the device-grouped layers' pair counts, read back with the step's result
+        CK(cudaMemcpyAsync(g->h_counts, g->d_counts, sizeof(unsigned long long) * LE, cudaMemcpyDeviceToHost, g->st));
+        CK(cudaMemsetAsync(g->d_counts, 0, sizeof(unsigned long long) * LE, g->st));
+    }
+    mb_end(g, 0, b, logits, greedy_tok, greedy_lp); // ends with a stream synchronisation
+    if (g->counts_pending) {
+        for (size_t j = 0; j < LE; j++) expert_counts[j] += (int64_t)g->h_counts[j];
+        g->counts_pending = false;
+    }
     if (tm) tm->attn_s += janus_now_s() - t0; // one figure for the whole GPU step
 }
 

@@ -1,0 +1,306 @@
+// cuda_kernels/fused.cu: fused kernels of the decode step (see fused.h). The
+// arithmetic of each is that of the unfused kernels in layers.cu, in the same
+// order, so a fused and an unfused step agree to the last bit where cuBLAS
+// does.
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <float.h>
+
+#include "fused.h"
+
+#define ST(s) ((cudaStream_t)(s))
+
+__device__ __forceinline__ float bf(uint16_t h) { return __uint_as_float((uint32_t)h << 16); }
+__device__ __forceinline__ uint16_t to_bf(float f) {
+    __nv_bfloat16 b = __float2bfloat16(f);
+    return *(uint16_t *)&b;
+}
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+// ---- RMSNorm, one block per row --------------------------------------------------
+#define RN_THREADS 256
+__global__ void __launch_bounds__(RN_THREADS) rmsnorm_rows_kernel(float *y, uint16_t *yb, const float *x,
+                                                                   const uint16_t *w, int n, float eps) {
+    __shared__ float red[RN_THREADS / 32];
+    const int row = blockIdx.x, tid = threadIdx.x;
+    const float4 *xr = (const float4 *)(x + (size_t)row * n);
+    const int n4 = n / 4;
+    float ss = 0.f;
+    for (int i = tid; i < n4; i += RN_THREADS) {
+        const float4 v = xr[i];
+        ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+    }
+    ss = warp_sum(ss);
+    if ((tid & 31) == 0) red[tid >> 5] = ss;
+    __syncthreads();
+    float tot = 0.f;
+#pragma unroll
+    for (int i = 0; i < RN_THREADS / 32; i++) tot += red[i];
+    const float inv = rsqrtf(tot / (float)n + eps);
+    const uint2 *w4 = (const uint2 *)w; // 4 bf16
+    for (int i = tid; i < n4; i += RN_THREADS) {
+        const float4 v = xr[i];
+        const uint2 ww = w4[i];
+        float4 o;
+        o.x = bf((uint16_t)(ww.x & 0xffff)) * (v.x * inv);
+        o.y = bf((uint16_t)(ww.x >> 16)) * (v.y * inv);
+        o.z = bf((uint16_t)(ww.y & 0xffff)) * (v.z * inv);
+        o.w = bf((uint16_t)(ww.y >> 16)) * (v.w * inv);
+        if (y) ((float4 *)(y + (size_t)row * n))[i] = o;
+        if (yb) {
+            uint2 b;
+            b.x = (uint32_t)to_bf(o.x) | (uint32_t)to_bf(o.y) << 16;
+            b.y = (uint32_t)to_bf(o.z) | (uint32_t)to_bf(o.w) << 16;
+            ((uint2 *)(yb + (size_t)row * n))[i] = b;
+        }
+    }
+}
+
+extern "C" int jk_rmsnorm_rows(float *y, uint16_t *yb, const float *x, const uint16_t *w, int R, int n, float eps,
+                               void *s) {
+    if (R <= 0) return 0;
+    if (n % 4) return (int)cudaErrorInvalidValue;
+    rmsnorm_rows_kernel<<<R, RN_THREADS, 0, ST(s)>>>(y, yb, x, w, n, eps);
+    return (int)cudaGetLastError();
+}
+
+// ---- q|k|v: bias, per-head norm, RoPE, KV cache ------------------------------------
+// One warp per (token, head) of q, k and v; lane holds elements lane + 32 j, so
+// with hd % 64 == 0 the RoPE partner (d + hd/2) of each element is in the same lane.
+#define QKV_WARPS 8
+__global__ void __launch_bounds__(QKV_WARPS * 32)
+    qkv_rope_store_kernel(float *q_out, uint16_t *kc, uint16_t *vc, const float *qkv, const uint16_t *bq,
+                          const uint16_t *bk, const uint16_t *bv, const uint16_t *q_norm, const uint16_t *k_norm,
+                          const float *inv_freq, const int32_t *pos, const int32_t *bt, int max_blocks, int T, int nh,
+                          int nkv, int hd, int bs, float eps) {
+    const int HS = nh + 2 * nkv, lane = threadIdx.x & 31;
+    const long item = (long)blockIdx.x * QKV_WARPS + (threadIdx.x >> 5);
+    if (item >= (long)T * HS) return;
+    const int t = (int)(item / HS), s = (int)(item % HS);
+    const int kind = s < nh ? 0 : s < nh + nkv ? 1 : 2, h = kind == 0 ? s : kind == 1 ? s - nh : s - nh - nkv;
+    const float *src = qkv + (size_t)t * HS * hd + (size_t)s * hd;
+    const uint16_t *b = kind == 0 ? bq : kind == 1 ? bk : bv;
+    const uint16_t *nw = kind == 0 ? q_norm : kind == 1 ? k_norm : NULL;
+    const int J = hd / 32;
+    float v[8];
+#pragma unroll
+    for (int j = 0; j < 8; j++)
+        if (j < J) {
+            v[j] = src[lane + 32 * j];
+            if (b) v[j] += bf(b[(size_t)h * hd + lane + 32 * j]); // as add_bias_kernel
+        }
+    if (nw) { // as rmsnorm_kernel: lane-strided sum, then the warp's
+        float ss = 0.f;
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+            if (j < J) ss += v[j] * v[j];
+        ss = warp_sum(ss);
+        const float inv = rsqrtf(ss / (float)hd + eps);
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+            if (j < J) v[j] = bf(nw[lane + 32 * j]) * (v[j] * inv);
+    }
+    const int p = pos[t];
+    if (kind < 2) { // RoPE, rotate_half: (d, d + hd/2)
+        const int J2 = J / 2;
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            if (j >= J2) break;
+            const int d = lane + 32 * j;
+            float sn, cs;
+            sincosf((float)p * inv_freq[d], &sn, &cs);
+            const float a = v[j], c = v[j + J2];
+            v[j] = a * cs - c * sn;
+            v[j + J2] = c * cs + a * sn;
+        }
+    }
+    if (kind == 0) {
+        float *o = q_out + ((size_t)t * nh + h) * hd;
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+            if (j < J) o[lane + 32 * j] = v[j];
+        return;
+    }
+    const size_t kvd = (size_t)nkv * hd;
+    const size_t slot = (size_t)bt[(size_t)t * max_blocks + p / bs] * bs + p % bs;
+    uint16_t *o = (kind == 1 ? kc : vc) + slot * kvd + (size_t)h * hd;
+#pragma unroll
+    for (int j = 0; j < 8; j++)
+        if (j < J) o[lane + 32 * j] = to_bf(v[j]);
+}
+
+extern "C" int jk_qkv_rope_store(float *q_out, uint16_t *kc, uint16_t *vc, const float *qkv, const uint16_t *bq,
+                                 const uint16_t *bk, const uint16_t *bv, const uint16_t *q_norm, const uint16_t *k_norm,
+                                 const float *inv_freq, const int32_t *pos, const int32_t *bt, int max_blocks, int T,
+                                 int nh, int nkv, int hd, int bs, float eps, void *s) {
+    if (T <= 0) return 0;
+    if (hd % 64 || hd > 256 || nh <= 0 || nkv <= 0) return (int)cudaErrorInvalidValue;
+    const long items = (long)T * (nh + 2 * nkv);
+    qkv_rope_store_kernel<<<(unsigned)((items + QKV_WARPS - 1) / QKV_WARPS), QKV_WARPS * 32, 0, ST(s)>>>(
+        q_out, kc, vc, qkv, bq, bk, bv, q_norm, k_norm, inv_freq, pos, bt, max_blocks, T, nh, nkv, hd, bs, eps);
+    return (int)cudaGetLastError();
+}
+
+// ---- combine + residual ------------------------------------------------------------
+#define CB_THREADS 128
+__global__ void __launch_bounds__(CB_THREADS) combine_add_kernel(float *x, const float *y, const int32_t *slot,
+                                                                  const int32_t *ids, const float *w, int k, int H) {
+    const int t = blockIdx.x, c4 = blockIdx.y * CB_THREADS + threadIdx.x;
+    __shared__ int order[16];
+    if (threadIdx.x == 0) { // ascending expert id, as combine_kernel
+        int o[16];
+        for (int j = 0; j < k; j++) o[j] = j;
+        for (int a = 0; a < k; a++)
+            for (int b = a + 1; b < k; b++)
+                if (ids[(size_t)t * k + o[b]] < ids[(size_t)t * k + o[a]]) {
+                    const int tmp = o[a];
+                    o[a] = o[b], o[b] = tmp;
+                }
+        for (int j = 0; j < k; j++) order[j] = o[j];
+    }
+    __syncthreads();
+    if (c4 * 4 >= H) return;
+    float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+    for (int q = 0; q < k; q++) {
+        const int j = order[q];
+        const float wj = w[(size_t)t * k + j];
+        const float4 v = ((const float4 *)(y + (size_t)slot[(size_t)t * k + j] * H))[c4];
+        const float4 m = make_float4(v.x * wj, v.y * wj, v.z * wj, v.w * wj);
+        if (q == 0) acc = m;
+        else acc.x += m.x, acc.y += m.y, acc.z += m.z, acc.w += m.w;
+    }
+    float4 *xr = (float4 *)(x + (size_t)t * H) + c4;
+    float4 o = *xr;
+    o.x += acc.x, o.y += acc.y, o.z += acc.z, o.w += acc.w;
+    *xr = o;
+}
+
+extern "C" int jk_combine_add(float *x, const float *y, const int32_t *slot, const int32_t *ids, const float *w, int T,
+                              int k, int H, void *s) {
+    if (T <= 0) return 0;
+    if (k > 16 || k <= 0 || H % 4) return (int)cudaErrorInvalidValue;
+    dim3 grid((unsigned)T, (unsigned)((H / 4 + CB_THREADS - 1) / CB_THREADS));
+    combine_add_kernel<<<grid, CB_THREADS, 0, ST(s)>>>(x, y, slot, ids, w, k, H);
+    return (int)cudaGetLastError();
+}
+
+// ---- pairs grouped by expert -------------------------------------------------------
+#define GP_THREADS 1024
+#define GP_MAX_E 4096
+__global__ void __launch_bounds__(GP_THREADS) group_pairs_kernel(const int32_t *topi, int P, int E, int32_t *seg,
+                                                                  int32_t *order, int32_t *slot,
+                                                                  unsigned long long *counts) {
+    __shared__ int cnt[GP_MAX_E + 1];
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, nw = GP_THREADS / 32;
+    for (int e = tid; e <= E; e += GP_THREADS) cnt[e] = 0;
+    __syncthreads();
+    for (int p = tid; p < P; p += GP_THREADS) atomicAdd(&cnt[topi[p]], 1);
+    __syncthreads();
+    if (counts)
+        for (int e = tid; e < E; e += GP_THREADS)
+            if (cnt[e]) counts[e] += (unsigned long long)cnt[e];
+    __syncthreads();
+    if (warp == 0) { // exclusive scan, 32 experts at a time
+        int carry = 0;
+        for (int b = 0; b < E; b += 32) {
+            const int e = b + lane, c = e < E ? cnt[e] : 0;
+            int v = c;
+#pragma unroll
+            for (int o = 1; o < 32; o <<= 1) {
+                const int u = __shfl_up_sync(0xffffffffu, v, o);
+                if (lane >= o) v += u;
+            }
+            if (e < E) cnt[e] = carry + v - c, seg[e] = carry + v - c;
+            carry += __shfl_sync(0xffffffffu, v, 31);
+        }
+        if (lane == 0) seg[E] = carry, cnt[E] = carry;
+    }
+    __syncthreads();
+    // Stable placement: warp w takes experts w, w + 32, ...; pairs in order, 32 at a time.
+    for (int e = warp; e < E; e += nw) {
+        int base = cnt[e];
+        if (cnt[e + 1] == base) continue; // no pairs
+        for (int p0 = 0; p0 < P; p0 += 32) {
+            const int p = p0 + lane;
+            const bool m = p < P && topi[p] == e;
+            const unsigned bal = __ballot_sync(0xffffffffu, m);
+            if (m) {
+                const int at = base + __popc(bal & ((1u << lane) - 1u));
+                order[at] = p, slot[p] = at;
+            }
+            base += __popc(bal);
+            if (base == cnt[e + 1]) break;
+        }
+    }
+}
+
+extern "C" int jk_group_pairs(const int32_t *topi, int P, int E, int32_t *seg, int32_t *order, int32_t *slot,
+                              unsigned long long *counts, void *s) {
+    if (E <= 0 || E > GP_MAX_E) return (int)cudaErrorInvalidValue;
+    if (P < 0) return (int)cudaErrorInvalidValue;
+    group_pairs_kernel<<<1, GP_THREADS, 0, ST(s)>>>(topi, P, E, seg, order, slot, counts);
+    return (int)cudaGetLastError();
+}
+
+// ---- greedy choice over a wide vocabulary -------------------------------------------
+// One block of 1024 threads per row, one pass: every thread keeps the first
+// maximum of its elements and the sum of exp(l - its max), rescaled when the
+// max grows; the block merges (max, sum, index) pairs. Ties go to the lower index.
+#define AM_THREADS 1024
+struct am_acc {
+    float m, s;
+    int i;
+};
+__device__ __forceinline__ void am_add(am_acc &a, float x, int i) {
+    if (x > a.m) a.s = a.s * __expf(a.m - x) + 1.f, a.m = x, a.i = i;
+    else a.s += __expf(x - a.m);
+}
+__device__ __forceinline__ am_acc am_merge(am_acc a, am_acc b) {
+    am_acc r;
+    r.m = fmaxf(a.m, b.m);
+    r.s = a.s * __expf(a.m - r.m) + b.s * __expf(b.m - r.m);
+    r.i = a.m > b.m ? a.i : b.m > a.m ? b.i : min(a.i, b.i);
+    return r;
+}
+template <bool VEC>
+__global__ void __launch_bounds__(AM_THREADS) argmax_rows_kernel(int32_t *tok, float *lp, const float *logits, int V) {
+    __shared__ am_acc red[AM_THREADS / 32];
+    const int r = blockIdx.x, tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const float *l = logits + (size_t)r * V;
+    am_acc a = {-FLT_MAX, 0.f, 0x7fffffff};
+    if (VEC) {
+        const float4 *l4 = (const float4 *)l;
+        for (int i = tid; i < V / 4; i += AM_THREADS) {
+            const float4 v = l4[i];
+            am_add(a, v.x, 4 * i), am_add(a, v.y, 4 * i + 1), am_add(a, v.z, 4 * i + 2), am_add(a, v.w, 4 * i + 3);
+        }
+    } else {
+        for (int i = tid; i < V; i += AM_THREADS) am_add(a, l[i], i);
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        am_acc b;
+        b.m = __shfl_xor_sync(0xffffffffu, a.m, o), b.s = __shfl_xor_sync(0xffffffffu, a.s, o);
+        b.i = __shfl_xor_sync(0xffffffffu, a.i, o);
+        a = am_merge(a, b);
+    }
+    if (lane == 0) red[warp] = a;
+    __syncthreads();
+    if (tid == 0) {
+        am_acc t = red[0];
+        for (int w = 1; w < AM_THREADS / 32; w++) t = am_merge(t, red[w]);
+        tok[r] = t.i == 0x7fffffff ? 0 : t.i; // a row of -inf: token 0, as the CPU's argmax
+        lp[r] = -logf(t.s);                   // logits[tok] - max = 0
+    }
+}
+
+extern "C" int jk_argmax_rows(int32_t *tok, float *lp, const float *logits, int R, int V, void *s) {
+    if (R <= 0) return 0;
+    if (V % 4 == 0) argmax_rows_kernel<true><<<R, AM_THREADS, 0, ST(s)>>>(tok, lp, logits, V);
+    else argmax_rows_kernel<false><<<R, AM_THREADS, 0, ST(s)>>>(tok, lp, logits, V);
+    return (int)cudaGetLastError();
+}
