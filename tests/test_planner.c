@@ -4,6 +4,10 @@
 // returned meets its SLO and fits in memory when re-evaluated; the search is
 // deterministic; TPOT grows with the batch (what the binary search assumes);
 // and the expected-activated-experts formula matches a Monte-Carlo count.
+// Ranks sharing one GPU (ranks_share_gpu): the same search properties; the
+// hand-off term against a count of context changes in the time-sliced GPU's
+// cyclic order of process segments; TPOT linear in the fitted numbers (what
+// tools/plan_fit_shared.py relies on); the one-GPU-per-rank model untouched.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,7 +23,9 @@ static void check(int ok, const char *what) {
 int main(int argc, char **argv) {
     const char *root = argc > 1 ? argv[1] : ".";
     const char *models[] = {"inputs/configs/qwen3-30b-a3b", "inputs/configs/mixtral-8x7b", "tests/fixtures/dev/qwen2_moe"};
-    const char *hws[] = {"h100", "cpu"};
+    janus_hw hws[3] = {*janus_hw_preset("h100"), *janus_hw_preset("cpu"), *janus_hw_preset("h100")};
+    hws[2].name = "h100 shared by every rank", hws[2].ranks_share_gpu = 1, hws[2].layer_overhead_s = 60e-6;
+    hws[2].shared_handoff_s = 200e-6, hws[2].shared_attn_handoff_s = 550e-6;
     const double slos[] = {0.005, 0.02, 0.05, 0.2};
     char path[1024], what[512];
     for (size_t mi = 0; mi < 3; mi++) {
@@ -27,8 +33,8 @@ int main(int argc, char **argv) {
         janus_err e;
         snprintf(path, sizeof path, "%s/%s", root, models[mi]);
         if (janus_config_load(path, &c, &e)) { printf("FAIL %s\n", e.msg); return 1; }
-        for (size_t hi = 0; hi < 2; hi++) {
-            const janus_hw *hw = janus_hw_preset(hws[hi]);
+        for (size_t hi = 0; hi < 3; hi++) {
+            const janus_hw *hw = &hws[hi];
             janus_workload w = {300, 120, mi == 0 ? 1.0 : 0.0};
             int equal = 1, valid = 1, det = 1, cases = 0;
             for (int g = 1; g <= 6; g++)
@@ -49,11 +55,11 @@ int main(int argc, char **argv) {
                         if (i && a[i].per_gpu > a[i - 1].per_gpu + 1e-9) valid = 0; // ranked best first
                     }
                 }
-            snprintf(what, sizeof what, "%s on %s: binary search equals exhaustive search (%d budgets x SLOs)", models[mi], hws[hi], cases);
+            snprintf(what, sizeof what, "%s on %s: binary search equals exhaustive search (%d budgets x SLOs)", models[mi], hw->name, cases);
             check(equal, what);
-            snprintf(what, sizeof what, "%s on %s: every plan meets its SLO and memory, ranked by tokens/s per GPU", models[mi], hws[hi]);
+            snprintf(what, sizeof what, "%s on %s: every plan meets its SLO and memory, ranked by tokens/s per GPU", models[mi], hw->name);
             check(valid, what);
-            snprintf(what, sizeof what, "%s on %s: deterministic", models[mi], hws[hi]);
+            snprintf(what, sizeof what, "%s on %s: deterministic", models[mi], hw->name);
             check(det, what);
             int mono = 1;
             for (int layout = 0; layout < 3; layout++) {
@@ -65,9 +71,72 @@ int main(int argc, char **argv) {
                     prev = p.tpot_s;
                 }
             }
-            snprintf(what, sizeof what, "%s on %s: TPOT never falls as the batch grows", models[mi], hws[hi]);
+            snprintf(what, sizeof what, "%s on %s: TPOT never falls as the batch grows", models[mi], hw->name);
             check(mono, what);
         }
+    }
+    // Shared GPU: the hand-off term. Oracle: one layer and micro-batch is a
+    // cyclic sequence of GPU segments, each tagged with its process: a lone
+    // attention process's three synchronised segments (router read-back, rows
+    // out, outputs back) run back to back, nobody else having work then, and
+    // then each MoE process's one; a context change is a hand-off. With
+    // several attention-side processes the model charges a fitted cost per
+    // attention process instead (shared_attn_handoff_s), and a monolithic
+    // rank is an attention process and a MoE process.
+    {
+        janus_config c;
+        janus_err e;
+        snprintf(path, sizeof path, "%s/inputs/configs/qwen3-moe-12l", root);
+        if (janus_config_load(path, &c, &e)) { printf("FAIL %s\n", e.msg); return 1; }
+        janus_workload w = {64, 64, 0};
+        janus_hw h0 = hws[2];
+        h0.shared_handoff_s = h0.shared_attn_handoff_s = 0;
+        int hand_ok = 1, lin_ok = 1, sep_ok = 1, cases = 0;
+        for (int a = 1; a <= 4; a++)
+            for (int mo = 0; mo <= 4; mo++)
+                for (int m = 1; m <= (mo ? 3 : 1); m++) {
+                    if (a + mo < 2) continue;
+                    janus_plan p0 = {.attn = a, .moe = mo, .batch = 12, .micro = m}, p1 = p0, p2 = p0;
+                    janus_plan_eval(&c, &h0, &w, &p0);
+                    janus_plan_eval(&c, &hws[2], &w, &p1);
+                    double expect; // seconds of hand-offs per layer and micro-batch
+                    if (a == 1 && mo > 0) {
+                        int seq[16], n = 0, changes = 0; // process ids: 0 attention, 1.. MoE
+                        for (int k = 0; k < 3; k++) seq[n++] = 0;
+                        for (int q = 1; q <= mo; q++) seq[n++] = q;
+                        for (int k = 0; k < n; k++) changes += seq[k] != seq[(k + 1) % n];
+                        expect = changes * hws[2].shared_handoff_s;
+                    } else {
+                        const int procs = mo ? mo : a; // MoE processes (monolithic: every rank)
+                        expect = a * hws[2].shared_attn_handoff_s + procs * hws[2].shared_handoff_s;
+                    }
+                    const double got = (p1.tpot_s - p0.tpot_s) / (janus_n_moe_layers(&c) * m);
+                    if (fabs(got - expect) > 1e-9) {
+                        hand_ok = 0;
+                        printf("     %d+%d m%d: hand-offs %.1f us per layer and micro-batch, expected %.1f\n", a, mo, m,
+                               got * 1e6, expect * 1e6);
+                    }
+                    janus_hw h2 = hws[2];
+                    h2.shared_handoff_s *= 2, h2.shared_attn_handoff_s *= 2, h2.layer_overhead_s *= 2;
+                    janus_hw h1o = h0;
+                    h1o.layer_overhead_s = 0;
+                    janus_plan p3 = p0;
+                    janus_plan_eval(&c, &h2, &w, &p2);
+                    janus_plan_eval(&c, &h1o, &w, &p3);
+                    // T(2x) - T(x) = T(x) - T(0), with x = (overhead, h, h_attn)
+                    if (fabs((p2.tpot_s - p1.tpot_s) - (p1.tpot_s - p3.tpot_s)) > 1e-12) lin_ok = 0;
+                    janus_hw s0 = *janus_hw_preset("h100"), s1 = s0;
+                    s1.shared_handoff_s = 1, s1.shared_attn_handoff_s = 1; // ignored without ranks_share_gpu
+                    janus_plan q0 = {.attn = a, .moe = mo, .batch = 12, .micro = m}, q1 = q0;
+                    janus_plan_eval(&c, &s0, &w, &q0);
+                    janus_plan_eval(&c, &s1, &w, &q1);
+                    if (q0.tpot_s != q1.tpot_s) sep_ok = 0;
+                    cases++;
+                }
+        snprintf(what, sizeof what, "shared GPU: hand-offs per layer and micro-batch match the segment count (%d layouts)", cases);
+        check(hand_ok, what);
+        check(lin_ok, "shared GPU: TPOT is linear in layer_overhead_s, shared_handoff_s, shared_attn_handoff_s");
+        check(sep_ok, "one GPU per rank: the shared-GPU numbers do not enter the model");
     }
     // Expected activated experts: formula vs Monte-Carlo (i.i.d. pairs).
     const int E = 64;

@@ -16,6 +16,14 @@
 // TPOT = sum over layers + lm_head (its read, and its FLOPs for every sequence).
 // Dense layers: attention + dense FFN. Activations and the KV cache take
 // hw->act_bytes per element (f32 on CPUs).
+// Every rank on one GPU (hw->ranks_share_gpu): the driver time-slices the
+// processes, so per MoE layer and micro-batch the work of all of them adds up
+// (every attention rank's attention, one read of every activated expert, the
+// rows as device copies) and every context hand-off costs time (planner.h):
+//   T_layer = m (t_attn_all + t_experts + t_copies + 2 overhead + t_handoffs)
+//   t_handoffs = (A == 1 ? h : A h_attn) + M_roles h
+// h = shared_handoff_s, h_attn = shared_attn_handoff_s, M_roles = M (G when
+// monolithic, each rank being an attention and a MoE process).
 #include "plan/planner.h"
 
 #include <jansson.h>
@@ -56,8 +64,15 @@ int janus_hw_load(const char *path, janus_hw *hw, janus_err *e) {
         {"mem_bytes", &hw->mem_bytes}, {"intra_Bps", &hw->intra_Bps}, {"intra_alpha_s", &hw->intra_alpha_s},
         {"inter_Bps", &hw->inter_Bps}, {"inter_alpha_s", &hw->inter_alpha_s}, {"layer_overhead_s", &hw->layer_overhead_s},
         {"act_bytes", &hw->act_bytes}, {"overlap_max_bytes", &hw->overlap_max_bytes},
-        {"ranks_share_gpu", &hw->ranks_share_gpu}, {"shared_attn_rank_s", &hw->shared_attn_rank_s},
-        {"shared_moe_rank_s", &hw->shared_moe_rank_s}};
+        {"ranks_share_gpu", &hw->ranks_share_gpu}, {"shared_handoff_s", &hw->shared_handoff_s},
+        {"shared_attn_handoff_s", &hw->shared_attn_handoff_s}};
+    // The per-role constants of the first shared-GPU model: a file with them
+    // was fitted to a different formula, so its numbers would mislead here.
+    if (json_object_get(r, "shared_attn_rank_s") || json_object_get(r, "shared_moe_rank_s")) {
+        json_decref(r);
+        return janus_errf(e, "%s: shared_attn_rank_s / shared_moe_rank_s belong to the old shared-GPU model: refit with "
+                             "tools/gpu-plan-check (shared_handoff_s, shared_attn_handoff_s)", path);
+    }
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
         json_t *v = json_object_get(r, f[i].k);
         if (!v) continue;
@@ -156,9 +171,14 @@ void janus_plan_eval(const janus_config *c, const janus_hw *hw, const janus_work
             const double act = janus_expected_active(E, pairs, p); // one device reads every activated expert
             const double t_e = m * (act * expert_bytes / bw + pairs * expert_flops / hw->flops);
             const double t_x = m * 2 * 2 * pairs * c->hidden * hw->act_bytes / bw; // rows there and back: read + write
-            const double t_s = (A - 1) * hw->shared_attn_rank_s + Mr * hw->shared_moe_rank_s;
-            tpot += t_a + t_e + t_x + t_s + 2 * hw->layer_overhead_s;
-            ta1 = t_a, tm1 = t_e, tx1 = t_x, act1 = act;
+            // Context hand-offs per micro-batch: one to each MoE process in turn
+            // and, with one attention process, one back to it; with several
+            // attention-side processes each gives the GPU away at its own
+            // synchronisations (shared_attn_handoff_s each).
+            const double h_attn = A == 1 ? hw->shared_handoff_s : A * hw->shared_attn_handoff_s;
+            const double t_s = m * (h_attn + Mr * hw->shared_handoff_s);
+            tpot += t_a + t_e + t_x + t_s + m * 2 * hw->layer_overhead_s;
+            ta1 = t_a, tm1 = t_e, tx1 = t_x + t_s, act1 = act; // the exchange: copies and hand-offs
             moe_layer = tpot - before;
             continue;
         }

@@ -27,20 +27,30 @@ typedef struct {
     // when the sender next calls MPI, so micro-batches then run one after
     // another instead of overlapping. 0: no limit (a progress engine, NCCL).
     double overlap_max_bytes;
-    // Every rank of the layout on ONE GPU (the driver time-slices the
-    // processes): their work adds up instead of overlapping, the payload is a
-    // device-to-device copy, and each extra process costs a per-layer switch
-    // time, measured per role (shared_attn_rank_s for each attention rank
-    // beyond the first, shared_moe_rank_s for each MoE role). A calibration
-    // file sets ranks_share_gpu = 1 and the two times (docs/plan.md).
-    double ranks_share_gpu, shared_attn_rank_s, shared_moe_rank_s;
+    // Every rank of the layout on ONE GPU (ranks_share_gpu = 1): the driver
+    // time-slices the processes, so their work adds up instead of overlapping,
+    // the payload is a device-to-device copy, and each context hand-off costs
+    // time. Per MoE layer and micro-batch, the hand-offs are:
+    //   - the pool crossing: to the first MoE process and back to the attention
+    //     process (2), plus one for every further MoE process, which the GPU
+    //     takes in turn: shared_handoff_s x (M + 1) with one attention process;
+    //   - with A >= 2 attention-side processes, each of them gives the GPU away
+    //     at its synchronisations (router read-back, rows out, outputs back):
+    //     shared_attn_handoff_s per attention process (A of them) instead of the
+    //     one hand-off back to a lone attention process;
+    //   - monolithic ranks (G >= 2) are an attention process and a MoE process
+    //     each: G x (shared_attn_handoff_s + shared_handoff_s).
+    // A calibration file sets the three numbers from measured layouts
+    // (tools/gpu-plan-check, docs/plan.md).
+    double ranks_share_gpu, shared_handoff_s, shared_attn_handoff_s;
 } janus_hw;
 
 // Data-sheet profiles ("h100", "h200", "cpu"); NULL if unknown.
 const janus_hw *janus_hw_preset(const char *name);
 // A calibration file: JSON with any of the janus_hw fields by name (hbm_Bps,
 // eff, flops, mem_bytes, intra_Bps, intra_alpha_s, inter_Bps, inter_alpha_s,
-// layer_overhead_s, gpus_per_node, act_bytes, overlap_max_bytes) over the
+// layer_overhead_s, gpus_per_node, act_bytes, overlap_max_bytes, ranks_share_gpu,
+// shared_handoff_s, shared_attn_handoff_s) over the
 // preset named by "base" (default h100); other keys are ignored. `janus bench
 // decode --calibration FILE` writes one for CPUs (plan/calib.h).
 int janus_hw_load(const char *path, janus_hw *hw, janus_err *e);
