@@ -150,7 +150,8 @@ extern "C" int jk_qkv_rope_store(float *q_out, uint16_t *kc, uint16_t *vc, const
 __global__ void __launch_bounds__(CB_THREADS) combine_add_kernel(float *x, const float *y, const int32_t *slot,
                                                                   const int32_t *ids, const float *w, int k, int H) {
     const int t = blockIdx.x, c4 = blockIdx.y * CB_THREADS + threadIdx.x;
-    __shared__ int order[16];
+    __shared__ int s_row[16];
+    __shared__ float s_w[16];
     if (threadIdx.x == 0) { // ascending expert id, as combine_kernel
         int o[16];
         for (int j = 0; j < k; j++) o[j] = j;
@@ -160,16 +161,20 @@ __global__ void __launch_bounds__(CB_THREADS) combine_add_kernel(float *x, const
                     const int tmp = o[a];
                     o[a] = o[b], o[b] = tmp;
                 }
-        for (int j = 0; j < k; j++) order[j] = o[j];
+        for (int q = 0; q < k; q++) s_row[q] = slot[(size_t)t * k + o[q]], s_w[q] = w[(size_t)t * k + o[q]];
     }
     __syncthreads();
     if (c4 * 4 >= H) return;
+    float4 v[16]; // every row's load in flight before the sum
+#pragma unroll
+    for (int q = 0; q < 16; q++)
+        if (q < k) v[q] = ((const float4 *)(y + (size_t)s_row[q] * H))[c4];
     float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
-    for (int q = 0; q < k; q++) {
-        const int j = order[q];
-        const float wj = w[(size_t)t * k + j];
-        const float4 v = ((const float4 *)(y + (size_t)slot[(size_t)t * k + j] * H))[c4];
-        const float4 m = make_float4(v.x * wj, v.y * wj, v.z * wj, v.w * wj);
+#pragma unroll
+    for (int q = 0; q < 16; q++) {
+        if (q >= k) break;
+        const float wj = s_w[q];
+        const float4 m = make_float4(v[q].x * wj, v[q].y * wj, v[q].z * wj, v[q].w * wj);
         if (q == 0) acc = m;
         else acc.x += m.x, acc.y += m.y, acc.z += m.z, acc.w += m.w;
     }
@@ -238,11 +243,65 @@ __global__ void __launch_bounds__(GP_THREADS) group_pairs_kernel(const int32_t *
     }
 }
 
+// Decode-sized (P <= 1024 pairs, E <= 256): one pair per thread. Within a warp
+// the lanes of one expert find each other (match.any), their leader writes the
+// warp's count of that expert; per expert, a prefix over the 32 warps; the
+// experts' exclusive scan; then pair p goes to seg[e] + (pairs of e in earlier
+// warps) + (its rank among e's lanes of its warp): stable, one pass.
+#define GPF_MAX_E 256
+__global__ void __launch_bounds__(GP_THREADS) group_pairs_small_kernel(const int32_t *topi, int P, int E, int32_t *seg,
+                                                                        int32_t *order, int32_t *slot,
+                                                                        unsigned long long *counts) {
+    __shared__ int wc[32][GPF_MAX_E]; // pairs of expert e in warp w, then their offset
+    __shared__ int base[GPF_MAX_E + 1];
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    for (int i = tid; i < 32 * GPF_MAX_E; i += GP_THREADS) (&wc[0][0])[i] = 0;
+    const int e = tid < P ? topi[tid] : -1;
+    __syncthreads();
+    const unsigned peers = __match_any_sync(0xffffffffu, e);
+    const int rank = __popc(peers & ((1u << lane) - 1u));
+    if (e >= 0 && rank == 0) wc[warp][e] = __popc(peers);
+    __syncthreads();
+    if (tid < E) {
+        int s = 0;
+        for (int w = 0; w < 32; w++) {
+            const int c = wc[w][tid];
+            wc[w][tid] = s, s += c;
+        }
+        base[tid] = s; // total of expert tid, scanned below
+        if (counts && s) counts[tid] += (unsigned long long)s;
+    }
+    __syncthreads();
+    if (warp == 0) {
+        int carry = 0;
+        for (int b = 0; b < E; b += 32) {
+            const int x = b + lane, c = x < E ? base[x] : 0;
+            int v = c;
+#pragma unroll
+            for (int o = 1; o < 32; o <<= 1) {
+                const int u = __shfl_up_sync(0xffffffffu, v, o);
+                if (lane >= o) v += u;
+            }
+            if (x < E) base[x] = carry + v - c, seg[x] = carry + v - c;
+            carry += __shfl_sync(0xffffffffu, v, 31);
+        }
+        if (lane == 0) seg[E] = carry;
+    }
+    __syncthreads();
+    if (e >= 0) {
+        const int at = base[e] + wc[warp][e] + rank;
+        order[at] = tid, slot[tid] = at;
+    }
+}
+
 extern "C" int jk_group_pairs(const int32_t *topi, int P, int E, int32_t *seg, int32_t *order, int32_t *slot,
                               unsigned long long *counts, void *s) {
     if (E <= 0 || E > GP_MAX_E) return (int)cudaErrorInvalidValue;
     if (P < 0) return (int)cudaErrorInvalidValue;
-    group_pairs_kernel<<<1, GP_THREADS, 0, ST(s)>>>(topi, P, E, seg, order, slot, counts);
+    if (P <= GP_THREADS && E <= GPF_MAX_E)
+        group_pairs_small_kernel<<<1, GP_THREADS, 0, ST(s)>>>(topi, P, E, seg, order, slot, counts);
+    else
+        group_pairs_kernel<<<1, GP_THREADS, 0, ST(s)>>>(topi, P, E, seg, order, slot, counts);
     return (int)cudaGetLastError();
 }
 

@@ -133,7 +133,8 @@ __global__ void __launch_bounds__(WARPS * 32) grouped_gemv_kernel(const float *_
                                                                    const __nv_bfloat16 *__restrict__ w,
                                                                    float *__restrict__ y, int N, int K, int gated,
                                                                    int col_tiles, int cols_per_block, int E,
-                                                                   int dependent, long long pf_budget) {
+                                                                   int dependent, long long pf_budget,
+                                                                   const int32_t *__restrict__ xmap, int xdiv) {
     pdl_trigger();
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const size_t w_rows = gated ? 2 * (size_t)N : (size_t)N;
@@ -185,7 +186,7 @@ __global__ void __launch_bounds__(WARPS * 32) grouped_gemv_kernel(const float *_
 #pragma unroll
                 for (int r = 0; r < MAXR; r++) {
                     if (r < nr) {
-                        const float4 *xp = (const float4 *)(x + (size_t)(rb + r) * K + k);
+                        const float4 *xp = (const float4 *)(x + (size_t)(xmap ? xmap[rb + r] / xdiv : rb + r) * K + k);
                         const float4 a = __ldg(xp), b = __ldg(xp + 1);
                         const float xv[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
 #pragma unroll
@@ -260,7 +261,8 @@ __global__ void __launch_bounds__(TC_WARPS * 32) tc_gemv_kernel(const float *__r
                                                                 const int32_t *__restrict__ seg,
                                                                 const __nv_bfloat16 *__restrict__ w,
                                                                 float *__restrict__ y, int N, int K, int tasks, int E,
-                                                                int dependent, long long pf_budget) {
+                                                                int dependent, long long pf_budget,
+                                                                const int32_t *__restrict__ xmap, int xdiv) {
     constexpr int TP = TC_WARPS / KS; // tasks per block
     __shared__ float red[KS > 1 ? TC_WARPS : 1][KS > 1 ? MT * NB * 4 * 32 : 1];
     pdl_trigger();
@@ -312,8 +314,9 @@ __global__ void __launch_bounds__(TC_WARPS * 32) tc_gemv_kernel(const float *__r
         for (int m = 0; m < MT; m++) {
             const int ra = rt + 16 * m + g, rb = ra + 8;
             va[m] = ra < r1, vb[m] = rb < r1;
-            xa[m] = x + (size_t)(va[m] ? ra : r0) * K + t * 8;
-            xb[m] = x + (size_t)(vb[m] ? rb : r0) * K + t * 8;
+            const int sa = va[m] ? ra : r0, sb = vb[m] ? rb : r0; // rows of x (xmap: gathered on the fly)
+            xa[m] = x + (size_t)(xmap ? xmap[sa] / xdiv : sa) * K + t * 8;
+            xb[m] = x + (size_t)(xmap ? xmap[sb] / xdiv : sb) * K + t * 8;
         }
         const int mt_used = (r1 - rt + 15) / 16; // tiles with any valid row
         uint4 wv[D][NB];
@@ -427,7 +430,8 @@ static cudaError_t launch(void (*k)(KArgs...), dim3 grid, dim3 block, cudaStream
     return rc;
 }
 
-typedef void (*tc_fn)(const float *, const int32_t *, const __nv_bfloat16 *, float *, int, int, int, int, int, long long);
+typedef void (*tc_fn)(const float *, const int32_t *, const __nv_bfloat16 *, float *, int, int, int, int, int, long long,
+                      const int32_t *, int);
 
 template <int G, int MT>
 static tc_fn tc_pick3(int NB, int KS, int D) {
@@ -472,7 +476,9 @@ static long long prefetch_budget(void) {
 }
 
 static int grouped_gemv(const float *x, const int32_t *seg, const uint16_t *w, float *y, int E, int N, int K,
-                        int gated, int max_rows, int dependent, cudaStream_t st) {
+                        int gated, int max_rows, int dependent, cudaStream_t st, const int32_t *xmap = NULL,
+                        int xdiv = 1) {
+    if (xdiv <= 0) xdiv = 1;
     if (K % 8 || E <= 0 || N <= 0) return (int)cudaErrorInvalidValue;
     if (max_rows <= 0) return 0;
     const long long pf = dependent ? prefetch_budget() : 0;
@@ -499,7 +505,7 @@ static int grouped_gemv(const float *x, const int32_t *seg, const uint16_t *w, f
         const int cap = resident_blocks((const void *)k, TC_WARPS * 32); // a persistent grid: no empty blocks
         if (blocks > cap) blocks = cap;
         return (int)launch(k, dim3((unsigned)blocks), dim3(TC_WARPS * 32), st, dependent, x, seg, wb, y, N, K, tasks, E,
-                           dependent, pf);
+                           dependent, pf, xmap, xdiv);
     }
     // One or two rows per expert comes with few activated experts (small
     // batches): narrower column tiles give more blocks, so more bytes in flight.
@@ -508,7 +514,8 @@ static int grouped_gemv(const float *x, const int32_t *seg, const uint16_t *w, f
     const char *ov = getenv("JANUS_GEMV_COLS"); // experiments: force a tile width
     if (ov && atoi(ov) >= 8) cpb = atoi(ov);
     const int col_tiles = (N + cpb - 1) / cpb;
-    void (*k)(const float *, const int32_t *, const __nv_bfloat16 *, float *, int, int, int, int, int, int, int, long long);
+    void (*k)(const float *, const int32_t *, const __nv_bfloat16 *, float *, int, int, int, int, int, int, int, long long,
+              const int32_t *, int);
     if (max_rows <= 1) k = grouped_gemv_kernel<1, 8>;
     else if (max_rows <= 2) k = grouped_gemv_kernel<2, 8>;
     else if (max_rows <= 4) k = grouped_gemv_kernel<4, 8>;
@@ -517,7 +524,7 @@ static int grouped_gemv(const float *x, const int32_t *seg, const uint16_t *w, f
     long long blocks = (long long)E * col_tiles;
     const int cap = resident_blocks((const void *)k, WARPS * 32); // a persistent grid: no empty blocks
     if (blocks > cap) blocks = cap;
-    return (int)launch(k, dim3((unsigned)blocks), dim3(WARPS * 32), st, dependent, x, seg, wb, y, N, K, gated, col_tiles, cpb, E, dependent, pf);
+    return (int)launch(k, dim3((unsigned)blocks), dim3(WARPS * 32), st, dependent, x, seg, wb, y, N, K, gated, col_tiles, cpb, E, dependent, pf, xmap, xdiv);
 }
 
 extern "C" int jk_grouped_gemv(const float *x, const int32_t *seg, const uint16_t *w, float *y, int E, int N, int K,
@@ -526,7 +533,8 @@ extern "C" int jk_grouped_gemv(const float *x, const int32_t *seg, const uint16_
 }
 
 extern "C" int jk_moe_ffn_decode(const jk_moe_ffn_args *a, void *stream) {
-    int rc = grouped_gemv(a->x, a->seg, a->w_gu, a->act, a->E, a->I, a->H, 1, a->max_rows, 0, (cudaStream_t)stream);
+    int rc = grouped_gemv(a->x, a->seg, a->w_gu, a->act, a->E, a->I, a->H, 1, a->max_rows, 0, (cudaStream_t)stream,
+                          a->x_rows, a->x_div);
     if (rc) return rc;
     const char *ov = getenv("JANUS_PDL"); // experiments: 0 = plain launch of the down projection
     const int dep = !(ov && atoi(ov) == 0);

@@ -25,6 +25,10 @@ typedef struct {
     float *act, *y;
     int E, H, I;
     int max_rows;       // the largest seg[e+1] - seg[e] (picks the kernel variant)
+    // Optional: grouped row r is row x_rows[r] / x_div of x (the gather done
+    // on the fly; NULL: x is already grouped). x_div 0 means 1.
+    const int32_t *x_rows;
+    int x_div;
 } jk_moe_ffn_args;
 
 // Returns 0, or a CUDA error code (cudaError_t as int). Requires H % 8 == 0 and I % 8 == 0.

@@ -20,6 +20,7 @@
 #include "fused.h"
 #include "layers.h"
 #include "moe/experts.h"
+#include "moe_ffn.h"
 
 #define CK(x)                                                                                                      \
     do {                                                                                                           \
@@ -90,6 +91,40 @@ static void rmsnorm_case(int R, int n) {
     report(what, !memcmp(y, y2, sizeof(float) * R * n), "bitwise equal to the out-of-place result (%.0f)", 1), free(y2);
     free(x), free(ref), free(w), free(y), free(yb);
     cudaFree(dx), cudaFree(dy), cudaFree(dw), cudaFree(db);
+}
+
+// The expert FFN reading rows through x_rows / x_div equals the FFN over the
+// same rows gathered first, to the bit (the same kernel, the same rows).
+static void ffn_xmap_case(int E, int H, int I, int T, int k, int max_rows_hint) {
+    const int P = T * k;
+    int32_t *topi = malloc(4 * P);
+    for (int t = 0; t < T; t++)
+        for (int j = 0; j < k; j++) topi[t * k + j] = (t * 7 + j * 3 + rnd(2)) % E;
+    float *h = malloc(sizeof(float) * T * H);
+    for (int i = 0; i < T * H; i++) h[i] = frnd();
+    uint16_t *wgu = malloc(2 * (size_t)E * 2 * I * H), *wd = malloc(2 * (size_t)E * H * I);
+    for (size_t i = 0; i < (size_t)E * 2 * I * H; i++) wgu[i] = f32_to_bf16(frnd() / sqrtf((float)H));
+    for (size_t i = 0; i < (size_t)E * H * I; i++) wd[i] = f32_to_bf16(frnd() / sqrtf((float)I));
+    float *dh = dev(h, sizeof(float) * T * H), *dxs = dev(NULL, sizeof(float) * P * H), *dact = dev(NULL, sizeof(float) * P * I);
+    float *dy1 = dev(NULL, sizeof(float) * P * H), *dy2 = dev(NULL, sizeof(float) * P * H);
+    int32_t *dt = dev(topi, 4 * P), *dseg = dev(NULL, 4 * (E + 1)), *dor = dev(NULL, 4 * P), *dsl = dev(NULL, 4 * P);
+    uint16_t *dwgu = dev(wgu, 2 * (size_t)E * 2 * I * H), *dwd = dev(wd, 2 * (size_t)E * H * I);
+    CK(jk_group_pairs(dt, P, E, dseg, dor, dsl, NULL, NULL));
+    CK(jk_gather_rows(dxs, dh, dor, k, P, H, NULL));
+    jk_moe_ffn_args a = {dxs, dseg, dwgu, dwd, dact, dy1, E, H, I, max_rows_hint, NULL, 0};
+    CK(jk_moe_ffn_decode(&a, NULL));
+    jk_moe_ffn_args b = {dh, dseg, dwgu, dwd, dact, dy2, E, H, I, max_rows_hint, dor, k};
+    CK(jk_moe_ffn_decode(&b, NULL));
+    float *y1 = host(dy1, sizeof(float) * P * H), *y2 = host(dy2, sizeof(float) * P * H);
+    int nan = 0;
+    for (int i = 0; i < P * H; i++) nan += isnan(y1[i]);
+    char what[112];
+    snprintf(what, sizeof what, "expert FFN rows read through x_rows E=%d H=%d I=%d T=%d k=%d variant rows %d", E, H, I, T, k,
+             max_rows_hint);
+    report(what, !nan && !memcmp(y1, y2, sizeof(float) * P * H), "bitwise equal to gather + FFN: %.0f", 1);
+    free(topi), free(h), free(wgu), free(wd), free(y1), free(y2);
+    cudaFree(dh), cudaFree(dxs), cudaFree(dact), cudaFree(dy1), cudaFree(dy2), cudaFree(dt), cudaFree(dseg), cudaFree(dor);
+    cudaFree(dsl), cudaFree(dwgu), cudaFree(dwd);
 }
 
 static void qkv_case(int T, int nh, int nkv, int hd, int bias, int norm) {
@@ -263,6 +298,9 @@ int main(void) {
     rmsnorm_case(3, 4096);
     rmsnorm_case(1, 260);
     rmsnorm_case(17, 7168);
+    ffn_xmap_case(16, 256, 128, 8, 2, 2);   // FMA variant
+    ffn_xmap_case(16, 256, 128, 40, 4, 20); // tensor-core variant, two row tiles
+    ffn_xmap_case(128, 2048, 768, 64, 8, 12); // Qwen3-30B-A3B decode
     qkv_case(64, 32, 4, 128, 0, 1); // Qwen3-30B-A3B
     qkv_case(5, 32, 8, 128, 0, 0);  // Mixtral
     qkv_case(7, 4, 2, 64, 1, 0);    // biases (Qwen2-MoE style), hd 64
@@ -278,6 +316,10 @@ int main(void) {
     group_case(2048, 128, 1);
     group_case(777, 256, 0);
     group_case(4096, 4096, 0);
+    group_case(1024, 256, 1); // the one-pass kernel's limits
+    group_case(1025, 256, 0); // just past them
+    group_case(1000, 257, 1);
+    group_case(33, 1, 0);
     argmax_case(64, 151936);
     argmax_case(5, 1001);
     argmax_case(3, 32000);

@@ -133,7 +133,7 @@ int bench_moe_layer(int argc, char **argv) {
             cudaEventCreate(&e1);
             float ms[20];
             for (int it = 0; it < 23; it++) {
-                jk_moe_ffn_args a = {x, dseg, wgu[it % NC], wd[it % NC], act, y, E, H, I, maxr};
+                jk_moe_ffn_args a = {x, dseg, wgu[it % NC], wd[it % NC], act, y, E, H, I, maxr, NULL, 0};
                 cudaEventRecord(e0, 0);
                 CK(jk_moe_ffn_decode(&a, NULL));
                 cudaEventRecord(e1, 0);

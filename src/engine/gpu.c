@@ -495,7 +495,7 @@ static void mb_attention(janus_gpu *g, int l, int i) {
     const gpu_layer *G = &g->L[l];
     uint16_t *kc = g->kc + (size_t)l * g->layer_kv, *vc = g->vc + (size_t)l * g->layer_kv;
     if (g->fused_qkv && H % 4 == 0) {
-        // norm -> bf16, one q|k|v GEMM, then bias, q/k norm, RoPE and the KV store in one kernel
+        // norm, one q|k|v projection, then bias, q/k norm, RoPE and the KV store in one kernel
         CK(jk_rmsnorm_rows(NULL, g->xb, M->x, G->attn_norm, T, H, c->rms_eps, st));
         linear_xb(g, g->qkv, G->wq, T, nq + 2 * kvd, H, 0.0f);
         mark(g, 0);
@@ -530,10 +530,13 @@ static void mb_attention(janus_gpu *g, int l, int i) {
     mark(g, 1);
     // x += att Wo^T straight from cuBLAS (beta 1); then the FFN norm, in f32 for
     // the experts and in bf16 for the router / dense FFN projections
-    CK(jk_f32_to_bf16(g->xb, g->att, (size_t)T * nq, st));
-    linear_xb(g, M->x, G->wo, T, H, nq, 1.0f);
-    if (H % 4 == 0) CK(jk_rmsnorm_rows(M->h, g->xb, M->x, G->ffn_norm, T, H, c->rms_eps, st));
-    else {
+    if (H % 4 == 0) {
+        CK(jk_f32_to_bf16(g->xb, g->att, (size_t)T * nq, st));
+        linear_xb(g, M->x, G->wo, T, H, nq, 1.0f);
+        CK(jk_rmsnorm_rows(M->h, g->xb, M->x, G->ffn_norm, T, H, c->rms_eps, st));
+    } else {
+        CK(jk_f32_to_bf16(g->xb, g->att, (size_t)T * nq, st));
+        linear_xb(g, M->x, G->wo, T, H, nq, 1.0f);
         CK(jk_rmsnorm(M->h, M->x, G->ffn_norm, T, H, c->rms_eps, st));
         CK(jk_f32_to_bf16(g->xb, M->h, (size_t)T * H, st));
     }
@@ -577,7 +580,7 @@ static void run_experts(janus_gpu *g, int l, const int32_t *h_seg, int max_rows,
         return;
     }
     CK(cudaMemcpyAsync(g->seg, ls, 4 * (size_t)(G->n_loc + 1), cudaMemcpyHostToDevice, g->st));
-    jk_moe_ffn_args a = {xs, g->seg, G->w_gu, G->w_down, g->act, ys, G->n_loc, c->hidden, c->moe_inter, max_rows};
+    jk_moe_ffn_args a = {xs, g->seg, G->w_gu, G->w_down, g->act, ys, G->n_loc, c->hidden, c->moe_inter, max_rows, NULL, 0};
     CK(jk_moe_ffn_decode(&a, g->st)); // no sync: a pageable H2D copy has read ls when it returns
 }
 
@@ -595,8 +598,11 @@ static void mb_experts_local(janus_gpu *g, int l, int i, int64_t *expert_counts)
         CK(jk_group_pairs(M->topi, P, E, g->seg, g->order, g->slot, g->d_counts + (size_t)l * E, st));
         g->counts_pending = true;
         mark(g, 2);
-        CK(jk_gather_rows(g->xs, M->h, g->order, K, P, c->hidden, st));
-        janus_gpu_serve_experts_devseg(g, l, g->seg, vrows, g->xs, g->ys);
+        // the FFN reads each grouped row straight from h (row order[r] / K): no gather
+        const gpu_layer *G = &g->L[l];
+        jk_moe_ffn_args a = {M->h, g->seg, G->w_gu, G->w_down, g->act, g->ys, E, c->hidden, c->moe_inter, vrows,
+                             g->order, K};
+        CK(jk_moe_ffn_decode(&a, st));
         mark(g, 3);
         return;
     }
@@ -766,7 +772,7 @@ void janus_gpu_serve_experts_devseg(void *gpu, int l, const int32_t *d_lseg, int
     const janus_config *c = &g->m->cfg;
     const gpu_layer *G = &g->L[l];
     if (max_rows <= 0 || G->n_loc <= 0) return;
-    jk_moe_ffn_args a = {d_xs, d_lseg, G->w_gu, G->w_down, g->act, d_ys, G->n_loc, c->hidden, c->moe_inter, max_rows};
+    jk_moe_ffn_args a = {d_xs, d_lseg, G->w_gu, G->w_down, g->act, d_ys, G->n_loc, c->hidden, c->moe_inter, max_rows, NULL, 0};
     CK(jk_moe_ffn_decode(&a, g->st));
 }
 
