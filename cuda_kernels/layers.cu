@@ -6,6 +6,7 @@
 #include <cuda_runtime.h>
 #include <float.h>
 
+#include "attn_decode.h"
 #include "layers.h"
 
 #define ST(s) ((cudaStream_t)(s))
@@ -601,13 +602,25 @@ static size_t sk_ws_bytes(int splits, int T, int nh, int hd) {
     return splits > 1 ? sizeof(float) * (size_t)T * nh * splits * (hd + 2) : 0;
 }
 
+// Which split-K kernel a call takes: the tensor-core one (attn_decode.cu) for
+// head sizes 64 and 128, the FP32 one above otherwise.
+static int sk_use_mma(int kernel, int nh, int nkv, int hd) {
+    if (!jk_attn_mma_supported(nh, nkv, hd)) return 0;
+    return kernel == JK_ATTN_AUTO || kernel >= JK_ATTN_MMA;
+}
+
 extern "C" size_t jk_attention_ws_bytes(int max_T, int nh, int nkv, int hd, int max_ctx) {
     if (max_T <= 0 || !sk_supported(nh, nkv, hd)) return 0;
-    size_t most = 0;
+    size_t most = 0; // enough for every kernel jk_attention_splitk_with can be asked for
     for (int T = 1; T <= max_T; T++) { // T * splits is not monotone in T
         const sk_plan p = sk_make_plan(T, nh, nkv, hd, max_ctx);
-        const size_t b = sk_ws_bytes(p.s_pre, T, nh, hd);
+        size_t b = sk_ws_bytes(p.s_pre, T, nh, hd);
         if (b > most) most = b;
+        if (!jk_attn_mma_supported(nh, nkv, hd)) continue;
+        for (int cfg = 0; cfg < JK_ATTN_MMA_CONFIGS; cfg++) {
+            b = sk_ws_bytes(jk_attn_mma_splits(cfg, T, nh, nkv, hd, max_ctx), T, nh, hd);
+            if (b > most) most = b;
+        }
     }
     return most;
 }
@@ -638,66 +651,89 @@ static int sk_launch_hd(float *out, float *o_part, float *ml_part, const float *
     return (int)cudaErrorInvalidValue;
 }
 
-extern "C" int jk_attention_splitk(float *out, const float *q, const uint16_t *kc, const uint16_t *vc, const int32_t *bt,
-                                   int max_blocks, const int32_t *pos, int T, int nh, int nkv, int hd, int bs, float *ws,
-                                   size_t ws_bytes, void *s) {
+extern "C" int jk_attention_splitk_with(int kernel, float *out, const float *q, const uint16_t *kc, const uint16_t *vc,
+                                        const int32_t *bt, int max_blocks, const int32_t *pos, int T, int nh, int nkv,
+                                        int hd, int bs, float *ws, size_t ws_bytes, void *s) {
     if (T <= 0) return 0;
     if (!sk_supported(nh, nkv, hd)) return jk_attention(out, q, kc, vc, bt, max_blocks, pos, T, nh, nkv, hd, bs, s);
+    const int mma = sk_use_mma(kernel, nh, nkv, hd);
+    const int cfg = kernel > JK_ATTN_MMA && kernel < JK_ATTN_MMA + JK_ATTN_MMA_CONFIGS ? kernel - JK_ATTN_MMA
+                    : kernel == JK_ATTN_AUTO && mma                              ? jk_attn_mma_auto_cfg(T, nh, nkv, hd, max_blocks * bs)
+                                                                                 : 0;
     const sk_plan p = sk_make_plan(T, nh, nkv, hd, max_blocks * bs);
-    const size_t need = sk_ws_bytes(p.splits, T, nh, hd);
+    const int splits = mma ? jk_attn_mma_splits(cfg, T, nh, nkv, hd, max_blocks * bs) : p.splits;
+    const size_t need = sk_ws_bytes(splits, T, nh, hd);
     if (need > ws_bytes || (need && !ws)) return jk_attention(out, q, kc, vc, bt, max_blocks, pos, T, nh, nkv, hd, bs, s);
-    float *o_part = ws, *ml_part = ws ? ws + (size_t)T * nh * p.splits * hd : NULL;
+    float *o_part = ws, *ml_part = ws ? ws + (size_t)T * nh * splits * hd : NULL;
     int rc;
-    switch (hd) {
+    if (mma) rc = jk_attn_mma_run(cfg, out, o_part, ml_part, q, kc, vc, bt, max_blocks, pos, T, nh, nkv, hd, bs, splits, s);
+    else switch (hd) {
     case 64: rc = sk_launch_hd<64>(out, o_part, ml_part, q, kc, vc, bt, max_blocks, pos, T, nh, nkv, bs, &p, ST(s)); break;
     case 128: rc = sk_launch_hd<128>(out, o_part, ml_part, q, kc, vc, bt, max_blocks, pos, T, nh, nkv, bs, &p, ST(s)); break;
     default: rc = sk_launch_hd<256>(out, o_part, ml_part, q, kc, vc, bt, max_blocks, pos, T, nh, nkv, bs, &p, ST(s)); break;
     }
-    if (rc || p.splits == 1) return rc;
+    if (rc || splits == 1) return rc;
     // w_s rounded up to whole 16-byte vectors: compute-sanitizer saw 12-byte
-    // shared reads past p.splits floats (vectorised loads of the last weights).
-    const size_t wbytes = sizeof(float) * (size_t)((p.splits + 3) & ~3);
-    attention_combine_kernel<<<(unsigned)((long)T * nh), SKC_THREADS, wbytes, ST(s)>>>(out, o_part, ml_part, p.splits, hd);
+    // shared reads past splits floats (vectorised loads of the last weights).
+    const size_t wbytes = sizeof(float) * (size_t)((splits + 3) & ~3);
+    attention_combine_kernel<<<(unsigned)((long)T * nh), SKC_THREADS, wbytes, ST(s)>>>(out, o_part, ml_part, splits, hd);
     return (int)cudaGetLastError();
+}
+
+extern "C" int jk_attention_splitk(float *out, const float *q, const uint16_t *kc, const uint16_t *vc, const int32_t *bt,
+                                   int max_blocks, const int32_t *pos, int T, int nh, int nkv, int hd, int bs, float *ws,
+                                   size_t ws_bytes, void *s) {
+    return jk_attention_splitk_with(JK_ATTN_AUTO, out, q, kc, vc, bt, max_blocks, pos, T, nh, nkv, hd, bs, ws, ws_bytes, s);
 }
 
 // ---- router, gather, combine --------------------------------------------------
 // One warp per token: softmax over E logits, k rounds of argmax (ties to the
-// lower index), optional renormalisation.
+// lower index), optional renormalisation. Lane holds logits lane + 32 j in
+// registers (E <= 256), so the k rounds read no memory.
 __global__ void router_kernel(int32_t *ids, float *w, const float *logits, int T, int E, int k, int renorm) {
     const int t = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
     if (t >= T) return;
     const float *l = logits + (size_t)t * E;
+    float v[8];
+#pragma unroll
+    for (int j = 0; j < 8; j++) v[j] = lane + 32 * j < E ? l[lane + 32 * j] : -FLT_MAX;
     float mx = -FLT_MAX;
-    for (int e = lane; e < E; e += 32) mx = fmaxf(mx, l[e]);
+#pragma unroll
+    for (int j = 0; j < 8; j++)
+        if (lane + 32 * j < E) mx = fmaxf(mx, v[j]);
     mx = warp_max(mx);
     float sum = 0.f;
-    for (int e = lane; e < E; e += 32) sum += expf(l[e] - mx);
+#pragma unroll
+    for (int j = 0; j < 8; j++)
+        if (lane + 32 * j < E) sum += expf(v[j] - mx);
     sum = warp_sum(sum);
-    uint32_t taken[8] = {0, 0, 0, 0, 0, 0, 0, 0}; // bit e%32 of word e/32 (E <= 256), per lane for its e's
+    uint32_t taken = 0; // bit j: this lane's expert lane + 32 j is taken
     float wsum = 0.f;
-    for (int j = 0; j < k; j++) {
+    for (int r = 0; r < k; r++) {
         float best = -FLT_MAX;
         int bi = 0x7fffffff;
-        for (int e = lane; e < E; e += 32)
-            if (!(taken[e >> 5] >> (e & 31) & 1) && (l[e] > best || (l[e] == best && e < bi))) best = l[e], bi = e;
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            const int e = lane + 32 * j;
+            if (e < E && !(taken >> j & 1) && (v[j] > best || (v[j] == best && e < bi))) best = v[j], bi = e;
+        }
         for (int o = 16; o > 0; o >>= 1) {
             const float ob = __shfl_xor_sync(0xffffffffu, best, o);
             const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
             if (ob > best || (ob == best && oi < bi)) best = ob, bi = oi;
         }
-        if ((bi & 31) == lane) taken[bi >> 5] |= 1u << (bi & 31);
+        if ((bi & 31) == lane) taken |= 1u << (bi >> 5);
         const float p = expf(best - mx) / sum;
-        if (lane == 0) ids[(size_t)t * k + j] = bi, w[(size_t)t * k + j] = p;
+        if (lane == 0) ids[(size_t)t * k + r] = bi, w[(size_t)t * k + r] = p;
         wsum += p;
     }
     if (renorm && lane == 0)
-        for (int j = 0; j < k; j++) w[(size_t)t * k + j] /= wsum;
+        for (int r = 0; r < k; r++) w[(size_t)t * k + r] /= wsum;
 }
 extern "C" int jk_router_topk(int32_t *ids, float *w, const float *logits, int T, int E, int k, int renorm, void *s) {
     if (T <= 0) return 0;
     if (E > 256) return (int)cudaErrorInvalidValue;
-    router_kernel<<<(T + 7) / 8, 256, 0, ST(s)>>>(ids, w, logits, T, E, k, renorm);
+    router_kernel<<<(T + 3) / 4, 128, 0, ST(s)>>>(ids, w, logits, T, E, k, renorm);
     return (int)cudaGetLastError();
 }
 

@@ -40,15 +40,29 @@ int jk_attention(float *out, const float *q, const uint16_t *kc, const uint16_t 
 //   ws: [T, nh, splits, hd + 2] f32 scratch, ws_bytes its size; when the
 //       launch needs one chunk only (short contexts), ws is not touched.
 // The number of chunks depends on T, nkv and the longest possible context,
-// max_blocks * bs. Head sizes 64, 128 and 256 (others, or ws too small, run
-// jk_attention instead: same result, no error). nh % nkv == 0; q, kc, vc
+// max_blocks * bs. Head sizes 64 and 128 run on tensor cores (attn_decode.cu:
+// the chunks of a token are sized from its own context, so every chunk of a
+// short sequence has work), 256 on FP32 FMA; others, or ws too small, run
+// jk_attention instead: same result, no error. nh % nkv == 0; q, kc, vc
 // 16-byte aligned; out must not overlap q. Decode (few tokens, long contexts)
 // gets many chunks; large T (prefill chunks) gets one, then it is one block
 // per (token, kv head) as jk_attention, without the combine kernel.
 int jk_attention_splitk(float *out, const float *q, const uint16_t *kc, const uint16_t *vc, const int32_t *bt,
                         int max_blocks, const int32_t *pos, int T, int nh, int nkv, int hd, int bs, float *ws,
                         size_t ws_bytes, void *stream);
-// Bytes of ws that jk_attention_splitk needs for any call with T <= max_T tokens
+// jk_attention_splitk with the kernel named (tests and benchmarks): JK_ATTN_AUTO
+// (what jk_attention_splitk does: tensor cores for head sizes 64 and 128),
+// JK_ATTN_FMA (the FP32 kernel), JK_ATTN_MMA + i (tensor cores, launch
+// configuration i < JK_ATTN_MMA_CONFIGS of attn_decode.cu; 0 is the default).
+// A kernel that does not take the shape leaves it to the next one down.
+#define JK_ATTN_AUTO 0
+#define JK_ATTN_FMA 1
+#define JK_ATTN_MMA 2
+#define JK_ATTN_MMA_CONFIGS 5
+int jk_attention_splitk_with(int kernel, float *out, const float *q, const uint16_t *kc, const uint16_t *vc,
+                             const int32_t *bt, int max_blocks, const int32_t *pos, int T, int nh, int nkv, int hd, int bs,
+                             float *ws, size_t ws_bytes, void *stream);
+// Bytes of ws that jk_attention_splitk(_with) needs for any call with T <= max_T tokens
 // and max_blocks * bs <= max_ctx (0 when no shape up to there needs any).
 size_t jk_attention_ws_bytes(int max_T, int nh, int nkv, int hd, int max_ctx);
 // logits: [T, E] -> ids, w: [T, k] (softmax, top-k, optional renorm) (twin: cpu_router_topk)

@@ -284,24 +284,40 @@ __global__ void __launch_bounds__(TC_WARPS * 32) tc_gemv_kernel(const float *__r
         }
         pdl_wait();
     }
-    for (int item = blockIdx.x * TP + tp;; item += gridDim.x * TP) {
-    int nact;
-    const int e = nth_active(seg, E, item / tasks, &nact), tk = item % tasks;
+    // The weight stream of a warp runs on across passes and tasks: the last D-1
+    // chunk loads of one pass fetch the first chunks of the next pass (the
+    // same task's next row tile, or the group's next task), so the register
+    // ring never drains at a task boundary (chained when the warp's chunk
+    // count is a multiple of D).
+    const uint64_t pol = evict_first_policy();
+    const int kstep = 32 * KS, kw0 = ks * 32;
+    const int nch = kw0 < K ? (K - kw0 + kstep - 1) / kstep : 0; // this warp's K chunks per pass
+    const bool can_chain = nch >= D && nch % D == 0;
+    int item = blockIdx.x * TP + tp, nact;
+    int e = nth_active(seg, E, item / tasks, &nact);
     if (e < 0) return; // the whole task group leaves together
+    const __nv_bfloat16 *wrow[NB], *wnext[NB];
+    auto rows_of = [&](const __nv_bfloat16 **wr, int ee, int tk) {
+        const __nv_bfloat16 *we = w + (size_t)ee * w_rows * K;
+        const int cc = tk * cols;
+#pragma unroll
+        for (int j = 0; j < NB; j++) { // this lane's weight row in each block j
+            int col = GATED ? cc + (j >> 1) * 8 + g : cc + j * 8 + g;
+            col = min(col, N - 1);
+            const size_t rr = GATED ? (size_t)col + ((j & 1) ? (size_t)N : 0) : (size_t)col;
+            wr[j] = we + rr * K + t * 8 + kw0;
+        }
+    };
+    rows_of(wrow, e, item % tasks);
+    uint4 wv[D][NB];
+    bool primed = false; // ring slots 0 .. D-2 hold this pass's first chunks
+    for (;;) {
+    const int tk = item % tasks, item_n = item + gridDim.x * TP;
+    int nact_n;
+    const int e_n = nth_active(seg, E, item_n / tasks, &nact_n);
+    if (e_n >= 0) rows_of(wnext, e_n, item_n % tasks);
     const int c0 = tk * cols;
     const int r0 = seg[e], r1 = seg[e + 1];
-    const __nv_bfloat16 *we = w + (size_t)e * w_rows * K;
-    const uint64_t pol = evict_first_policy();
-    // This lane's weight row in each block j.
-    const __nv_bfloat16 *wrow[NB];
-#pragma unroll
-    for (int j = 0; j < NB; j++) {
-        int col = GATED ? c0 + (j >> 1) * 8 + g : c0 + j * 8 + g;
-        col = min(col, N - 1);
-        size_t rr = GATED ? (size_t)col + ((j & 1) ? (size_t)N : 0) : (size_t)col;
-        wrow[j] = we + rr * K + t * 8;
-    }
-    const int kstep = 32 * KS;
     for (int rt = r0; rt < r1; rt += 16 * MT) {
         float acc[MT][NB][4];
 #pragma unroll
@@ -319,25 +335,33 @@ __global__ void __launch_bounds__(TC_WARPS * 32) tc_gemv_kernel(const float *__r
             xb[m] = x + (size_t)(xmap ? xmap[sb] / xdiv : sb) * K + t * 8;
         }
         const int mt_used = (r1 - rt + 15) / 16; // tiles with any valid row
-        uint4 wv[D][NB];
+        const bool last_pass = rt + 16 * MT >= r1;
+        // where the loads past this pass's last chunk go: this task again (next row tile) or the next task
+        const bool chain = can_chain && (!last_pass || e_n >= 0);
+        if (!primed) {
 #pragma unroll
-        for (int d = 0; d < D - 1; d++) {
-            const int kp = ks * 32 + d * kstep;
-            if (kp < K) {
+            for (int d = 0; d < D - 1; d++)
+                if (d < nch) {
 #pragma unroll
-                for (int j = 0; j < NB; j++) wv[d][j] = ldw(wrow[j] + kp, pol);
-            }
+                    for (int j = 0; j < NB; j++) wv[d][j] = ldw(wrow[j] + d * kstep, pol);
+                }
         }
-        for (int kb0 = ks * 32; kb0 < K; kb0 += D * kstep) {
+        primed = false;
+        for (int cb = 0; cb < nch; cb += D) {
 #pragma unroll
             for (int d = 0; d < D; d++) {
-                const int kb = kb0 + d * kstep;
-                if (kb >= K) break;
-                const int kp = kb + (D - 1) * kstep;
-                if (kp < K) {
+                const int c = cb + d;
+                if (c >= nch) break;
+                const int cp = c + D - 1; // the chunk loaded now, into slot (d + D - 1) % D
+                if (cp < nch) {
 #pragma unroll
-                    for (int j = 0; j < NB; j++) wv[(d + D - 1) % D][j] = ldw(wrow[j] + kp, pol);
+                    for (int j = 0; j < NB; j++) wv[(d + D - 1) % D][j] = ldw(wrow[j] + cp * kstep, pol);
+                } else if (chain) {
+#pragma unroll
+                    for (int j = 0; j < NB; j++)
+                        wv[(d + D - 1) % D][j] = ldw((last_pass ? wnext[j] : wrow[j]) + (cp - nch) * kstep, pol);
                 }
+                const int kb = kw0 + c * kstep;
 #pragma unroll
                 for (int m = 0; m < MT; m++) {
                     if (m >= mt_used) break;
@@ -356,6 +380,7 @@ __global__ void __launch_bounds__(TC_WARPS * 32) tc_gemv_kernel(const float *__r
                 }
             }
         }
+        primed = chain;
         if (KS > 1) { // add the other warps' partial sums into warp ks == 0
             if (ks > 0) {
 #pragma unroll
@@ -407,6 +432,10 @@ __global__ void __launch_bounds__(TC_WARPS * 32) tc_gemv_kernel(const float *__r
                 }
             }
     }
+    if (e_n < 0) return;
+    item = item_n, e = e_n;
+#pragma unroll
+    for (int j = 0; j < NB; j++) wrow[j] = wnext[j];
     }
 }
 

@@ -65,7 +65,7 @@ static void moe_case(int E, int H, int I, int max_rows) {
     CK(cudaMemset(dy, 0xff, sizeof(float) * R * H)); // NaN poison
     int maxr = 0;
     for (int e = 0; e < E; e++) maxr = seg[e + 1] - seg[e] > maxr ? seg[e + 1] - seg[e] : maxr;
-    jk_moe_ffn_args a = {dx, dseg, dwgu, dwd, dact, dy, E, H, I, maxr};
+    jk_moe_ffn_args a = {dx, dseg, dwgu, dwd, dact, dy, E, H, I, maxr, NULL, 0};
     CK(jk_moe_ffn_decode(&a, NULL));
     CK(cudaDeviceSynchronize());
     CK(cudaMemcpy(y, dy, sizeof(float) * R * H, cudaMemcpyDeviceToHost));
@@ -111,13 +111,16 @@ static cmp_t compare(const float *got, const float *ref, long n, double eltol) {
     return c;
 }
 
-// Attention over a paged bf16 KV cache: jk_attention_splitk (ws as
-// jk_attention_ws_bytes says, or none: the fallback) and jk_attention against
-// cpu_attention. Token t sees ctx[t] positions (pos = ctx - 1); same_seq: all
-// tokens share token 0's block table (prefill of one sequence), else every
-// token has its own blocks, drawn at random from the pool. Unused table
-// entries point far outside the pool, and ws starts as NaN.
-static void attn_case(const char *what, int T, int nh, int nkv, int hd, int bs, const int *ctx, int same_seq, int no_ws) {
+// Attention over a paged bf16 KV cache against cpu_attention: jk_attention_splitk
+// (ws as jk_attention_ws_bytes says, or none: the fallback), each of its kernels
+// forced through jk_attention_splitk_with (the FP32 one, the tensor-core one;
+// all_cfgs: every tensor-core launch configuration), and jk_attention. Token t
+// sees ctx[t] positions (pos = ctx - 1); same_seq: all tokens share token 0's
+// block table (prefill of one sequence), else every token has its own blocks,
+// drawn at random from the pool. Unused table entries point far outside the
+// pool, and ws starts as NaN.
+static void attn_case_cfgs(const char *what, int T, int nh, int nkv, int hd, int bs, const int *ctx, int same_seq, int no_ws,
+                           int all_cfgs) {
     const int kv_dim = nkv * hd;
     int maxb = 1, nb = 0;
     for (int t = 0; t < T; t++) {
@@ -170,10 +173,19 @@ static void attn_case(const char *what, int T, int nh, int nkv, int hd, int bs, 
     CK(cudaMemcpy(dq, q, sizeof(float) * nq, cudaMemcpyHostToDevice));
     CK(cudaMemcpy(dbt, bt, sizeof(int32_t) * T * maxb, cudaMemcpyHostToDevice));
     CK(cudaMemcpy(dpos, pos, sizeof(int32_t) * T, cudaMemcpyHostToDevice));
-    for (int variant = 0; variant < 2; variant++) {
+    // variants: 0 jk_attention_splitk, 1 FP32 split-K, 2 .. tensor-core split-K configurations, last jk_attention
+    const int nvar = all_cfgs ? 3 + JK_ATTN_MMA_CONFIGS : 4;
+    for (int variant = 0; variant < nvar; variant++) {
+        const int gqa = variant == nvar - 1, kernel = variant == 0 ? JK_ATTN_AUTO : JK_ATTN_FMA + variant - 1;
+        char vname[32];
+        if (gqa) snprintf(vname, sizeof vname, "gqa");
+        else if (variant == 0) snprintf(vname, sizeof vname, "splitk");
+        else if (variant == 1) snprintf(vname, sizeof vname, "splitk_fma");
+        else snprintf(vname, sizeof vname, "splitk_mma%d", variant - 2);
         CK(cudaMemset(dout, 0xff, sizeof(float) * nq)); // NaN poison
         if (ws_bytes) CK(cudaMemset(dws, 0xff, ws_bytes));
-        if (variant == 0) CK(jk_attention_splitk(dout, dq, dk, dv, dbt, maxb, dpos, T, nh, nkv, hd, bs, dws, ws_bytes, NULL));
+        if (!gqa)
+            CK(jk_attention_splitk_with(kernel, dout, dq, dk, dv, dbt, maxb, dpos, T, nh, nkv, hd, bs, dws, ws_bytes, NULL));
         else CK(jk_attention(dout, dq, dk, dv, dbt, maxb, dpos, T, nh, nkv, hd, bs, NULL));
         CK(cudaDeviceSynchronize());
         CK(cudaMemcpy(got, dout, sizeof(float) * nq, cudaMemcpyDeviceToHost));
@@ -183,7 +195,7 @@ static void attn_case(const char *what, int T, int nh, int nkv, int hd, int bs, 
         int cmin = ctx[0], cmax = ctx[0];
         for (int t = 1; t < T; t++) cmin = ctx[t] < cmin ? ctx[t] : cmin, cmax = ctx[t] > cmax ? ctx[t] : cmax;
         printf("%s attention_%s %s: T=%d nh=%d nkv=%d hd=%d bs=%d ctx %d..%d%s: rel err %.2e (tolerance %.0e), unwritten %ld\n",
-               ok ? "ok  " : "FAIL", variant ? "gqa" : "splitk", what, T, nh, nkv, hd, bs, cmin, cmax,
+               ok ? "ok  " : "FAIL", vname, what, T, nh, nkv, hd, bs, cmin, cmax,
                no_ws ? " (no ws: fallback)" : "", c.rel, tol, c.nan);
         if (c.first >= 0) {
             const long i = c.first;
@@ -195,6 +207,10 @@ static void attn_case(const char *what, int T, int nh, int nkv, int hd, int bs, 
     cudaFree(dk), cudaFree(dv), cudaFree(dq), cudaFree(dout), cudaFree(dbt), cudaFree(dpos);
     if (dws) cudaFree(dws);
     free(perm), free(bt), free(pos), free(kb), free(vb), free(kf), free(vf), free(q), free(ref), free(got), free(btp);
+}
+
+static void attn_case(const char *what, int T, int nh, int nkv, int hd, int bs, const int *ctx, int same_seq, int no_ws) {
+    attn_case_cfgs(what, T, nh, nkv, hd, bs, ctx, same_seq, no_ws, 0);
 }
 
 static void attn_random_case(const char *what, int T, int nh, int nkv, int hd, int max_ctx) {
@@ -302,6 +318,34 @@ int main(void) {
     attn_random_case("many tokens, one chunk", 600, 8, 2, 128, 300);
     attn_random_case("hd 96 (jk_attention fallback)", 3, 8, 2, 96, 500);
     attn_case("no workspace", 1, 8, 2, 128, 16, long1, 0, 1);
+    // Qwen3-30B-A3B heads (32/4/128: 8 query heads per kv head, the tensor-core
+    // kernel's full tile) at the decode shapes of janus bench kernels, every
+    // launch configuration; then odd, single-position and mixed contexts.
+    {
+        static int c64[64];
+        const int lens[3] = {512, 2048, 8192}, batch[3] = {64, 64, 4};
+        for (int i = 0; i < 3; i++) {
+            for (int t = 0; t < batch[i]; t++) c64[t] = lens[i];
+            attn_case_cfgs("Qwen3 decode", batch[i], 32, 4, 128, 16, c64, 0, 0, 1);
+        }
+        for (int t = 0; t < 64; t++) c64[t] = 1 + 2 * rnd(1500); // odd lengths up to 2999
+        attn_case_cfgs("Qwen3 odd contexts", 64, 32, 4, 128, 16, c64, 0, 0, 1);
+        static const int ones[3] = {1, 1, 1};
+        attn_case_cfgs("Qwen3 context 1", 3, 32, 4, 128, 16, ones, 0, 0, 1);
+        // One batch, very different lengths: chunks of the short ones are empty or
+        // partial while the long ones fill theirs.
+        static const int mixed[16] = {1, 8192, 2, 15, 16, 17, 31, 33, 255, 257, 511, 513, 4097, 3, 1000, 7777};
+        attn_case_cfgs("Qwen3 mixed lengths", 16, 32, 4, 128, 16, mixed, 0, 0, 1);
+        for (int t = 0; t < 64; t++) c64[t] = 512;
+        attn_case_cfgs("Mixtral decode", 64, 32, 8, 128, 16, c64, 0, 0, 1);
+        for (int t = 0; t < 64; t++) c64[t] = 1 + rnd(700);
+        attn_case_cfgs("Qwen3 heads, block size 24", 64, 32, 4, 128, 24, c64, 0, 0, 1);
+        attn_case_cfgs("Qwen3 heads, block size 8", 64, 32, 4, 128, 8, c64, 0, 0, 0);
+        attn_case_cfgs("hd 64, 8 heads per kv head", 16, 32, 4, 64, 16, c64, 0, 0, 1);
+        attn_case_cfgs("12 heads per kv head (a full and a half head group)", 8, 24, 2, 128, 16, c64, 0, 0, 1);
+        for (int t = 0; t < 64; t++) c64[t] = 1000 + t; // a prefill chunk of one sequence
+        attn_case_cfgs("Qwen3 heads, prefill chunk", 64, 32, 4, 128, 16, c64, 1, 0, 0);
+    }
     {
         int pre[100];
         for (int t = 0; t < 100; t++) pre[t] = 1900 + t; // a prefill chunk of one sequence

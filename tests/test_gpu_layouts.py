@@ -21,10 +21,18 @@ gpu_greedy_matches_transformers_all_fixtures); then:
   0.02 (a router near-tie may flip in a reshaped batch, so their expert
   counts are not compared).
 
+With CUDA IPC, decode-sized steps are scheduled and routed on every rank's
+GPU (JANUS_XCHG_SCHED=gpu, the default); the layouts in SCHED_SAME run again
+with JANUS_XCHG_SCHED=host (the C scheduler and host-built routing) and must
+give identical result files (tokens, finish reasons, expert counts, logprobs
+bit for bit), and the log must show that the default run did route on the
+GPUs and the host run did not.
+
 Skips (exit 77) where no GPU is visible.
 """
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -48,6 +56,7 @@ RESHAPED = [
     ("2+2 hierarchical node 2", 4, ["--attn-ranks", "2", "--moe-ranks", "2", "--exchange", "hierarchical",
                                     "--node-size", "2"]),
 ]
+SCHED_SAME = ["1+2", "1+3 replicas 2", "2+2 replicas 2 m2"]
 
 
 def gpu_visible():
@@ -58,14 +67,35 @@ def gpu_visible():
     return p.returncode == 0 and "GPU" in p.stdout
 
 
-def run(janus, fixture, np_, extra, tmp, name):
-    out = os.path.join(tmp, name.replace(" ", "_").replace("+", "p") + ".h5")
+def run(janus, fixture, np_, extra, tmp, name, sched=None):
+    """Results of one layout, or None and the error; sched: JANUS_XCHG_SCHED
+    for the run (then it logs, and the count of (layer, micro-batch)s routed
+    on the GPUs comes back as the third value)."""
+    out = os.path.join(tmp, name.replace(" ", "_").replace("+", "p") + (f"_{sched}" if sched else "") + ".h5")
+    env = dict(os.environ)
+    env.pop("JANUS_XCHG_SCHED", None)
+    if sched:
+        env["JANUS_XCHG_SCHED"] = sched
     cmd = mpirun_prefix(np_) + [janus, "generate", "--model", fixture, "--requests", os.path.join(tmp, "req.h5"),
-                                "--out", out, "--quiet", "--backend", "cuda"] + extra
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+                                "--out", out, "--backend", "cuda"] + ([] if sched else ["--quiet"]) + extra
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     if p.returncode != 0:
-        return None, f"janus exited {p.returncode}: {p.stderr.strip()[-1500:]}"
-    return janus_h5.read_results(out), None
+        return None, f"janus exited {p.returncode}: {p.stderr.strip()[-1500:]}", None
+    m = re.search(r"exchange: (\d+) of (\d+) \(layer, micro-batch\)s scheduled and routed on the GPUs", p.stderr)
+    return janus_h5.read_results(out), None, int(m.group(1)) if m else None
+
+
+def identical(a, b):
+    """Differences between two result files that must be the same, bit for bit."""
+    errs = []
+    for key in ("ids", "finish_reason", "expert_counts"):
+        if a[key].shape != b[key].shape or (a[key] != b[key]).any():
+            errs.append(f"{key} differ")
+    for key in ("tokens", "logprobs"):
+        if len(a[key]) != len(b[key]) or any(x.shape != y.shape or (x.view("u4") != y.view("u4")).any()
+                                             for x, y in zip(a[key], b[key])):
+            errs.append(f"{key} differ")
+    return errs
 
 
 def compare(base, res, reqs, exact):
@@ -107,16 +137,32 @@ def main():
         with tempfile.TemporaryDirectory() as tmp:
             janus_h5.write_requests(os.path.join(tmp, "req.h5"), [r["prompt"] for r in reqs],
                                     [r["max_new_tokens"] for r in reqs], ids=[r["id"] for r in reqs])
-            base, err = run(janus, fx, 1, [], tmp, "base")
+            base, err, _ = run(janus, fx, 1, [], tmp, "base")
             if err:
                 print(f"FAIL {os.path.basename(fx)} one rank: {err}")
                 failed += 1
                 continue
             for layouts, exact in ((EXACT, True), (RESHAPED, False)):
                 for name, np_, extra in layouts:
-                    res, err = run(janus, fx, np_, extra, tmp, name)
+                    same = name in SCHED_SAME
+                    res, err, n_gpu = run(janus, fx, np_, extra, tmp, name, "gpu" if same else None)
                     errs = [err] if err else compare(base, res, reqs, exact)
                     tag = f"{os.path.basename(fx)} {name} ({np_} ranks on the GPU{'s' if np_ > 1 else ''})"
+                    if errs:
+                        failed += 1
+                        print(f"FAIL {tag}: " + "; ".join(errs[:4]))
+                    else:
+                        passed += 1
+                        print(f"ok   {tag}")
+                    if not same or err:
+                        continue
+                    host, err, n_host = run(janus, fx, np_, extra, tmp, name, "host")
+                    errs = [err] if err else identical(res, host)
+                    if not err and not n_gpu:
+                        errs.append(f"the default run routed {n_gpu} (layer, micro-batch)s on the GPUs")
+                    if not err and n_host != 0:
+                        errs.append(f"the JANUS_XCHG_SCHED=host run routed {n_host} on the GPUs")
+                    tag = f"{os.path.basename(fx)} {name}: schedule on the GPUs ({n_gpu} routed there) = on the host"
                     if errs:
                         failed += 1
                         print(f"FAIL {tag}: " + "; ".join(errs[:4]))

@@ -33,7 +33,7 @@
     } while (0)
 
 typedef struct {
-    int iters, quick;
+    int iters, quick, attn_configs;
     const char *only;              // run the kernels whose name contains this (NULL: all)
     cudaEvent_t e0, e1;
     float *flush, *flush_lp;       // L2 eviction: argmax over [FLUSH_ROWS, flush_cols] f32
@@ -179,12 +179,13 @@ typedef struct {
     int T, nh, nkv, hd, bs, maxb;
     size_t ws_bytes;
     int ctx, shared; // shared: one sequence (blocks 0 .., token t at ctx - T + t), else token t owns its blocks, at ctx - 1
+    int kernel;      // JK_ATTN_*: which split-K kernel (JK_ATTN_AUTO: jk_attention_splitk's own choice)
 } attn_arg;
 
 static int run_attn_splitk(void *p) {
     attn_arg *a = p;
-    return jk_attention_splitk(a->out, a->q, a->kc, a->vc, a->bt, a->maxb, a->pos, a->T, a->nh, a->nkv, a->hd, a->bs, a->ws,
-                               a->ws_bytes, NULL);
+    return jk_attention_splitk_with(a->kernel, a->out, a->q, a->kc, a->vc, a->bt, a->maxb, a->pos, a->T, a->nh, a->nkv,
+                                    a->hd, a->bs, a->ws, a->ws_bytes, NULL);
 }
 static int run_attn_gqa(void *p) {
     attn_arg *a = p;
@@ -262,15 +263,24 @@ static void bench_attention(bk *b) {
             CK(cudaMemcpy(bt, hbt, sizeof(int32_t) * T * maxb, cudaMemcpyHostToDevice));
             CK(cudaMemcpy(pos, hpos, sizeof(int32_t) * T, cudaMemcpyHostToDevice));
             free(hbt), free(hpos);
-            attn_arg a = {out, q, ws, kc, vc, bt, pos, T, nh, nkv, hd, bs, maxb, ws_bytes, ctx, prefill};
+            attn_arg a = {out, q, ws, kc, vc, bt, pos, T, nh, nkv, hd, bs, maxb, ws_bytes, ctx, prefill, JK_ATTN_AUTO};
             const double bytes = 2.0 * (prefill ? 1 : T) * ctx * kv_dim * 2; // K + V, bf16
             char shape[96];
             snprintf(shape, sizeof shape, "%s %d/%d/%d %s=%d ctx=%d", models[mi].name, nh, nkv, hd, prefill ? "prefill T" : "B",
                      T, ctx);
-            for (int v = 0; v < 2; v++) {
-                const char *kname = v ? "attn-gqa" : "attn-splitk";
+            // rows: jk_attention_splitk, its FP32 kernel forced (the one before the
+            // tensor-core kernel), with --attn-configs every tensor-core launch
+            // configuration forced, then jk_attention
+            const int nsplit = 2 + (b->attn_configs ? JK_ATTN_MMA_CONFIGS : 0);
+            for (int v = 0; v <= nsplit; v++) {
+                char kname[32];
+                if (v == nsplit) snprintf(kname, sizeof kname, "attn-gqa");
+                else if (v == 0) snprintf(kname, sizeof kname, "attn-splitk");
+                else if (v == 1) snprintf(kname, sizeof kname, "attn-splitk-fma");
+                else snprintf(kname, sizeof kname, "attn-splitk-mma%d", v - 2);
                 if (!bk_want(b, kname)) continue;
-                bk_fn fn = v ? run_attn_gqa : run_attn_splitk;
+                a.kernel = v == 0 || v == nsplit ? JK_ATTN_AUTO : JK_ATTN_FMA + v - 1;
+                bk_fn fn = v == nsplit ? run_attn_gqa : run_attn_splitk;
                 const double us = bk_time_us(b, fn, &a);
                 CK(cudaMemset(out, 0xff, sizeof(float) * T * nh * hd)); // poison, one more call, check
                 CK(fn(&a));
@@ -333,7 +343,7 @@ static void bench_experts(bk *b) {
                 for (int e = 0; e < E; e++) active += seg[e + 1] > seg[e];
                 CK(cudaMemcpy(dseg, seg, sizeof(int32_t) * (E + 1), cudaMemcpyHostToDevice));
                 ffn_arg a;
-                a.d = (jk_moe_ffn_args){x, dseg, wgu, wd, act, y, E, H, I, maxr};
+                a.d = (jk_moe_ffn_args){x, dseg, wgu, wd, act, y, E, H, I, maxr, NULL, 0};
                 a.blas = b->blas;
                 char shape[96];
                 snprintf(shape, sizeof shape, "%s T=%d R=%d E=%d max=%d", models[mi].name, T, R, active, maxr);
@@ -505,7 +515,8 @@ int bench_kernels(int argc, char **argv) {
     const char *json = NULL;
     static struct option opts[] = {{"json", required_argument, 0, 'j'}, {"iters", required_argument, 0, 'i'},
                                    {"only", required_argument, 0, 'o'}, {"quick", no_argument, 0, 'q'},
-                                   {"help", no_argument, 0, 'h'},       {0, 0, 0, 0}};
+                                   {"attn-configs", no_argument, 0, 'a'}, {"help", no_argument, 0, 'h'},
+                                   {0, 0, 0, 0}};
     int c;
     opterr = 0;
     optind = 1;
@@ -515,8 +526,9 @@ int bench_kernels(int argc, char **argv) {
         case 'i': b.iters = (int)cli_int("--iters", optarg, 1, 100000); break;
         case 'o': b.only = optarg; break;
         case 'q': b.quick = 1; break;
+        case 'a': b.attn_configs = 1; break;
         case 'h':
-            puts("usage: janus bench kernels [--json FILE] [--iters N] [--only NAME] [--quick]\n"
+            puts("usage: janus bench kernels [--json FILE] [--iters N] [--only NAME] [--quick] [--attn-configs]\n"
                  "\n"
                  "Times the forward-pass kernels on model shapes (median of N calls, default 20,\n"
                  "each after evicting L2), checks each against its C twin, and prints one table:\n"
@@ -525,9 +537,12 @@ int bench_kernels(int argc, char **argv) {
                  "cuBLAS 8192^3 bf16 GEMM measured now and the data-sheet dense bf16 peak.\n"
                  "#wrong: checked elements off by more than tol * (|ref| + rms(ref)).\n"
                  "\n"
-                 "  --only NAME   kernels whose name contains NAME: attn-splitk, attn-gqa,\n"
-                 "                moe-decode, moe-prefill, rmsnorm, rope\n"
+                 "  --only NAME   kernels whose name contains NAME: attn-splitk (the engine's\n"
+                 "                split-K attention), attn-splitk-fma (its FP32 kernel forced),\n"
+                 "                attn-gqa, moe-decode, moe-prefill, rmsnorm, rope\n"
                  "  --quick       fewer shapes\n"
+                 "  --attn-configs  also every launch configuration of the tensor-core split-K\n"
+                 "                attention kernel (attn-splitk-mma0 .. mma4; 0 is the default)\n"
                  "  --json FILE   also write the rows as JSON");
             return 0;
         default: janus_die(NULL, "bench kernels: unknown or incomplete option \"%s\"", argv[optind - 1]);

@@ -6,7 +6,7 @@
 
 void janus_xchg_free_device(janus_xchg *x) {
     if (x->dev) x->dev->free(x);
-    x->dev = NULL, x->dev_state = NULL;
+    x->dev = NULL, x->dev_state = NULL, x->dev_sched = NULL;
 }
 
 #include <stdio.h>
@@ -69,6 +69,7 @@ void janus_xchg_init(janus_xchg *x, MPI_Comm world, int n_attn, int n_moe, bool 
     x->m_fill = xcalloc(n_moe, sizeof(int));
     x->a_cur = xcalloc(n_attn + 1, sizeof(int));
     x->seg32 = xcalloc(x->E + 1, sizeof(int32_t));
+    x->sched_on_gpu = xcalloc(n_mb, 1);
     x->my_slot = xmalloc(sizeof(int) * (size_t)c->n_layers * x->E);
     for (int l = 0; l < c->n_layers; l++)
         for (int e = 0; e < x->E; e++) {
@@ -117,6 +118,7 @@ void janus_xchg_free(janus_xchg *x) {
     free(x->attn_world), free(x->moe_world), free(x->hs_send), free(x->hs_all), free(x->n_tok), free(x->share);
     free(x->tok), free(x->act), free(x->seg), free(x->rows_am);
     free(x->e_start), free(x->e_fill), free(x->m_fill), free(x->a_cur), free(x->order), free(x->my_slot), free(x->seg32);
+    free(x->sched_on_gpu);
     janus_hier_free(x);
     if (g_row != MPI_DATATYPE_NULL) MPI_Type_free(&g_row);
     for (int l = 0; l < x->n_layers; l++)
@@ -191,9 +193,22 @@ void janus_xchg_dispatch(janus_xchg *x, int l, int i, const float *xrows, const 
         for (int q = 0; q < T * K; q++) x->hs_send[ids[q]]++;
     MPI_Allgather(x->hs_send, E, MPI_INT32_T, x->hs_all, E, MPI_INT32_T, x->world);
     double t1 = janus_now_s();
+    int64_t pairs = 0;
     for (int e = 0; e < E; e++) {
         x->n_tok[e] = 0;
         for (int a = 0; a < x->n_attn; a++) x->n_tok[e] += x->hs_all[(size_t)x->attn_world[a] * E + e];
+        pairs += x->n_tok[e];
+    }
+    // Decode-sized steps (the expert kernels need no exact maximum, so no
+    // count comes back from the GPU) may be scheduled and routed on the GPUs.
+    x->sched_on_gpu[i] = x->dev_sched && x->path == XPATH_DIRECT && janus_ffn_variant_rows(pairs, pairs / K, E, -1) >= 0;
+    x->t.routed_gpu += x->sched_on_gpu[i];
+    x->t.routed_host += !x->sched_on_gpu[i];
+    if (x->sched_on_gpu[i]) {
+        x->t.handshake_s += t1 - t0;
+        if (x->attn_idx >= 0) x->xa[i].tag_ret = janus_xchg_tag(x, l, i, 1);
+        x->dev_sched->dispatch(x, l, i, xrows, ids, T); // times its own sched_s / send_s
+        return;
     }
     janus_sched(p, x->n_tok, x->share, x->act, x->tok, &x->ws[l]);
     route(x, p, i);
@@ -263,6 +278,12 @@ static void post_rows(janus_xchg *x, int l, int i, const float *xrows, const int
 
 void janus_xchg_serve(janus_xchg *x, int l, int i) {
     if (x->moe_idx < 0) return;
+    if (x->sched_on_gpu[i]) {
+        int64_t pairs = 0;
+        for (int e = 0; e < x->E; e++) pairs += x->n_tok[e];
+        x->dev_sched->serve(x, l, i, janus_ffn_variant_rows(pairs, pairs / x->k, x->E, -1));
+        return;
+    }
     const int E = x->E, H = x->H, A = x->n_attn, mi = x->moe_idx;
     const janus_placement *p = &x->place[l];
     const int S = p->rep_off[E];
@@ -342,7 +363,8 @@ void janus_xchg_collect(janus_xchg *x, int i, float *y) {
     janus_xmb_attn *a = &x->xa[i];
     double t0 = janus_now_s();
     if (x->dev) {
-        x->dev->collect(x, i, y);
+        if (x->sched_on_gpu[i]) x->dev_sched->collect(x, i, y);
+        else x->dev->collect(x, i, y);
         x->t.wait_s += janus_now_s() - t0;
         return;
     }

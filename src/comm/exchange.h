@@ -27,6 +27,7 @@ typedef enum { XPATH_DIRECT = 0, XPATH_HIER = 1 } janus_xpath;
 typedef struct {
     double handshake_s, sched_s, send_s, wait_s, experts_s, serve_wait_s;
     int64_t rows_sent, rows_served, bytes_sent;
+    int64_t routed_gpu, routed_host; // (layer, micro-batch)s scheduled and routed on the GPU / on the host
 } janus_xchg_times;
 
 // One micro-batch's exchange state on an attention rank.
@@ -93,6 +94,13 @@ typedef struct {
     // given to collect are then device pointers. dev_state is the transport's.
     const struct janus_dev_xport *dev;
     void *dev_state;
+    // Non-NULL: decode-sized (layer, micro-batch)s are scheduled and routed
+    // on every rank's GPU from the handshake counts (comm/ipc.c sets it unless
+    // JANUS_XCHG_SCHED=host; NULL it to keep the host's routing);
+    // sched_on_gpu[i]: whether micro-batch i of the current layer took that
+    // path (every rank decides alike, from the counts).
+    const struct janus_dev_sched *dev_sched;
+    uint8_t *sched_on_gpu;       // [n_mb]
 } janus_xchg;
 
 // A device payload transport: the phase-2 steps of dispatch, serve and
@@ -109,6 +117,17 @@ typedef struct janus_dev_xport {
     void (*finish_layer)(janus_xchg *x);
     void (*free)(janus_xchg *x); // collective; before the GPU stream it uses goes
 } janus_dev_xport;
+
+// A device transport's phase 2 with the schedule and routing computed on this
+// rank's GPU from the handshake counts (x->hs_all, x->n_tok), direct path:
+// nothing of the schedule reaches the host. ids [T, k]: host (the counts'
+// source, copied up with them); max_rows: janus_ffn_variant_rows of the
+// layer's pairs (decode-sized steps only).
+typedef struct janus_dev_sched {
+    void (*dispatch)(janus_xchg *x, int l, int i, const float *d_rows, const int32_t *ids, int T);
+    void (*serve)(janus_xchg *x, int l, int i, int max_rows);
+    void (*collect)(janus_xchg *x, int i, float *d_y);
+} janus_dev_sched;
 
 // Builds the pools: world ranks [0, n_attn) attend, [n_attn, n_attn + n_moe)
 // serve experts; monolithic (both true) makes every rank both.

@@ -6,7 +6,10 @@
 #include <stdlib.h>
 
 #include "cuda_check.h"
+#include "engine/gpu.h"
 #include "layers.h"
+#include "sched_gpu.h"
+#include "xchg.h"
 
 #define CK(x) JANUS_CUDA_CK("CUDA IPC exchange", x)
 
@@ -24,6 +27,26 @@ struct janus_ipc {
     float **peer_ret, **peer_in;// [size] every rank's exported buffers in this process (NULL: none)
     MPI_Request *req;           // signal sends of a layer
     int n_req, cap_req;
+    // The schedule on the GPU (x->dev_sched): per MoE layer the scheduler's
+    // plan and (MoE side) lseg_k; staging of the handshake per micro-batch.
+    jk_sched_plan *plan;        // [n_layers]
+    int32_t **d_lseg_k;         // [n_layers] -> [n_loc+1] (jk_xchg_route_args)
+    int *n_loc;                 // [n_layers]
+    size_t stage_bytes;         // one micro-batch's: n_tok [E] int64, cnt [A, E] int32, ids [rows_attn] int32
+    char *h_stage, *d_stage;    // [n_mb] pinned / [1] device
+    int64_t *d_share, *d_tok;   // [S], [M]
+    int32_t *d_act;             // [M]
+    void *d_ws;                 // jk_xchg_ws_bytes
+    int32_t *d_dst_m, *d_dst_row; // [rows_attn]
+    int32_t *d_ret_row;         // [n_mb, rows_attn]
+    int32_t *d_lseg;            // [E+1]
+    int32_t *d_perm, *d_out_a, *d_out_row; // [rows_moe]
+    int32_t *d_nrows;           // [1]
+    int64_t *d_served, *h_served; // rows served on the GPU path so far (device, pinned copy)
+    int64_t served_seen;        // of it, already in x->t.rows_served
+    float **d_peer_in;          // [M] device array: each MoE rank's receive buffer, mapped here
+    float **d_peer_ret;         // [A] device array: each attention rank's return buffer, mapped here
+    int *P_mb;                  // [n_mb] pairs this attention rank sent in each micro-batch
 };
 
 typedef struct {
@@ -32,7 +55,106 @@ typedef struct {
 } ipc_export;
 
 static const janus_dev_xport ipc_xport; // the entry points, at the end
+static const janus_dev_sched ipc_sched;
 
+
+// The schedule on the GPU: JANUS_XCHG_SCHED=gpu (default) or host. Needs
+// every MoE layer's scheduler plan, the routing block's shared memory for E,
+// and on MoE ranks the GPU expert hook of engine/gpu.h with every expert this
+// rank has a replica of held on its GPU; all ranks agree (MPI_Allreduce) or
+// every (layer, micro-batch) takes the host's routing.
+static void sched_gpu_init(janus_xchg *x, struct janus_ipc *c) {
+    const char *env = getenv("JANUS_XCHG_SCHED");
+    if (env && strcmp(env, "gpu") && strcmp(env, "host"))
+        janus_die_all(NULL, "JANUS_XCHG_SCHED=%s: expected gpu or host", env);
+    const janus_config *cf = &x->model->cfg;
+    const int E = x->E, A = x->n_attn, M = x->n_moe, L = x->n_layers;
+    int S = 0;
+    for (int l = 0; l < L; l++)
+        if (cf->layer_moe[l] && x->place[l].rep_off[E] > S) S = x->place[l].rep_off[E];
+    const size_t ws = jk_xchg_ws_bytes(E, S, A, M);
+    int ok = (!env || !strcmp(env, "gpu")) && ws > 0;
+    if (ok && x->moe_idx >= 0 && x->experts_dev_fn != janus_gpu_serve_experts_dev) ok = 0;
+    c->plan = xcalloc(L, sizeof(jk_sched_plan));
+    c->d_lseg_k = xcalloc(L, sizeof(int32_t *));
+    c->n_loc = xcalloc(L, sizeof(int));
+    int32_t *h = xmalloc(sizeof(int32_t) * (E + 1));
+    for (int l = 0; l < L && ok; l++) {
+        if (!cf->layer_moe[l]) continue;
+        const janus_placement *p = &x->place[l];
+        if (jk_sched_plan_init(&c->plan[l], E, M, p->rep_off, p->rep_rank, 0)) {
+            cudaGetLastError();
+            ok = 0;
+            break;
+        }
+        if (x->moe_idx < 0) continue;
+        // lseg_k[j]: this rank's slots (ascending = experts ascending) whose
+        // expert's local index is below j.
+        int n_loc = 0;
+        const int32_t *loc = janus_gpu_local_experts(x->experts_ctx, l, &n_loc);
+        int k = 0, jl = 0;
+        h[0] = 0;
+        for (int e = 0; e < E; e++) {
+            bool mine = x->my_slot[(size_t)l * E + e] >= 0;
+            if (mine && loc[e] < 0) ok = 0; // a replica here that the GPU does not hold
+            if (loc[e] >= 0) h[++jl] = k + mine;
+            k += mine;
+        }
+        c->n_loc[l] = n_loc;
+        c->d_lseg_k[l] = janus_cuda_alloc(sizeof(int32_t) * (n_loc + 1));
+        CK(cudaMemcpy(c->d_lseg_k[l], h, sizeof(int32_t) * (n_loc + 1), cudaMemcpyHostToDevice));
+    }
+    free(h);
+    MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, x->world);
+    if (!ok) return;
+    x->dev_sched = &ipc_sched;
+    const size_t rows_attn = c->rows_attn, rows_moe = c->rows_moe;
+    c->stage_bytes = 8 * (size_t)E + (((size_t)A * E + rows_attn) * 4 + 7) / 8 * 8;
+    CK(cudaMallocHost((void **)&c->h_stage, c->stage_bytes * x->n_mb));
+    c->d_stage = janus_cuda_alloc(c->stage_bytes);
+    c->d_share = janus_cuda_alloc(8 * (size_t)S), c->d_tok = janus_cuda_alloc(8 * (size_t)M);
+    c->d_act = janus_cuda_alloc(4 * (size_t)M);
+    c->d_ws = janus_cuda_alloc(ws);
+    c->d_served = janus_cuda_alloc(8);
+    CK(cudaMemset(c->d_served, 0, 8));
+    CK(cudaMallocHost((void **)&c->h_served, 8));
+    *c->h_served = 0;
+    c->d_nrows = janus_cuda_alloc(4);
+    if (x->attn_idx >= 0) {
+        c->d_dst_m = janus_cuda_alloc(4 * rows_attn), c->d_dst_row = janus_cuda_alloc(4 * rows_attn);
+        c->d_ret_row = janus_cuda_alloc(4 * rows_attn * x->n_mb);
+        c->P_mb = xcalloc(x->n_mb, sizeof(int));
+        float **h_in = xcalloc(M, sizeof(float *));
+        for (int m = 0; m < M; m++) h_in[m] = c->peer_in[x->moe_world[m]];
+        c->d_peer_in = janus_cuda_alloc(sizeof(float *) * M);
+        CK(cudaMemcpy(c->d_peer_in, h_in, sizeof(float *) * M, cudaMemcpyHostToDevice));
+        free(h_in);
+    }
+    if (x->moe_idx >= 0) {
+        c->d_lseg = janus_cuda_alloc(4 * (size_t)(E + 1));
+        c->d_perm = janus_cuda_alloc(4 * rows_moe), c->d_out_a = janus_cuda_alloc(4 * rows_moe);
+        c->d_out_row = janus_cuda_alloc(4 * rows_moe);
+        float **h_ret = xcalloc(A, sizeof(float *));
+        for (int a = 0; a < A; a++) h_ret[a] = c->peer_ret[x->attn_world[a]];
+        c->d_peer_ret = janus_cuda_alloc(sizeof(float *) * A);
+        CK(cudaMemcpy(c->d_peer_ret, h_ret, sizeof(float *) * A, cudaMemcpyHostToDevice));
+        free(h_ret);
+    }
+}
+
+static void sched_gpu_free(janus_xchg *x, struct janus_ipc *c) {
+    for (int l = 0; l < x->n_layers; l++) {
+        if (c->plan && c->plan[l].dev) jk_sched_plan_free(&c->plan[l]);
+        if (c->d_lseg_k && c->d_lseg_k[l]) cudaFree(c->d_lseg_k[l]);
+    }
+    free(c->plan), free(c->d_lseg_k), free(c->n_loc), free(c->P_mb);
+    void *d[] = {c->d_stage, c->d_share, c->d_tok, c->d_act, c->d_ws, c->d_dst_m, c->d_dst_row, c->d_ret_row,
+                 c->d_lseg, c->d_perm, c->d_out_a, c->d_out_row, c->d_nrows, c->d_served, c->d_peer_in, c->d_peer_ret};
+    for (size_t b = 0; b < sizeof d / sizeof d[0]; b++)
+        if (d[b]) cudaFree(d[b]);
+    if (c->h_stage) cudaFreeHost(c->h_stage);
+    if (c->h_served) cudaFreeHost(c->h_served);
+}
 
 void janus_ipc_init(janus_xchg *x, int max_tokens, void *stream) {
     struct janus_ipc *c = xcalloc(1, sizeof *c);
@@ -96,6 +218,7 @@ void janus_ipc_init(janus_xchg *x, int max_tokens, void *stream) {
     c->cap_req = 2 * x->size * x->n_mb + 4;
     c->req = xcalloc(c->cap_req, sizeof(MPI_Request));
     x->dev = &ipc_xport, x->dev_state = c;
+    sched_gpu_init(x, c);
     MPI_Barrier(x->world); // every mapping is in place before anyone writes
 }
 
@@ -104,6 +227,9 @@ static void ipc_free(janus_xchg *x) {
     if (!c) return;
     cudaDeviceSynchronize();
     MPI_Barrier(x->world); // nobody writes into a buffer that is going away
+    janus_log("CUDA IPC exchange: %lld of %lld (layer, micro-batch)s scheduled and routed on the GPUs (%s)",
+              (long long)x->t.routed_gpu, (long long)(x->t.routed_gpu + x->t.routed_host),
+              x->dev_sched ? "decode-sized steps" : "off: JANUS_XCHG_SCHED=host or not supported here");
     for (int r = 0; r < x->size; r++) {
         if (r == x->rank) continue;
         if (c->peer_ret[r]) cudaIpcCloseMemHandle(c->peer_ret[r]);
@@ -113,6 +239,7 @@ static void ipc_free(janus_xchg *x) {
     for (size_t b = 0; b < sizeof bufs / sizeof bufs[0]; b++)
         if (bufs[b]) cudaFree(bufs[b]);
     cudaFree(c->d_idx), cudaFree(c->d_idx2);
+    sched_gpu_free(x, c);
     cudaFreeHost(c->h_idx), cudaFreeHost(c->h_idx2);
     free(c->peer_ret), free(c->peer_in), free(c->req);
     free(c);
@@ -216,5 +343,87 @@ static void ipc_finish_layer(janus_xchg *x) {
     c->n_req = 0;
 }
 
+// ---- the schedule on the GPU ------------------------------------------------
+// Every rank: the handshake up (one copy), the scheduler kernel, the routing
+// block. Attention ranks then write their rows into the MoE ranks' receive
+// buffers and signal every MoE rank (zero-byte message, also with no rows:
+// the host does not know the counts per MoE rank); MoE ranks wait for every
+// attention rank, group, run the experts and write every output into its
+// attention rank's return buffer, then signal every attention rank.
+
+static void ipc_dispatch_dev(janus_xchg *x, int l, int i, const float *d_rows, const int32_t *ids, int T) {
+    struct janus_ipc *c = x->dev_state;
+    const int E = x->E, A = x->n_attn, K = x->k, P = x->attn_idx >= 0 ? T * K : 0;
+    const double t0 = janus_now_s();
+    if ((size_t)P > c->rows_attn) janus_die(NULL, "internal: CUDA IPC exchange: %d rows exceed %zu", P, c->rows_attn);
+    char *hs = c->h_stage + c->stage_bytes * i; // this micro-batch's staging: its copy may still be queued
+    int64_t *n_tok = (int64_t *)hs;
+    int32_t *cnt = (int32_t *)(hs + 8 * (size_t)E), *hid = cnt + (size_t)A * E;
+    memcpy(n_tok, x->n_tok, 8 * (size_t)E);
+    for (int a = 0; a < A; a++) memcpy(cnt + (size_t)a * E, x->hs_all + (size_t)x->attn_world[a] * E, 4 * (size_t)E);
+    if (P) memcpy(hid, ids, 4 * (size_t)P);
+    const size_t bytes = 8 * (size_t)E + ((size_t)A * E + P) * 4;
+    CK(cudaMemcpyAsync(c->d_stage, hs, bytes, cudaMemcpyHostToDevice, c->st));
+    const int64_t *d_ntok = (const int64_t *)c->d_stage;
+    const int32_t *d_cnt = (const int32_t *)(c->d_stage + 8 * (size_t)E), *d_ids = d_cnt + (size_t)A * E;
+    const jk_sched_plan *pl = &c->plan[l];
+    CK(jk_sched(pl, d_ntok, c->d_share, c->d_act, c->d_tok, c->st));
+    jk_xchg_route_args ra = {.E = E, .S = pl->S, .A = A, .M = x->n_moe, .K = K, .ai = x->attn_idx, .mi = x->moe_idx,
+                             .rep_off = pl->rep_off, .rep_rank = pl->rep_rank, .rs_off = pl->rs_off,
+                             .rs_slot = pl->rs_slot, .cnt = d_cnt, .share = c->d_share, .ws = c->d_ws};
+    if (x->attn_idx >= 0)
+        ra.ids = d_ids, ra.P = P, ra.dst_m = c->d_dst_m, ra.dst_row = c->d_dst_row,
+        ra.ret_row = c->d_ret_row + c->rows_attn * i;
+    if (x->moe_idx >= 0)
+        ra.lseg_k = c->d_lseg_k[l], ra.n_loc = c->n_loc[l], ra.lseg = c->d_lseg, ra.perm = c->d_perm,
+        ra.out_a = c->d_out_a, ra.out_row = c->d_out_row, ra.n_rows = c->d_nrows, ra.served = c->d_served;
+    CK(jk_xchg_route(&ra, c->st));
+    const double t1 = janus_now_s();
+    x->t.sched_s += t1 - t0;
+    if (x->attn_idx < 0) return;
+    c->P_mb[i] = P;
+    CK(jk_xchg_send_rows(c->d_peer_in, c->rows_moe * i, d_rows, c->d_dst_m, c->d_dst_row, K, P, c->H, c->st));
+    CK(cudaStreamSynchronize(c->st)); // the rows are there before the signal says so
+    for (int m = 0; m < x->n_moe; m++) post_signal(x, x->moe_world[m], janus_xchg_tag(x, l, i, 0));
+    x->t.rows_sent += P;
+    x->t.bytes_sent += (int64_t)P * c->H * 4;
+    x->t.send_s += janus_now_s() - t1;
+}
+
+static void ipc_serve_dev(janus_xchg *x, int l, int i, int max_rows) {
+    struct janus_ipc *c = x->dev_state;
+    const int A = x->n_attn;
+    int pairs = 0; // every row this layer job-wide: a bound of this rank's
+    for (int e = 0; e < x->E; e++) pairs += (int)x->n_tok[e];
+    if ((size_t)pairs > c->rows_moe) janus_die(NULL, "internal: CUDA IPC exchange: %d rows exceed %zu", pairs, c->rows_moe);
+    const double t0 = janus_now_s();
+    for (int a = 0; a < A; a++)
+        MPI_Recv(NULL, 0, MPI_BYTE, x->attn_world[a], janus_xchg_tag(x, l, i, 0), x->world, MPI_STATUS_IGNORE);
+    const double t1 = janus_now_s();
+    x->t.serve_wait_s += t1 - t0;
+    const float *in = c->d_in + (size_t)i * c->rows_moe * c->H;
+    CK(jk_xchg_gather_rows(c->d_xs, in, c->d_perm, c->d_nrows, pairs, c->H, c->st));
+    janus_gpu_serve_experts_devseg(x->experts_ctx, l, c->d_lseg, max_rows, c->d_xs, c->d_ys);
+    CK(jk_xchg_return_rows(c->d_peer_ret, c->rows_attn * i, c->d_ys, c->d_out_a, c->d_out_row, c->d_nrows, pairs,
+                           c->H, c->st));
+    CK(cudaMemcpyAsync(c->h_served, c->d_served, 8, cudaMemcpyDeviceToHost, c->st)); // statistics, with the sync
+    CK(cudaStreamSynchronize(c->st));
+    for (int a = 0; a < A; a++) post_signal(x, x->attn_world[a], janus_xchg_tag(x, l, i, 1));
+    x->t.rows_served += *c->h_served - c->served_seen;
+    c->served_seen = *c->h_served;
+    x->t.experts_s += janus_now_s() - t1;
+}
+
+static void ipc_collect_dev(janus_xchg *x, int i, float *d_y) {
+    struct janus_ipc *c = x->dev_state;
+    for (int m = 0; m < x->n_moe; m++)
+        MPI_Recv(NULL, 0, MPI_BYTE, x->moe_world[m], x->xa[i].tag_ret, x->world, MPI_STATUS_IGNORE);
+    // No wait: the next write into this return buffer follows this rank's
+    // next dispatch of micro-batch i, which synchronises the stream.
+    CK(jk_gather_rows(d_y, c->d_ret + (size_t)i * c->rows_attn * c->H, c->d_ret_row + c->rows_attn * i, 1, c->P_mb[i],
+                      c->H, c->st));
+}
+
 static const janus_dev_xport ipc_xport = {"GPU to GPU through CUDA IPC", ipc_post_rows, ipc_serve, ipc_collect,
                                           ipc_finish_layer, ipc_free};
+static const janus_dev_sched ipc_sched = {ipc_dispatch_dev, ipc_serve_dev, ipc_collect_dev};
