@@ -35,8 +35,8 @@ static const janus_hw PRESETS[] = {
     // name   HBM B/s  eff    FLOP/s  memory   NVLink B/s alpha   network B/s alpha  layer overhead  GPUs/node
     //        activation bytes, overlap limit (CPU: Open MPI's shared-memory eager limit, 4 KiB),
     //        ranks share one GPU (0: one GPU per rank) and its per-layer switch times
-    {"h100", 3.35e12, 0.65, 989e12, 80e9, 450e9, 5e-6, 50e9, 10e-6, 60e-6, 8, 2, 0, 0, 0, 0},
-    {"h200", 4.80e12, 0.65, 989e12, 141e9, 450e9, 5e-6, 50e9, 10e-6, 60e-6, 8, 2, 0, 0, 0, 0},
+    {"h100", 3.35e12, 0.80, 989e12, 80e9, 450e9, 5e-6, 50e9, 10e-6, 20e-6, 8, 2, 0, 0, 0, 0},
+    {"h200", 4.80e12, 0.80, 989e12, 141e9, 450e9, 5e-6, 50e9, 10e-6, 20e-6, 8, 2, 0, 0, 0, 0},
     {"cpu", 30e9, 0.10, 100e9, 24e9, 10e9, 2e-6, 10e9, 20e-6, 50e-6, 2, 4, 4096, 0, 0, 0},
 };
 
