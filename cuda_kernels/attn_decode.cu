@@ -79,7 +79,8 @@ template <int HD, int NW, int NS> struct ad_shape {
 
 template <int HD, int NW, int NS>
 __global__ void __launch_bounds__(NW * 32, ad_shape<HD, NW, NS>::MINB)
-    attn_decode_mma_kernel(float *__restrict__ out, float *__restrict__ o_part, float *__restrict__ ml_part,
+    attn_decode_mma_kernel(float *__restrict__ out, uint16_t *__restrict__ out_b, float *__restrict__ o_part,
+                           float *__restrict__ ml_part,
                            const float *__restrict__ q, const uint16_t *__restrict__ kc, const uint16_t *__restrict__ vc,
                            const int32_t *__restrict__ bt, int max_blocks, const int32_t *__restrict__ pos, int nh,
                            int nkv, int bs, int bs_log2, int hgroups, int splits) {
@@ -237,8 +238,14 @@ __global__ void __launch_bounds__(NW * 32, ad_shape<HD, NW, NS>::MINB)
         for (int w = 0; w < NW; w++) Mg = fmaxf(Mg, m_s[w][gg]);
 #pragma unroll
         for (int w = 0; w < NW; w++) v += red[(w * AD_GB + gg) * HD + d], L += l_s[w][gg] * ad_ex2(m_s[w][gg] - Mg);
-        if (splits == 1) out[(row0 + gg) * HD + d] = v / L;
-        else o_part[((row0 + gg) * splits + split) * HD + d] = v;
+        if (splits == 1) {
+            const float r = v / L;
+            out[(row0 + gg) * HD + d] = r;
+            if (out_b) {
+                const __nv_bfloat16 b = __float2bfloat16(r);
+                out_b[(row0 + gg) * HD + d] = *(const uint16_t *)&b;
+            }
+        } else o_part[((row0 + gg) * splits + split) * HD + d] = v;
     }
     if (splits > 1 && tid < gh) {
         float Mg = -INFINITY, L = 0.f;
@@ -276,7 +283,7 @@ template <int HD, int NW, int NS> static int ad_resident_blocks(void) {
 }
 
 template <int HD, int NW, int NS>
-static int ad_launch(float *out, float *o_part, float *ml_part, const float *q, const uint16_t *kc, const uint16_t *vc,
+static int ad_launch(float *out, uint16_t *out_b, float *o_part, float *ml_part, const float *q, const uint16_t *kc, const uint16_t *vc,
                      const int32_t *bt, int max_blocks, const int32_t *pos, int T, int nh, int nkv, int bs, int splits,
                      cudaStream_t st) {
     const size_t smem = ad_shape<HD, NW, NS>::SMEM;
@@ -288,7 +295,7 @@ static int ad_launch(float *out, float *o_part, float *ml_part, const float *q, 
         for (bs_log2 = 0; (1 << bs_log2) < bs; bs_log2++) {}
     const long blocks = (long)T * nkv * hgroups * splits;
     attn_decode_mma_kernel<HD, NW, NS><<<(unsigned)blocks, NW * 32, smem, st>>>(
-        out, o_part, ml_part, q, kc, vc, bt, max_blocks, pos, nh, nkv, bs, bs_log2, hgroups, splits);
+        out, out_b, o_part, ml_part, q, kc, vc, bt, max_blocks, pos, nh, nkv, bs, bs_log2, hgroups, splits);
     return (int)cudaGetLastError();
 }
 
@@ -337,14 +344,14 @@ extern "C" int jk_attn_mma_splits(int cfg, int T, int nh, int nkv, int hd, int m
     return s < 1 ? 1 : (int)s;
 }
 
-extern "C" int jk_attn_mma_run(int cfg, float *out, float *o_part, float *ml_part, const float *q, const uint16_t *kc,
+extern "C" int jk_attn_mma_run(int cfg, float *out, uint16_t *out_b, float *o_part, float *ml_part, const float *q, const uint16_t *kc,
                                const uint16_t *vc, const int32_t *bt, int max_blocks, const int32_t *pos, int T, int nh,
                                int nkv, int hd, int bs, int splits, void *stream) {
     if (cfg < 0 || cfg >= JK_ATTN_MMA_CONFIGS || !jk_attn_mma_supported(nh, nkv, hd)) return (int)cudaErrorInvalidValue;
     const ad_config *k = &ad_configs[cfg];
 #define AD_RUN(H, W, N)                                                                                                   \
     if (hd == H && k->nw == W && k->ns == N)                                                                              \
-        return ad_launch<H, W, N>(out, o_part, ml_part, q, kc, vc, bt, max_blocks, pos, T, nh, nkv, bs, splits,         \
+        return ad_launch<H, W, N>(out, out_b, o_part, ml_part, q, kc, vc, bt, max_blocks, pos, T, nh, nkv, bs, splits,         \
                                   (cudaStream_t)stream);
     AD_INSTANCES(AD_RUN)
 #undef AD_RUN

@@ -7,6 +7,7 @@
 #include <float.h>
 
 #include "fused.h"
+#include "router.cuh"
 
 #define ST(s) ((cudaStream_t)(s))
 
@@ -193,6 +194,92 @@ extern "C" int jk_combine_add(float *x, const float *y, const int32_t *slot, con
     return (int)cudaGetLastError();
 }
 
+// combine + residual, then the next layer's input norm: one block of
+// RN_THREADS per token. Element i4 (a float4) of the row is thread i4 % RN_THREADS's,
+// as in rmsnorm_rows_kernel, and each element's sum is combine_add_kernel's, so
+// x and yb equal those of jk_combine_add + jk_rmsnorm_rows to the bit.
+#define CBN_MAX_V 4 // float4s per thread: H <= 4 * 4 * RN_THREADS
+__global__ void __launch_bounds__(RN_THREADS) combine_add_norm_kernel(float *x, uint16_t *yb, const float *y,
+                                                                       const int32_t *slot, const int32_t *ids,
+                                                                       const float *w, int k, int H,
+                                                                       const uint16_t *nw, float eps) {
+    const int t = blockIdx.x, tid = threadIdx.x, n4 = H / 4;
+    __shared__ int s_row[16];
+    __shared__ float s_w[16];
+    __shared__ float red[RN_THREADS / 32];
+    if (tid == 0) { // ascending expert id, as combine_kernel
+        int o[16];
+        for (int j = 0; j < k; j++) o[j] = j;
+        for (int a = 0; a < k; a++)
+            for (int b = a + 1; b < k; b++)
+                if (ids[(size_t)t * k + o[b]] < ids[(size_t)t * k + o[a]]) {
+                    const int tmp = o[a];
+                    o[a] = o[b], o[b] = tmp;
+                }
+        for (int q = 0; q < k; q++) s_row[q] = slot[(size_t)t * k + o[q]], s_w[q] = w[(size_t)t * k + o[q]];
+    }
+    __syncthreads();
+    float4 *xr = (float4 *)(x + (size_t)t * H);
+    float4 xo[CBN_MAX_V];
+    float ss = 0.f;
+#pragma unroll
+    for (int u = 0; u < CBN_MAX_V; u++) {
+        const int c4 = tid + u * RN_THREADS;
+        xo[u] = make_float4(0.f, 0.f, 0.f, 0.f);
+        if (c4 >= n4) continue;
+        float4 v[16];
+#pragma unroll
+        for (int q = 0; q < 16; q++)
+            if (q < k) v[q] = ((const float4 *)(y + (size_t)s_row[q] * H))[c4];
+        float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll
+        for (int q = 0; q < 16; q++) {
+            if (q >= k) break;
+            const float wj = s_w[q];
+            const float4 m = make_float4(v[q].x * wj, v[q].y * wj, v[q].z * wj, v[q].w * wj);
+            if (q == 0) acc = m;
+            else acc.x += m.x, acc.y += m.y, acc.z += m.z, acc.w += m.w;
+        }
+        float4 o = xr[c4];
+        o.x += acc.x, o.y += acc.y, o.z += acc.z, o.w += acc.w;
+        xr[c4] = o;
+        xo[u] = o;
+        ss += o.x * o.x + o.y * o.y + o.z * o.z + o.w * o.w;
+    }
+    ss = warp_sum(ss);
+    if ((tid & 31) == 0) red[tid >> 5] = ss;
+    __syncthreads();
+    float tot = 0.f;
+#pragma unroll
+    for (int i = 0; i < RN_THREADS / 32; i++) tot += red[i];
+    const float inv = rsqrtf(tot / (float)H + eps);
+    const uint2 *w4 = (const uint2 *)nw;
+#pragma unroll
+    for (int u = 0; u < CBN_MAX_V; u++) {
+        const int c4 = tid + u * RN_THREADS;
+        if (c4 >= n4) continue;
+        const float4 v = xo[u];
+        const uint2 ww = w4[c4];
+        float4 o;
+        o.x = bf((uint16_t)(ww.x & 0xffff)) * (v.x * inv);
+        o.y = bf((uint16_t)(ww.x >> 16)) * (v.y * inv);
+        o.z = bf((uint16_t)(ww.y & 0xffff)) * (v.z * inv);
+        o.w = bf((uint16_t)(ww.y >> 16)) * (v.w * inv);
+        uint2 b;
+        b.x = (uint32_t)to_bf(o.x) | (uint32_t)to_bf(o.y) << 16;
+        b.y = (uint32_t)to_bf(o.z) | (uint32_t)to_bf(o.w) << 16;
+        ((uint2 *)(yb + (size_t)t * H))[c4] = b;
+    }
+}
+
+extern "C" int jk_combine_add_norm(float *x, uint16_t *yb, const float *y, const int32_t *slot, const int32_t *ids,
+                                   const float *w, int T, int k, int H, const uint16_t *norm_w, float eps, void *s) {
+    if (T <= 0) return 0;
+    if (k > 16 || k <= 0 || H % 4 || H > 4 * CBN_MAX_V * RN_THREADS) return (int)cudaErrorInvalidValue;
+    combine_add_norm_kernel<<<T, RN_THREADS, 0, ST(s)>>>(x, yb, y, slot, ids, w, k, H, norm_w, eps);
+    return (int)cudaGetLastError();
+}
+
 // ---- pairs grouped by expert -------------------------------------------------------
 #define GP_THREADS 1024
 #define GP_MAX_E 4096
@@ -249,9 +336,8 @@ __global__ void __launch_bounds__(GP_THREADS) group_pairs_kernel(const int32_t *
 // experts' exclusive scan; then pair p goes to seg[e] + (pairs of e in earlier
 // warps) + (its rank among e's lanes of its warp): stable, one pass.
 #define GPF_MAX_E 256
-__global__ void __launch_bounds__(GP_THREADS) group_pairs_small_kernel(const int32_t *topi, int P, int E, int32_t *seg,
-                                                                        int32_t *order, int32_t *slot,
-                                                                        unsigned long long *counts) {
+__device__ __forceinline__ void group_pairs_small_block(const int32_t *topi, int P, int E, int32_t *seg,
+                                                        int32_t *order, int32_t *slot, unsigned long long *counts) {
     __shared__ int wc[32][GPF_MAX_E]; // pairs of expert e in warp w, then their offset
     __shared__ int base[GPF_MAX_E + 1];
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -292,6 +378,34 @@ __global__ void __launch_bounds__(GP_THREADS) group_pairs_small_kernel(const int
         const int at = base[e] + wc[warp][e] + rank;
         order[at] = tid, slot[tid] = at;
     }
+}
+
+__global__ void __launch_bounds__(GP_THREADS) group_pairs_small_kernel(const int32_t *topi, int P, int E, int32_t *seg,
+                                                                        int32_t *order, int32_t *slot,
+                                                                        unsigned long long *counts) {
+    group_pairs_small_block(topi, P, E, seg, order, slot, counts);
+}
+
+// Router top-k (router.cuh, warp w takes tokens w, w + 32, ...) then the
+// grouping above, in one block: the ids reach the grouping through global
+// memory, visible to the block after the barrier.
+__global__ void __launch_bounds__(GP_THREADS) router_group_kernel(int32_t *ids, float *w, const float *logits, int T,
+                                                                   int E, int k, int renorm, int32_t *seg,
+                                                                   int32_t *order, int32_t *slot,
+                                                                   unsigned long long *counts) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    for (int t = warp; t < T; t += GP_THREADS / 32)
+        router_warp_topk(ids + (size_t)t * k, w + (size_t)t * k, logits + (size_t)t * E, E, k, renorm, lane);
+    __syncthreads();
+    group_pairs_small_block(ids, T * k, E, seg, order, slot, counts);
+}
+
+extern "C" int jk_router_group(int32_t *ids, float *w, const float *logits, int T, int E, int k, int renorm,
+                               int32_t *seg, int32_t *order, int32_t *slot, unsigned long long *counts, void *s) {
+    if (T <= 0) return 0;
+    if (E <= 0 || E > GPF_MAX_E || k <= 0 || (long)T * k > GP_THREADS) return (int)cudaErrorInvalidValue;
+    router_group_kernel<<<1, GP_THREADS, 0, ST(s)>>>(ids, w, logits, T, E, k, renorm, seg, order, slot, counts);
+    return (int)cudaGetLastError();
 }
 
 extern "C" int jk_group_pairs(const int32_t *topi, int P, int E, int32_t *seg, int32_t *order, int32_t *slot,

@@ -40,6 +40,16 @@ int jk_combine_add(float *x, const float *y, const int32_t *slot, const int32_t 
 int jk_group_pairs(const int32_t *topi, int P, int E, int32_t *seg, int32_t *order, int32_t *slot,
                    unsigned long long *counts, void *stream);
 
+// jk_combine_add, then the RMSNorm of the new x with weight norm_w [H] into
+// its bf16 copy yb [T, H] (as jk_rmsnorm_rows(NULL, yb, x, norm_w, ...): the
+// next layer's input), in one kernel; same bits as the two. H % 4 == 0,
+// H <= 4096.
+int jk_combine_add_norm(float *x, uint16_t *yb, const float *y, const int32_t *slot, const int32_t *ids,
+                        const float *w, int T, int k, int H, const uint16_t *norm_w, float eps, void *stream);
+// jk_router_topk then jk_group_pairs of its ids in one kernel (one block):
+// same bits as the two. T * k <= 1024, E <= 256, else cudaErrorInvalidValue.
+int jk_router_group(int32_t *ids, float *w, const float *logits, int T, int E, int k, int renorm, int32_t *seg,
+                    int32_t *order, int32_t *slot, unsigned long long *counts, void *stream);
 // The greedy token of each row of logits [R, V] (first maximum; a row of -inf
 // gives token 0) and its log-probability, as jk_argmax_logprob, in one pass
 // with a block of 1024 threads per row.         (twin: cpu argmax + log-softmax)

@@ -8,6 +8,7 @@
 
 #include "attn_decode.h"
 #include "layers.h"
+#include "router.cuh"
 
 #define ST(s) ((cudaStream_t)(s))
 
@@ -528,8 +529,8 @@ __global__ void __launch_bounds__(SK_THREADS)
 // One block per (token, head) row: out = sum_s e^(m_s - M) acc_s / sum_s e^(m_s - M) l_s.
 #define SKC_THREADS 128
 __global__ void __launch_bounds__(SKC_THREADS)
-    attention_combine_kernel(float *__restrict__ out, const float *__restrict__ o_part, const float *__restrict__ ml_part,
-                             int splits, int hd) {
+    attention_combine_kernel(float *__restrict__ out, uint16_t *__restrict__ out_b, const float *__restrict__ o_part,
+                             const float *__restrict__ ml_part, int splits, int hd) {
     extern __shared__ float w_s[]; // [splits] weights e^(m_s - M)
     __shared__ float red[SKC_THREADS / 32];
     const size_t row = blockIdx.x;
@@ -562,6 +563,7 @@ __global__ void __launch_bounds__(SKC_THREADS)
         float v = 0.f;
         for (int s = 0; s < splits; s++) v = fmaf(w_s[s], op[(size_t)s * hd + d], v);
         out[row * hd + d] = v * inv;
+        if (out_b) out_b[row * hd + d] = to_bf(v * inv);
     }
 }
 
@@ -651,11 +653,20 @@ static int sk_launch_hd(float *out, float *o_part, float *ml_part, const float *
     return (int)cudaErrorInvalidValue;
 }
 
-extern "C" int jk_attention_splitk_with(int kernel, float *out, const float *q, const uint16_t *kc, const uint16_t *vc,
+static int attention_then_bf16(float *out, uint16_t *out_b, const float *q, const uint16_t *kc, const uint16_t *vc,
+                               const int32_t *bt, int max_blocks, const int32_t *pos, int T, int nh, int nkv, int hd,
+                               int bs, void *s) {
+    int rc = jk_attention(out, q, kc, vc, bt, max_blocks, pos, T, nh, nkv, hd, bs, s);
+    if (!rc && out_b) rc = jk_f32_to_bf16(out_b, out, (size_t)T * nh * hd, s);
+    return rc;
+}
+
+extern "C" int jk_attention_splitk_with(int kernel, float *out, uint16_t *out_b, const float *q, const uint16_t *kc, const uint16_t *vc,
                                         const int32_t *bt, int max_blocks, const int32_t *pos, int T, int nh, int nkv,
                                         int hd, int bs, float *ws, size_t ws_bytes, void *s) {
     if (T <= 0) return 0;
-    if (!sk_supported(nh, nkv, hd)) return jk_attention(out, q, kc, vc, bt, max_blocks, pos, T, nh, nkv, hd, bs, s);
+    // Paths that write no bf16 copy themselves: f32 out, then the rounding.
+    if (!sk_supported(nh, nkv, hd)) return attention_then_bf16(out, out_b, q, kc, vc, bt, max_blocks, pos, T, nh, nkv, hd, bs, s);
     const int mma = sk_use_mma(kernel, nh, nkv, hd);
     const int cfg = kernel > JK_ATTN_MMA && kernel < JK_ATTN_MMA + JK_ATTN_MMA_CONFIGS ? kernel - JK_ATTN_MMA
                     : kernel == JK_ATTN_AUTO && mma                              ? jk_attn_mma_auto_cfg(T, nh, nkv, hd, max_blocks * bs)
@@ -663,27 +674,30 @@ extern "C" int jk_attention_splitk_with(int kernel, float *out, const float *q, 
     const sk_plan p = sk_make_plan(T, nh, nkv, hd, max_blocks * bs);
     const int splits = mma ? jk_attn_mma_splits(cfg, T, nh, nkv, hd, max_blocks * bs) : p.splits;
     const size_t need = sk_ws_bytes(splits, T, nh, hd);
-    if (need > ws_bytes || (need && !ws)) return jk_attention(out, q, kc, vc, bt, max_blocks, pos, T, nh, nkv, hd, bs, s);
+    if (need > ws_bytes || (need && !ws))
+        return attention_then_bf16(out, out_b, q, kc, vc, bt, max_blocks, pos, T, nh, nkv, hd, bs, s);
     float *o_part = ws, *ml_part = ws ? ws + (size_t)T * nh * splits * hd : NULL;
     int rc;
-    if (mma) rc = jk_attn_mma_run(cfg, out, o_part, ml_part, q, kc, vc, bt, max_blocks, pos, T, nh, nkv, hd, bs, splits, s);
+    if (mma) rc = jk_attn_mma_run(cfg, out, out_b, o_part, ml_part, q, kc, vc, bt, max_blocks, pos, T, nh, nkv, hd, bs, splits, s);
     else switch (hd) {
     case 64: rc = sk_launch_hd<64>(out, o_part, ml_part, q, kc, vc, bt, max_blocks, pos, T, nh, nkv, bs, &p, ST(s)); break;
     case 128: rc = sk_launch_hd<128>(out, o_part, ml_part, q, kc, vc, bt, max_blocks, pos, T, nh, nkv, bs, &p, ST(s)); break;
     default: rc = sk_launch_hd<256>(out, o_part, ml_part, q, kc, vc, bt, max_blocks, pos, T, nh, nkv, bs, &p, ST(s)); break;
     }
+    if (!rc && !mma && splits == 1 && out_b) rc = jk_f32_to_bf16(out_b, out, (size_t)T * nh * hd, s);
     if (rc || splits == 1) return rc;
     // w_s rounded up to whole 16-byte vectors: compute-sanitizer saw 12-byte
     // shared reads past splits floats (vectorised loads of the last weights).
     const size_t wbytes = sizeof(float) * (size_t)((splits + 3) & ~3);
-    attention_combine_kernel<<<(unsigned)((long)T * nh), SKC_THREADS, wbytes, ST(s)>>>(out, o_part, ml_part, splits, hd);
+    attention_combine_kernel<<<(unsigned)((long)T * nh), SKC_THREADS, wbytes, ST(s)>>>(out, out_b, o_part, ml_part, splits, hd);
     return (int)cudaGetLastError();
 }
 
 extern "C" int jk_attention_splitk(float *out, const float *q, const uint16_t *kc, const uint16_t *vc, const int32_t *bt,
                                    int max_blocks, const int32_t *pos, int T, int nh, int nkv, int hd, int bs, float *ws,
                                    size_t ws_bytes, void *s) {
-    return jk_attention_splitk_with(JK_ATTN_AUTO, out, q, kc, vc, bt, max_blocks, pos, T, nh, nkv, hd, bs, ws, ws_bytes, s);
+    return jk_attention_splitk_with(JK_ATTN_AUTO, out, NULL, q, kc, vc, bt, max_blocks, pos, T, nh, nkv, hd, bs, ws, ws_bytes,
+                                    s);
 }
 
 // ---- router, gather, combine --------------------------------------------------
@@ -693,42 +707,7 @@ extern "C" int jk_attention_splitk(float *out, const float *q, const uint16_t *k
 __global__ void router_kernel(int32_t *ids, float *w, const float *logits, int T, int E, int k, int renorm) {
     const int t = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
     if (t >= T) return;
-    const float *l = logits + (size_t)t * E;
-    float v[8];
-#pragma unroll
-    for (int j = 0; j < 8; j++) v[j] = lane + 32 * j < E ? l[lane + 32 * j] : -FLT_MAX;
-    float mx = -FLT_MAX;
-#pragma unroll
-    for (int j = 0; j < 8; j++)
-        if (lane + 32 * j < E) mx = fmaxf(mx, v[j]);
-    mx = warp_max(mx);
-    float sum = 0.f;
-#pragma unroll
-    for (int j = 0; j < 8; j++)
-        if (lane + 32 * j < E) sum += expf(v[j] - mx);
-    sum = warp_sum(sum);
-    uint32_t taken = 0; // bit j: this lane's expert lane + 32 j is taken
-    float wsum = 0.f;
-    for (int r = 0; r < k; r++) {
-        float best = -FLT_MAX;
-        int bi = 0x7fffffff;
-#pragma unroll
-        for (int j = 0; j < 8; j++) {
-            const int e = lane + 32 * j;
-            if (e < E && !(taken >> j & 1) && (v[j] > best || (v[j] == best && e < bi))) best = v[j], bi = e;
-        }
-        for (int o = 16; o > 0; o >>= 1) {
-            const float ob = __shfl_xor_sync(0xffffffffu, best, o);
-            const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
-            if (ob > best || (ob == best && oi < bi)) best = ob, bi = oi;
-        }
-        if ((bi & 31) == lane) taken |= 1u << (bi >> 5);
-        const float p = expf(best - mx) / sum;
-        if (lane == 0) ids[(size_t)t * k + r] = bi, w[(size_t)t * k + r] = p;
-        wsum += p;
-    }
-    if (renorm && lane == 0)
-        for (int r = 0; r < k; r++) w[(size_t)t * k + r] /= wsum;
+    router_warp_topk(ids + (size_t)t * k, w + (size_t)t * k, logits + (size_t)t * E, E, k, renorm, lane);
 }
 extern "C" int jk_router_topk(int32_t *ids, float *w, const float *logits, int T, int E, int k, int renorm, void *s) {
     if (T <= 0) return 0;

@@ -55,11 +55,13 @@ int jk_attention_splitk(float *out, const float *q, const uint16_t *kc, const ui
 // JK_ATTN_FMA (the FP32 kernel), JK_ATTN_MMA + i (tensor cores, launch
 // configuration i < JK_ATTN_MMA_CONFIGS of attn_decode.cu; 0 is the default).
 // A kernel that does not take the shape leaves it to the next one down.
+// out_b (may be NULL): also out rounded to bf16, [T, nh, hd] (the input of the
+// o-projection), written by the kernel where it can, else by a conversion.
 #define JK_ATTN_AUTO 0
 #define JK_ATTN_FMA 1
 #define JK_ATTN_MMA 2
 #define JK_ATTN_MMA_CONFIGS 5
-int jk_attention_splitk_with(int kernel, float *out, const float *q, const uint16_t *kc, const uint16_t *vc,
+int jk_attention_splitk_with(int kernel, float *out, uint16_t *out_b, const float *q, const uint16_t *kc, const uint16_t *vc,
                              const int32_t *bt, int max_blocks, const int32_t *pos, int T, int nh, int nkv, int hd, int bs,
                              float *ws, size_t ws_bytes, void *stream);
 // Bytes of ws that jk_attention_splitk(_with) needs for any call with T <= max_T tokens

@@ -7,7 +7,11 @@
 //     jk_rmsnorm, jk_rope, jk_kv_store), which do the same arithmetic: equal to
 //     the bit;
 //   - jk_combine_add: janus_combine + add on the CPU (1e-6);
-//   - jk_group_pairs: a stable counting sort on the CPU (exact), counts summed.
+//   - jk_group_pairs: a stable counting sort on the CPU (exact), counts summed;
+//   - jk_combine_add_norm, jk_router_group: equal to the bit to the kernels
+//     they fuse (jk_combine_add + jk_rmsnorm_rows, jk_router_topk +
+//     jk_group_pairs), themselves checked against the CPU above and in
+//     cuda_kernels_match_c_reference.
 // Exits 77 (meson: skipped) when no GPU is present.
 #include <cuda_runtime_api.h>
 #include <math.h>
@@ -256,6 +260,82 @@ static void group_case(int P, int E, int skew) {
     cudaFree(dt), cudaFree(ds), cudaFree(dor), cudaFree(dsl), cudaFree(dc);
 }
 
+// jk_combine_add_norm against jk_combine_add + jk_rmsnorm_rows (the bf16 copy
+// only), both on the GPU: x and the bf16 copy equal to the bit.
+static void combine_norm_case(int T, int k, int E, int H) {
+    const int P = T * k;
+    int32_t *ids = malloc(4 * P), *slot = malloc(4 * P);
+    float *w = malloc(sizeof(float) * P), *ys = malloc(sizeof(float) * P * H), *x = malloc(sizeof(float) * T * H);
+    uint16_t *nw = malloc(2 * H);
+    for (int t = 0; t < T; t++)
+        for (int j = 0; j < k; j++) {
+            int e, dup;
+            do {
+                e = rnd(E), dup = 0;
+                for (int i = 0; i < j; i++) dup |= ids[t * k + i] == e;
+            } while (dup);
+            ids[t * k + j] = e, w[t * k + j] = frnd();
+        }
+    for (int p = 0; p < P; p++) slot[p] = p;
+    for (int p = P - 1; p > 0; p--) {
+        int r = rnd(p + 1), tmp = slot[p];
+        slot[p] = slot[r], slot[r] = tmp;
+    }
+    for (int i = 0; i < P * H; i++) ys[i] = frnd();
+    for (int i = 0; i < T * H; i++) x[i] = frnd();
+    for (int i = 0; i < H; i++) nw[i] = f32_to_bf16(1.0f + 0.5f * frnd());
+    float *dx1 = dev(x, sizeof(float) * T * H), *dx2 = dev(x, sizeof(float) * T * H), *dys = dev(ys, sizeof(float) * P * H),
+          *dw = dev(w, sizeof(float) * P);
+    int32_t *dids = dev(ids, 4 * P), *dslot = dev(slot, 4 * P);
+    uint16_t *dnw = dev(nw, 2 * H), *db1 = dev(NULL, 2 * (size_t)T * H), *db2 = dev(NULL, 2 * (size_t)T * H);
+    CK(jk_combine_add(dx1, dys, dslot, dids, dw, T, k, H, NULL));
+    CK(jk_rmsnorm_rows(NULL, db1, dx1, dnw, T, H, 1e-6f, NULL));
+    CK(jk_combine_add_norm(dx2, db2, dys, dslot, dids, dw, T, k, H, dnw, 1e-6f, NULL));
+    float *x1 = host(dx1, sizeof(float) * T * H), *x2 = host(dx2, sizeof(float) * T * H);
+    uint16_t *b1 = host(db1, 2 * (size_t)T * H), *b2 = host(db2, 2 * (size_t)T * H);
+    const int ok = !memcmp(x1, x2, sizeof(float) * T * H) && !memcmp(b1, b2, 2 * (size_t)T * H);
+    char what[120];
+    snprintf(what, sizeof what, "combine_add_norm T=%d k=%d E=%d H=%d: x and bf16 norm vs combine_add + rmsnorm_rows", T, k, E, H);
+    report(what, ok, "bitwise equal: %.0f", ok);
+    free(ids), free(slot), free(w), free(ys), free(x), free(nw), free(x1), free(x2), free(b1), free(b2);
+    cudaFree(dx1), cudaFree(dx2), cudaFree(dys), cudaFree(dw), cudaFree(dids), cudaFree(dslot), cudaFree(dnw), cudaFree(db1),
+        cudaFree(db2);
+}
+
+// jk_router_group against jk_router_topk + jk_group_pairs: ids, weights,
+// grouping and counts equal to the bit.
+static void router_group_case(int T, int E, int k, int renorm) {
+    const int P = T * k;
+    float *l = malloc(sizeof(float) * T * E);
+    for (int i = 0; i < T * E; i++) l[i] = 3.0f * frnd();
+    if (T > 1) l[E + 1] = l[E]; // a tie: the lower index first
+    float *dl = dev(l, sizeof(float) * T * E), *dw1 = dev(NULL, 4 * P), *dw2 = dev(NULL, 4 * P);
+    int32_t *di1 = dev(NULL, 4 * P), *di2 = dev(NULL, 4 * P), *ds1 = dev(NULL, 4 * (E + 1)), *ds2 = dev(NULL, 4 * (E + 1)),
+            *do1 = dev(NULL, 4 * P), *do2 = dev(NULL, 4 * P), *dl1 = dev(NULL, 4 * P), *dl2 = dev(NULL, 4 * P);
+    unsigned long long *c0 = calloc(E, 8);
+    unsigned long long *dc1 = dev(c0, 8 * E), *dc2 = dev(c0, 8 * E);
+    CK(jk_router_topk(di1, dw1, dl, T, E, k, renorm, NULL));
+    CK(jk_group_pairs(di1, P, E, ds1, do1, dl1, dc1, NULL));
+    CK(jk_router_group(di2, dw2, dl, T, E, k, renorm, ds2, do2, dl2, dc2, NULL));
+    int ok = 1;
+    void *a, *b;
+#define SAME(d1, d2, bytes) \
+    a = host(d1, bytes), b = host(d2, bytes), ok &= !memcmp(a, b, bytes), free(a), free(b)
+    SAME(di1, di2, 4 * P);
+    SAME(dw1, dw2, 4 * P);
+    SAME(ds1, ds2, 4 * (E + 1));
+    SAME(do1, do2, 4 * P);
+    SAME(dl1, dl2, 4 * P);
+    SAME(dc1, dc2, 8 * E);
+#undef SAME
+    char what[96];
+    snprintf(what, sizeof what, "router_group T=%d E=%d k=%d renorm %d vs router_topk + group_pairs", T, E, k, renorm);
+    report(what, ok, "bitwise equal: %.0f", ok);
+    free(l), free(c0);
+    cudaFree(dl), cudaFree(dw1), cudaFree(dw2), cudaFree(di1), cudaFree(di2), cudaFree(ds1), cudaFree(ds2), cudaFree(do1),
+        cudaFree(do2), cudaFree(dl1), cudaFree(dl2), cudaFree(dc1), cudaFree(dc2);
+}
+
 static void argmax_case(int R, int V) {
     float *l = malloc(sizeof(float) * R * V);
     for (int i = 0; i < R * V; i++) l[i] = 8 * frnd();
@@ -320,6 +400,14 @@ int main(void) {
     group_case(1025, 256, 0); // just past them
     group_case(1000, 257, 1);
     group_case(33, 1, 0);
+    combine_norm_case(64, 8, 128, 2048); // Qwen3-30B-A3B
+    combine_norm_case(5, 2, 8, 4096);    // Mixtral
+    combine_norm_case(3, 4, 16, 260);    // a row that does not fill the block's float4s
+    router_group_case(64, 128, 8, 1);    // Qwen3-30B-A3B
+    router_group_case(128, 128, 8, 1);   // 1024 pairs: the limit
+    router_group_case(7, 8, 2, 0);       // Mixtral
+    router_group_case(1, 60, 4, 0);
+    router_group_case(33, 256, 8, 1);
     argmax_case(64, 151936);
     argmax_case(5, 1001);
     argmax_case(3, 32000);

@@ -159,8 +159,11 @@ static void attn_case_cfgs(const char *what, int T, int nh, int nkv, int hd, int
 
     uint16_t *dk, *dv;
     float *dq, *dout, *dws = NULL;
+    uint16_t *dout_b; // the bf16 copy each split-K variant also writes: the rounding of its f32 out, to the bit
     int32_t *dbt, *dpos;
     const size_t ws_bytes = no_ws ? 0 : jk_attention_ws_bytes(T, nh, nkv, hd, maxb * bs);
+    uint16_t *got_b = malloc(2 * nq);
+    CK(cudaMalloc((void **)&dout_b, 2 * nq));
     CK(cudaMalloc((void **)&dk, 2 * ncache));
     CK(cudaMalloc((void **)&dv, 2 * ncache));
     CK(cudaMalloc((void **)&dq, sizeof(float) * nq));
@@ -184,14 +187,21 @@ static void attn_case_cfgs(const char *what, int T, int nh, int nkv, int hd, int
         else snprintf(vname, sizeof vname, "splitk_mma%d", variant - 2);
         CK(cudaMemset(dout, 0xff, sizeof(float) * nq)); // NaN poison
         if (ws_bytes) CK(cudaMemset(dws, 0xff, ws_bytes));
+        CK(cudaMemset(dout_b, 0xff, 2 * nq));
         if (!gqa)
-            CK(jk_attention_splitk_with(kernel, dout, dq, dk, dv, dbt, maxb, dpos, T, nh, nkv, hd, bs, dws, ws_bytes, NULL));
+            CK(jk_attention_splitk_with(kernel, dout, dout_b, dq, dk, dv, dbt, maxb, dpos, T, nh, nkv, hd, bs, dws, ws_bytes, NULL));
         else CK(jk_attention(dout, dq, dk, dv, dbt, maxb, dpos, T, nh, nkv, hd, bs, NULL));
         CK(cudaDeviceSynchronize());
         CK(cudaMemcpy(got, dout, sizeof(float) * nq, cudaMemcpyDeviceToHost));
+        long bad_b = 0;
+        if (!gqa) {
+            CK(cudaMemcpy(got_b, dout_b, 2 * nq, cudaMemcpyDeviceToHost));
+            for (size_t i = 0; i < nq; i++) bad_b += got_b[i] != f32_to_bf16(got[i]);
+        }
         const cmp_t c = compare(got, ref, (long)nq, 1e-3);
         const double tol = 1e-3;
-        const int ok = c.nan == 0 && c.rel < tol;
+        const int ok = c.nan == 0 && c.rel < tol && bad_b == 0;
+        if (bad_b) printf("     bf16 copy: %ld of %zu elements are not the rounding of the f32 output\n", bad_b, nq);
         int cmin = ctx[0], cmax = ctx[0];
         for (int t = 1; t < T; t++) cmin = ctx[t] < cmin ? ctx[t] : cmin, cmax = ctx[t] > cmax ? ctx[t] : cmax;
         printf("%s attention_%s %s: T=%d nh=%d nkv=%d hd=%d bs=%d ctx %d..%d%s: rel err %.2e (tolerance %.0e), unwritten %ld\n",
@@ -204,9 +214,9 @@ static void attn_case_cfgs(const char *what, int T, int nh, int nkv, int hd, int
         }
         ok ? passed++ : failed++;
     }
-    cudaFree(dk), cudaFree(dv), cudaFree(dq), cudaFree(dout), cudaFree(dbt), cudaFree(dpos);
+    cudaFree(dk), cudaFree(dv), cudaFree(dq), cudaFree(dout), cudaFree(dout_b), cudaFree(dbt), cudaFree(dpos);
     if (dws) cudaFree(dws);
-    free(perm), free(bt), free(pos), free(kb), free(vb), free(kf), free(vf), free(q), free(ref), free(got), free(btp);
+    free(got_b), free(perm), free(bt), free(pos), free(kb), free(vb), free(kf), free(vf), free(q), free(ref), free(got), free(btp);
 }
 
 static void attn_case(const char *what, int T, int nh, int nkv, int hd, int bs, const int *ctx, int same_seq, int no_ws) {

@@ -184,7 +184,7 @@ typedef struct {
 
 static int run_attn_splitk(void *p) {
     attn_arg *a = p;
-    return jk_attention_splitk_with(a->kernel, a->out, a->q, a->kc, a->vc, a->bt, a->maxb, a->pos, a->T, a->nh, a->nkv,
+    return jk_attention_splitk_with(a->kernel, a->out, NULL, a->q, a->kc, a->vc, a->bt, a->maxb, a->pos, a->T, a->nh, a->nkv,
                                     a->hd, a->bs, a->ws, a->ws_bytes, NULL);
 }
 static int run_attn_gqa(void *p) {

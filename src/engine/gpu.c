@@ -91,6 +91,12 @@ struct janus_gpu {
     size_t pf_ws_bytes;
     int prefill_rows;                   // an expert with this many rows or more: tensor-core GEMMs (0: never)
     bool splitk;                        // split-K decode attention (JANUS_GPU_ATTN=plain: the one-block kernel)
+    // One micro-batch, every expert local (forward_layers): the combine writes
+    // the next layer's normed bf16 input (xb_ready: the layer xb holds it for,
+    // -1: none), and the router's top-k runs with the grouping (router_later).
+    // JANUS_GPU_FUSE=0: neither.
+    bool fuse_layers, router_later;
+    int xb_ready;
     bool synth;      // synthetic weights
     uint64_t seed;
     size_t dense_bytes, weight_bytes;
@@ -364,6 +370,8 @@ janus_gpu *janus_gpu_init_opts(const janus_model *m, const janus_gpu_opts *o) {
     }
     const char *attn_kind = getenv("JANUS_GPU_ATTN");
     g->splitk = A && !(attn_kind && !strcmp(attn_kind, "plain"));
+    g->fuse_layers = !(getenv("JANUS_GPU_FUSE") && !strcmp(getenv("JANUS_GPU_FUSE"), "0"));
+    g->xb_ready = -1;
     if (g->splitk) {
         int max_ctx = c->max_ctx;
         if ((int64_t)o->kv_blocks * o->block_size < max_ctx) max_ctx = o->kv_blocks * o->block_size;
@@ -496,7 +504,8 @@ static void mb_attention(janus_gpu *g, int l, int i) {
     uint16_t *kc = g->kc + (size_t)l * g->layer_kv, *vc = g->vc + (size_t)l * g->layer_kv;
     if (g->fused_qkv && H % 4 == 0) {
         // norm, one q|k|v projection, then bias, q/k norm, RoPE and the KV store in one kernel
-        CK(jk_rmsnorm_rows(NULL, g->xb, M->x, G->attn_norm, T, H, c->rms_eps, st));
+        if (g->xb_ready != l) CK(jk_rmsnorm_rows(NULL, g->xb, M->x, G->attn_norm, T, H, c->rms_eps, st));
+        g->xb_ready = -1;
         linear_xb(g, g->qkv, G->wq, T, nq + 2 * kvd, H, 0.0f);
         mark(g, 0);
         CK(jk_qkv_rope_store(g->q, kc, vc, g->qkv, G->bq, G->bk, G->bv,
@@ -522,16 +531,18 @@ static void mb_attention(janus_gpu *g, int l, int i) {
     }
     // Split-K pays from a few hundred positions on (docs/gpu.md: at 64-128
     // its combine kernel costs more than it saves).
-    if (g->splitk && M->maxb * g->bs >= 256)
-        CK(jk_attention_splitk(g->att, g->q, kc, vc, M->bt, M->maxb, M->pos, T, nh, nkv, hd, g->bs, g->att_ws,
-                               g->att_ws_bytes, st));
+    // The split-K kernels write att's bf16 copy (the o-projection's input) too.
+    const bool att_b = g->splitk && M->maxb * g->bs >= 256;
+    if (att_b)
+        CK(jk_attention_splitk_with(JK_ATTN_AUTO, g->att, g->xb, g->q, kc, vc, M->bt, M->maxb, M->pos, T, nh, nkv, hd,
+                                    g->bs, g->att_ws, g->att_ws_bytes, st));
     else
         CK(jk_attention(g->att, g->q, kc, vc, M->bt, M->maxb, M->pos, T, nh, nkv, hd, g->bs, st));
     mark(g, 1);
     // x += att Wo^T straight from cuBLAS (beta 1); then the FFN norm, in f32 for
     // the experts and in bf16 for the router / dense FFN projections
     if (H % 4 == 0) {
-        CK(jk_f32_to_bf16(g->xb, g->att, (size_t)T * nq, st));
+        if (!att_b) CK(jk_f32_to_bf16(g->xb, g->att, (size_t)T * nq, st));
         linear_xb(g, M->x, G->wo, T, H, nq, 1.0f);
         CK(jk_rmsnorm_rows(M->h, g->xb, M->x, G->ffn_norm, T, H, c->rms_eps, st));
     } else {
@@ -550,7 +561,7 @@ static void mb_attention(janus_gpu *g, int l, int i) {
     mark(g, 0);
     linear_xb(g, g->rlog, G->router, T, E, H, 0.0f);
     if (G->router_bias) CK(jk_add_bias(g->rlog, G->router_bias, T, E, st));
-    CK(jk_router_topk(M->topi, M->topw, g->rlog, T, E, K, c->norm_topk, st));
+    if (!g->router_later) CK(jk_router_topk(M->topi, M->topw, g->rlog, T, E, K, c->norm_topk, st));
 }
 
 // The experts this GPU holds over rows xs [R, H] (device) grouped by global
@@ -595,7 +606,11 @@ static void mb_experts_local(janus_gpu *g, int l, int i, int64_t *expert_counts)
     if (vrows >= 0 && g->L[l].n_loc == E && g->d_counts) {
         // Decode-sized: grouped on the device, no host round trip (the pair
         // counts land in d_counts, read back once per step).
-        CK(jk_group_pairs(M->topi, P, E, g->seg, g->order, g->slot, g->d_counts + (size_t)l * E, st));
+        if (g->router_later) // the top-k deferred by mb_attention, with the grouping
+            CK(jk_router_group(M->topi, M->topw, g->rlog, T, E, K, c->norm_topk, g->seg, g->order, g->slot,
+                               g->d_counts + (size_t)l * E, st));
+        else
+            CK(jk_group_pairs(M->topi, P, E, g->seg, g->order, g->slot, g->d_counts + (size_t)l * E, st));
         g->counts_pending = true;
         mark(g, 2);
         // the FFN reads each grouped row straight from h (row order[r] / K): no gather
@@ -631,14 +646,22 @@ static void mb_experts_local(janus_gpu *g, int l, int i, int64_t *expert_counts)
     mark(g, 3);
 }
 
-// x += combine(ys by slot) (+ sigmoid-gated shared expert).
-static void mb_combine(janus_gpu *g, int l, int i, const int32_t *slot) {
+// x += combine(ys by slot) (+ sigmoid-gated shared expert). norm_next (layer
+// l + 1's input norm, or NULL): also write its bf16 output into xb where the
+// fused kernel can (then xb_ready says so).
+static void mb_combine(janus_gpu *g, int l, int i, const int32_t *slot, const uint16_t *norm_next) {
     const janus_config *c = &g->m->cfg;
     gpu_mb *M = &g->mb[i];
     const gpu_layer *G = &g->L[l];
     const int T = M->T, H = c->hidden, K = c->top_k;
     if (T == 0) return;
     cudaStream_t st = g->st;
+    if (!G->sh_gu && H % 4 == 0 && norm_next && H <= 4096) { // x += combine, then the next layer's norm, one kernel
+        CK(jk_combine_add_norm(M->x, g->xb, g->ys, slot, M->topi, M->topw, T, K, H, norm_next, c->rms_eps, st));
+        g->xb_ready = l + 1;
+        mark(g, 4);
+        return;
+    }
     if (!G->sh_gu && H % 4 == 0) { // x += combine, one kernel
         CK(jk_combine_add(M->x, g->ys, slot, M->topi, M->topw, T, K, H, st));
         mark(g, 4);
@@ -686,12 +709,20 @@ static void mb_end(janus_gpu *g, int i, const janus_batch *b, float *logits, int
 // Every layer of micro-batch 0 with all experts local.
 static void forward_layers(janus_gpu *g, int64_t *expert_counts) {
     const janus_config *c = &g->m->cfg;
+    const int T = g->mb[0].T, E = c->n_experts, K = c->top_k, H = c->hidden;
+    g->xb_ready = -1;
     for (int l = 0; l < c->n_layers; l++) {
+        const bool moe = c->layer_moe[l];
+        // mb_experts_local groups this layer on the device: the router's top-k can go with it
+        g->router_later = g->fuse_layers && moe && g->L[l].n_loc == E && g->d_counts && E <= 256 &&
+                          (long)T * K <= 1024 && janus_ffn_variant_rows((int64_t)T * K, T, E, -1) >= 0;
         mb_attention(g, l, 0);
-        if (!c->layer_moe[l]) continue;
+        if (!moe) continue;
         mb_experts_local(g, l, 0, expert_counts);
-        mb_combine(g, l, 0, g->slot);
+        const bool next_fused = l + 1 < c->n_layers && g->fused_qkv && H % 4 == 0;
+        mb_combine(g, l, 0, g->slot, g->fuse_layers && next_fused ? g->L[l + 1].attn_norm : NULL);
     }
+    g->router_later = false, g->xb_ready = -1;
 }
 
 void janus_gpu_forward(janus_gpu *g, const janus_batch *b, float *logits, int32_t *greedy_tok, float *greedy_lp,
@@ -828,7 +859,7 @@ void janus_gpu_step(janus_gpu *g, janus_engine *en, const janus_batch *b, float 
             double tb = janus_now_s();
             if (M->T) {
                 if (!janus_xchg_on_device(xc)) CK(cudaMemcpyAsync(g->ys, g->h_y, 4 * (size_t)M->T * K * H, cudaMemcpyHostToDevice, st));
-                mb_combine(g, l, i, g->ident);
+                mb_combine(g, l, i, g->ident, NULL);
                 if (!janus_xchg_on_device(xc)) CK(cudaStreamSynchronize(st)); // h_y is reused by the next micro-batch
             }
             en->times.experts_s += tb - ta;
