@@ -147,24 +147,31 @@ extern "C" int jk_qkv_rope_store(float *q_out, uint16_t *kc, uint16_t *vc, const
 }
 
 // ---- combine + residual ------------------------------------------------------------
+// A token's k (expert output row, weight) pairs in ascending expert id (the
+// order combine_kernel sums in): thread j < k loads pair j and places it at its
+// rank among the token's ids (distinct; equal ids would keep their order), so
+// the k loads go out together instead of one sorting thread's chain.
+__device__ __forceinline__ void combine_order(int *s_row, float *s_w, const int32_t *ids, const int32_t *slot,
+                                              const float *w, int k) {
+    const int j = threadIdx.x;
+    if (j < k) {
+        const int id = ids[j];
+        int r = 0;
+        for (int i = 0; i < k; i++) {
+            const int o = ids[i];
+            r += o < id || (o == id && i < j);
+        }
+        s_row[r] = slot[j], s_w[r] = w[j];
+    }
+    __syncthreads();
+}
 #define CB_THREADS 128
 __global__ void __launch_bounds__(CB_THREADS) combine_add_kernel(float *x, const float *y, const int32_t *slot,
                                                                   const int32_t *ids, const float *w, int k, int H) {
     const int t = blockIdx.x, c4 = blockIdx.y * CB_THREADS + threadIdx.x;
     __shared__ int s_row[16];
     __shared__ float s_w[16];
-    if (threadIdx.x == 0) { // ascending expert id, as combine_kernel
-        int o[16];
-        for (int j = 0; j < k; j++) o[j] = j;
-        for (int a = 0; a < k; a++)
-            for (int b = a + 1; b < k; b++)
-                if (ids[(size_t)t * k + o[b]] < ids[(size_t)t * k + o[a]]) {
-                    const int tmp = o[a];
-                    o[a] = o[b], o[b] = tmp;
-                }
-        for (int q = 0; q < k; q++) s_row[q] = slot[(size_t)t * k + o[q]], s_w[q] = w[(size_t)t * k + o[q]];
-    }
-    __syncthreads();
+    combine_order(s_row, s_w, ids + (size_t)t * k, slot + (size_t)t * k, w + (size_t)t * k, k);
     if (c4 * 4 >= H) return;
     float4 v[16]; // every row's load in flight before the sum
 #pragma unroll
@@ -207,18 +214,7 @@ __global__ void __launch_bounds__(RN_THREADS) combine_add_norm_kernel(float *x, 
     __shared__ int s_row[16];
     __shared__ float s_w[16];
     __shared__ float red[RN_THREADS / 32];
-    if (tid == 0) { // ascending expert id, as combine_kernel
-        int o[16];
-        for (int j = 0; j < k; j++) o[j] = j;
-        for (int a = 0; a < k; a++)
-            for (int b = a + 1; b < k; b++)
-                if (ids[(size_t)t * k + o[b]] < ids[(size_t)t * k + o[a]]) {
-                    const int tmp = o[a];
-                    o[a] = o[b], o[b] = tmp;
-                }
-        for (int q = 0; q < k; q++) s_row[q] = slot[(size_t)t * k + o[q]], s_w[q] = w[(size_t)t * k + o[q]];
-    }
-    __syncthreads();
+    combine_order(s_row, s_w, ids + (size_t)t * k, slot + (size_t)t * k, w + (size_t)t * k, k);
     float4 *xr = (float4 *)(x + (size_t)t * H);
     float4 xo[CBN_MAX_V];
     float ss = 0.f;
