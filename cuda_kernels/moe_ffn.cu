@@ -512,7 +512,12 @@ static int grouped_gemv(const float *x, const int32_t *seg, const uint16_t *w, f
     if (max_rows <= 0) return 0;
     const long long pf = dependent ? prefetch_budget() : 0;
     const __nv_bfloat16 *wb = (const __nv_bfloat16 *)w;
-    if (max_rows > 4 && K % 32 == 0) { // tensor cores
+    static int tc_min = -1; // rows per expert from which the tensor-core variant runs
+    if (tc_min < 0) {
+        const char *e = getenv("JANUS_TC_MIN_ROWS"); // experiments
+        tc_min = e && atoi(e) > 0 ? atoi(e) : 5;
+    }
+    if (max_rows >= tc_min && K % 32 == 0) { // tensor cores
         // Measured on H100 (tools/moe_ffn_bench.cu sweep): 4 weight-row blocks per warp, K split over the 4
         // warps of a block, except the down projection with many tasks (Qwen3: 2 warps).
         int MT = max_rows <= 16 ? 1 : 2, NB = 4, KS = 0, D = 2;

@@ -15,6 +15,7 @@
 #include "engine/generate.h"
 #include "engine/gpu.h"
 #include "moe_ffn.h"
+#include "moe/experts.h"
 #include "sched/sched.h"
 #include "sched_gpu.h"
 #include "util.h"
@@ -133,7 +134,9 @@ int bench_moe_layer(int argc, char **argv) {
             cudaEventCreate(&e1);
             float ms[20];
             for (int it = 0; it < 23; it++) {
-                jk_moe_ffn_args a = {x, dseg, wgu[it % NC], wd[it % NC], act, y, E, H, I, maxr, NULL, 0};
+                // the variant the engine picks for this step (decode-sized: from the counts alone)
+                jk_moe_ffn_args a = {x, dseg, wgu[it % NC], wd[it % NC], act, y, E, H, I,
+                                     janus_ffn_variant_rows((int64_t)T * K, T, E, maxr), NULL, 0};
                 cudaEventRecord(e0, 0);
                 CK(jk_moe_ffn_decode(&a, NULL));
                 cudaEventRecord(e1, 0);
