@@ -332,13 +332,15 @@ __global__ void __launch_bounds__(GP_THREADS) group_pairs_kernel(const int32_t *
 // experts' exclusive scan; then pair p goes to seg[e] + (pairs of e in earlier
 // warps) + (its rank among e's lanes of its warp): stable, one pass.
 #define GPF_MAX_E 256
+// L2: read topi past L1 (written by other blocks of the same grid).
+template <bool L2 = false>
 __device__ __forceinline__ void group_pairs_small_block(const int32_t *topi, int P, int E, int32_t *seg,
                                                         int32_t *order, int32_t *slot, unsigned long long *counts) {
     __shared__ int wc[32][GPF_MAX_E]; // pairs of expert e in warp w, then their offset
     __shared__ int base[GPF_MAX_E + 1];
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     for (int i = tid; i < 32 * GPF_MAX_E; i += GP_THREADS) (&wc[0][0])[i] = 0;
-    const int e = tid < P ? topi[tid] : -1;
+    const int e = tid < P ? (L2 ? __ldcg(topi + tid) : topi[tid]) : -1;
     __syncthreads();
     const unsigned peers = __match_any_sync(0xffffffffu, e);
     const int rank = __popc(peers & ((1u << lane) - 1u));
@@ -379,28 +381,36 @@ __device__ __forceinline__ void group_pairs_small_block(const int32_t *topi, int
 __global__ void __launch_bounds__(GP_THREADS) group_pairs_small_kernel(const int32_t *topi, int P, int E, int32_t *seg,
                                                                         int32_t *order, int32_t *slot,
                                                                         unsigned long long *counts) {
-    group_pairs_small_block(topi, P, E, seg, order, slot, counts);
+    group_pairs_small_block<false>(topi, P, E, seg, order, slot, counts);
 }
 
-// Router top-k (router.cuh, warp w takes tokens w, w + 32, ...) then the
-// grouping above, in one block: the ids reach the grouping through global
-// memory, visible to the block after the barrier.
+// Router top-k (router.cuh), one warp per token, blocks of 32 tokens; the last
+// block to finish (a device counter, reset by that block) groups every pair as
+// group_pairs_small_kernel does, reading the ids the other blocks wrote.
 __global__ void __launch_bounds__(GP_THREADS) router_group_kernel(int32_t *ids, float *w, const float *logits, int T,
                                                                    int E, int k, int renorm, int32_t *seg,
                                                                    int32_t *order, int32_t *slot,
-                                                                   unsigned long long *counts) {
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    for (int t = warp; t < T; t += GP_THREADS / 32)
-        router_warp_topk(ids + (size_t)t * k, w + (size_t)t * k, logits + (size_t)t * E, E, k, renorm, lane);
+                                                                   unsigned long long *counts, unsigned *done) {
+    __shared__ int last;
+    const int lane = threadIdx.x & 31, t = blockIdx.x * (GP_THREADS / 32) + (threadIdx.x >> 5);
+    if (t < T) router_warp_topk(ids + (size_t)t * k, w + (size_t)t * k, logits + (size_t)t * E, E, k, renorm, lane);
+    __threadfence(); // this block's ids before its count
     __syncthreads();
-    group_pairs_small_block(ids, T * k, E, seg, order, slot, counts);
+    if (threadIdx.x == 0) last = atomicAdd(done, 1u) == gridDim.x - 1;
+    __syncthreads();
+    if (!last) return;
+    __threadfence(); // every block's ids, now that all have counted
+    group_pairs_small_block<true>(ids, T * k, E, seg, order, slot, counts);
+    if (threadIdx.x == 0) *done = 0; // for the next launch
 }
 
 extern "C" int jk_router_group(int32_t *ids, float *w, const float *logits, int T, int E, int k, int renorm,
-                               int32_t *seg, int32_t *order, int32_t *slot, unsigned long long *counts, void *s) {
+                               int32_t *seg, int32_t *order, int32_t *slot, unsigned long long *counts, unsigned *done,
+                               void *s) {
     if (T <= 0) return 0;
-    if (E <= 0 || E > GPF_MAX_E || k <= 0 || (long)T * k > GP_THREADS) return (int)cudaErrorInvalidValue;
-    router_group_kernel<<<1, GP_THREADS, 0, ST(s)>>>(ids, w, logits, T, E, k, renorm, seg, order, slot, counts);
+    if (E <= 0 || E > GPF_MAX_E || k <= 0 || (long)T * k > GP_THREADS || !done) return (int)cudaErrorInvalidValue;
+    router_group_kernel<<<(T + GP_THREADS / 32 - 1) / (GP_THREADS / 32), GP_THREADS, 0, ST(s)>>>(
+        ids, w, logits, T, E, k, renorm, seg, order, slot, counts, done);
     return (int)cudaGetLastError();
 }
 

@@ -316,8 +316,18 @@ static void router_group_case(int T, int E, int k, int renorm) {
     unsigned long long *dc1 = dev(c0, 8 * E), *dc2 = dev(c0, 8 * E);
     CK(jk_router_topk(di1, dw1, dl, T, E, k, renorm, NULL));
     CK(jk_group_pairs(di1, P, E, ds1, do1, dl1, dc1, NULL));
-    CK(jk_router_group(di2, dw2, dl, T, E, k, renorm, ds2, do2, dl2, dc2, NULL));
-    int ok = 1;
+    unsigned zero = 0, *ddone = dev(&zero, sizeof zero);
+    CK(jk_router_group(di2, dw2, dl, T, E, k, renorm, ds2, do2, dl2, dc2, ddone, NULL));
+    // twice (the counter must be back at zero), the second into poisoned outputs; counts add up again
+    CK(cudaMemset(ds2, 0xff, 4 * (E + 1)));
+    CK(cudaMemset(do2, 0xff, 4 * P));
+    CK(cudaMemset(dl2, 0xff, 4 * P));
+    CK(jk_router_group(di2, dw2, dl, T, E, k, renorm, ds2, do2, dl2, dc2, ddone, NULL));
+    CK(jk_group_pairs(di1, P, E, ds1, do1, dl1, dc1, NULL));
+    unsigned *gdone = host(ddone, sizeof zero);
+    int ok = *gdone == 0;
+    free(gdone);
+    cudaFree(ddone);
     void *a, *b;
 #define SAME(d1, d2, bytes) \
     a = host(d1, bytes), b = host(d2, bytes), ok &= !memcmp(a, b, bytes), free(a), free(b)
@@ -408,6 +418,7 @@ int main(void) {
     router_group_case(7, 8, 2, 0);       // Mixtral
     router_group_case(1, 60, 4, 0);
     router_group_case(33, 256, 8, 1);
+    router_group_case(96, 64, 4, 1); // three blocks
     argmax_case(64, 151936);
     argmax_case(5, 1001);
     argmax_case(3, 32000);
