@@ -1,8 +1,9 @@
 // cuda_kernels/moe_prefill.h: C launch API of the grouped expert FFN for
-// prefill (many rows per expert): tensor-core GEMMs through cuBLAS, bf16
-// operands, f32 accumulation. Its C reference twin is janus_moe_ffn_grouped_ref
-// in src/moe/experts.h (as for the decode kernel in moe_ffn.h); differences
-// come from rounding x, the gate/up products and silu(gate) * up to bf16.
+// prefill (many rows per expert): tensor-core GEMMs, bf16 operands, f32
+// accumulation, in two fused wgmma kernels on Hopper (sm_90a) or through
+// cuBLAS. Its C reference twin is janus_moe_ffn_grouped_ref in
+// src/moe/experts.h (as for the decode kernel in moe_ffn.h); differences come
+// from rounding x and silu(gate) * up to bf16 (cuBLAS: gate/up too).
 #ifndef JANUS_CUDA_MOE_PREFILL_H
 #define JANUS_CUDA_MOE_PREFILL_H
 
@@ -14,9 +15,13 @@ extern "C" {
 #endif
 
 enum {
-    JK_PREFILL_AUTO = 0,    // grouped when more than JK_PREFILL_GROUPED_MIN experts have rows, else loop
+    JK_PREFILL_AUTO = 0,    // more than JK_PREFILL_GROUPED_MIN experts with rows: fused where it runs,
+                            // else grouped; fewer: loop
     JK_PREFILL_GROUPED = 1, // one cublasGemmGroupedBatchedEx per GEMM (bf16 out; y through a bf16 copy)
     JK_PREFILL_LOOP = 2,    // one cublasGemmEx per expert and GEMM (down GEMM writes f32 y directly)
+    JK_PREFILL_FUSED = 3,   // two persistent wgmma kernels: f32 x read in the gate/up GEMM, SwiGLU in
+                            // its epilogue, f32 y stored by the down GEMM; where unavailable, as AUTO
+                            // without it
 };
 #define JK_PREFILL_GROUPED_MIN 16
 #define JK_PREFILL_MAX_GROUPS 256 // more active experts than this: loop
@@ -28,8 +33,9 @@ enum {
 //   w_down:  [E, H, I] bf16
 //   y:       [R, H] f32 out
 //   ws:      device scratch of ws_bytes >= jk_moe_prefill_ws_bytes(R, H, I)
-//            (bf16 x and y [R, H], gate/up [R, 2I], silu(gate) * up [R, I], pointer arrays)
-//   mode:    JK_PREFILL_AUTO, _GROUPED or _LOOP
+//            (bf16 x and y [R, H], gate/up [R, 2I], silu(gate) * up [R, I], pointer arrays;
+//            the fused path uses only silu(gate) * up)
+//   mode:    JK_PREFILL_AUTO, _GROUPED, _LOOP or _FUSED
 typedef struct {
     const float *x;
     const int32_t *h_seg;
@@ -48,6 +54,10 @@ size_t jk_moe_prefill_ws_bytes(int R, int H, int I);
 // `stream` (a cudaStream_t), which it sets on the cuBLAS handle (a cublasHandle_t).
 #define JK_PREFILL_CUBLAS_ERR 1000
 int jk_moe_ffn_prefill(const jk_moe_prefill_args *a, void *cublas_handle, void *stream);
+
+// 1 when JK_PREFILL_FUSED runs the wgmma kernels here (a build with sm_90a code
+// and a compute capability 9.0 device), else 0 (it falls back to cuBLAS).
+int jk_moe_prefill_fused_available(void);
 
 #ifdef __cplusplus
 }

@@ -230,9 +230,9 @@ static void attn_random_case(const char *what, int T, int nh, int nkv, int hd, i
     free(ctx);
 }
 
-// Prefill expert FFN (cuBLAS, bf16 operands) against janus_moe_ffn_grouped_ref:
-// x, gate/up and silu(gate) * up are rounded to bf16 (and y too on the grouped
-// path): tolerance 1e-2. ws starts as NaN, y too.
+// Prefill expert FFN (bf16 operands) against janus_moe_ffn_grouped_ref: x,
+// silu(gate) * up (and on the cuBLAS paths gate/up; y too on the grouped path)
+// are rounded to bf16: tolerance 1e-2. ws starts as NaN, y too.
 static void prefill_case(int E, int H, int I, int max_rows, int mode) {
     int32_t *seg = malloc(sizeof(int32_t) * (E + 1));
     seg[0] = 0;
@@ -272,7 +272,7 @@ static void prefill_case(int E, int H, int I, int max_rows, int mode) {
     int active = 0, maxr = 0;
     for (int e = 0; e < E; e++) active += seg[e + 1] > seg[e], maxr = seg[e + 1] - seg[e] > maxr ? seg[e + 1] - seg[e] : maxr;
     const int ok = c.nan == 0 && (R == 0 || c.rel < tol) && isnan(tail0);
-    static const char *names[] = {"auto", "grouped", "loop"};
+    static const char *names[] = {"auto", "grouped", "loop", "fused"};
     printf("%s moe_ffn_prefill %s E=%d H=%d I=%d rows=%d (%d experts, max %d): rel err %.2e (tolerance %.0e), unwritten %ld%s\n",
            ok ? "ok  " : "FAIL", names[mode], E, H, I, R, active, maxr, c.rel, tol, c.nan,
            isnan(tail0) ? "" : ", wrote past row R");
@@ -362,15 +362,24 @@ int main(void) {
         attn_case("prefill chunk", 100, 16, 2, 128, 16, pre, 1, 0);
     }
 
-    // Prefill expert FFN through cuBLAS, every path.
-    for (int mode = 0; mode < 3; mode++) {
+    // Prefill expert FFN, every path: cuBLAS (grouped, loop) and the fused wgmma
+    // kernels (auto and fused where they run; else both are cuBLAS again).
+    printf("prefill fused wgmma kernels %s\n", jk_moe_prefill_fused_available() ? "available" : "unavailable: cuBLAS");
+    for (int mode = 0; mode < 4; mode++) {
         prefill_case(8, 256, 128, 40, mode);
-        prefill_case(32, 512, 256, 100, mode);  // > JK_PREFILL_GROUPED_MIN active experts: auto = grouped
+        prefill_case(32, 512, 256, 100, mode);  // > JK_PREFILL_GROUPED_MIN active experts: auto = fused (or grouped)
         prefill_case(16, 2048, 768, 64, mode);  // Qwen3-30B-A3B expert shape
-        prefill_case(3, 264, 136, 50, mode);    // odd multiples of 8
-        prefill_case(1, 128, 64, 300, mode);    // one expert
+        prefill_case(3, 264, 136, 50, mode);    // odd multiples of 8: partial K blocks and column tiles
+        prefill_case(1, 128, 64, 300, mode);    // one expert, 3 row tiles, the last one partial
     }
+    // Fused: full 64-row halves of a tile stored through the TMA, the rest from
+    // registers; partial column tiles (H, I not multiples of the tile widths)
+    prefill_case(2, 264, 136, 300, JK_PREFILL_FUSED);
+    // More tiles than SMs in both fused kernels (each CTA loops over several,
+    // reusing its staging buffers): ~18 experts x ~2.5 row tiles x 4 column tiles
+    prefill_case(24, 1024, 512, 600, JK_PREFILL_FUSED);
     prefill_case(600, 64, 32, 3, JK_PREFILL_GROUPED); // more active experts than one grouped call takes: loop
+    prefill_case(600, 64, 32, 3, JK_PREFILL_FUSED);   // more than one fused call takes: cuBLAS loop
     prefill_case(4, 64, 32, 0, JK_PREFILL_AUTO);      // no rows at all
     printf("%d passed, %d failed\n", passed, failed);
     return failed != 0;

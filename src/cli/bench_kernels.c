@@ -295,7 +295,7 @@ static void bench_attention(bk *b) {
     }
 }
 
-// ---- grouped expert FFN, decode (the moe-layer path) and prefill (cuBLAS) -----------
+// ---- grouped expert FFN, decode (the moe-layer path) and prefill (cuBLAS, fused wgmma) --
 typedef struct {
     jk_moe_ffn_args d;
     jk_moe_prefill_args p;
@@ -305,18 +305,36 @@ typedef struct {
 static int run_ffn_decode(void *p) { return jk_moe_ffn_decode(&((ffn_arg *)p)->d, NULL); }
 static int run_ffn_prefill(void *p) { return jk_moe_ffn_prefill(&((ffn_arg *)p)->p, ((ffn_arg *)p)->blas, NULL); }
 
+// NaN elements of the device array d[n] (read back through host[nh]).
+static long count_nan(const float *d, size_t n, float *host, size_t nh) {
+    long bad = 0;
+    for (size_t i = 0; i < n; i += nh) {
+        const size_t m = n - i < nh ? n - i : nh;
+        CK(cudaMemcpy(host, d + i, sizeof(float) * m, cudaMemcpyDeviceToHost));
+        for (size_t j = 0; j < m; j++) bad += isnan(host[j]);
+    }
+    return bad;
+}
+
 static void bench_experts(bk *b) {
     const int want_dec = bk_want(b, "moe-decode"), want_pre = bk_want(b, "moe-prefill");
     if (!want_dec && !want_pre) return;
-    struct { const char *name; int E, k, H, I; int dec[3], pre[3]; } models[] = {
-        {"qwen3-30b-a3b", 128, 8, 2048, 768, {1, 8, 64}, {512, 2048, 8192}},
-        {"mixtral", 8, 2, 4096, 14336, {1, 8, 32}, {512, 2048, 8192}},
+    // prefill token counts: 0 ends the list; Qwen3 at 16384 tokens (~1024 rows per
+    // expert) is its compute-bound point (f32 x and y alone are 2 GB of traffic)
+    struct { const char *name; int E, k, H, I; int dec[3], pre[4]; } models[] = {
+        {"qwen3-30b-a3b", 128, 8, 2048, 768, {1, 8, 64}, {512, 2048, 8192, 16384}},
+        {"mixtral", 8, 2, 4096, 14336, {1, 8, 32}, {512, 2048, 8192, 0}},
     };
+    const int fused = jk_moe_prefill_fused_available();
+    const size_t host_y_n = (size_t)1 << 22;
+    float *host_y = xmalloc(sizeof(float) * host_y_n);
     uint64_t rng = 7;
     for (size_t mi = 0; mi < sizeof models / sizeof models[0]; mi++) {
         const int E = models[mi].E, K = models[mi].k, H = models[mi].H, I = models[mi].I;
         const size_t ngu = (size_t)E * 2 * I * H, nd = (size_t)E * H * I;
-        const int maxR = (want_pre ? models[mi].pre[2] : models[mi].dec[2]) * K;
+        int maxT = models[mi].dec[2];
+        for (int si = 0; want_pre && si < 4; si++) maxT = models[mi].pre[si] > maxT ? models[mi].pre[si] : maxT;
+        const int maxR = maxT * K;
         uint16_t *wgu, *wd;
         float *x, *y, *act;
         int32_t *dseg;
@@ -335,9 +353,9 @@ static void bench_experts(bk *b) {
         int32_t *seg = xmalloc(sizeof(int32_t) * (E + 1));
         for (int phase = 0; phase < 2; phase++) {
             if (phase == 0 ? !want_dec : !want_pre) continue;
-            for (int si = 0; si < 3; si++) {
+            for (int si = 0; si < (phase == 0 ? 3 : 4); si++) {
                 const int T = phase == 0 ? models[mi].dec[si] : models[mi].pre[si];
-                if (b->quick && si == 1) continue;
+                if (T == 0 || (b->quick && (si == 1 || si == 3))) continue;
                 const int maxr = route(T, E, K, &rng, seg), R = seg[E];
                 int active = 0;
                 for (int e = 0; e < E; e++) active += seg[e + 1] > seg[e];
@@ -359,7 +377,9 @@ static void bench_experts(bk *b) {
                     bk_row(b, "moe-decode", shape, us, (double)active * 3.0 * H * I * 2, 0, wrong, checked, rel);
                     continue;
                 }
-                for (int mode = JK_PREFILL_GROUPED; mode <= JK_PREFILL_LOOP; mode++) {
+                static const char *const kname[] = {NULL, "moe-prefill", "moe-prefill-loop", "moe-prefill-fused"};
+                for (int mode = JK_PREFILL_GROUPED; mode <= JK_PREFILL_FUSED; mode++) {
+                    if (mode == JK_PREFILL_FUSED && !fused) continue; // it would time a cuBLAS path again
                     a.p = (jk_moe_prefill_args){x, seg, wgu, wd, y, E, H, I, ws, ws_bytes, mode};
                     const double us = bk_time_us(b, run_ffn_prefill, &a);
                     CK(cudaMemset(y, 0xff, sizeof(float) * R * H));
@@ -367,15 +387,17 @@ static void bench_experts(bk *b) {
                     CK(cudaDeviceSynchronize());
                     double rel;
                     long checked;
-                    const long wrong = check_experts(seg, E, H, I, x, y, wgu, wd, 4, 3e-2, &rel, &checked);
-                    bk_row(b, mode == JK_PREFILL_GROUPED ? "moe-prefill" : "moe-prefill-loop", shape, us, 6.0 * R * H * I, 1,
-                           wrong, checked, rel);
+                    // values: a few rows of three experts; every row written: no NaN left of the poison
+                    const long wrong = check_experts(seg, E, H, I, x, y, wgu, wd, 4, 3e-2, &rel, &checked) +
+                                       count_nan(y, (size_t)R * H, host_y, host_y_n);
+                    bk_row(b, kname[mode], shape, us, 6.0 * R * H * I, 1, wrong, checked, rel);
                 }
             }
         }
         free(seg);
         cudaFree(wgu), cudaFree(wd), cudaFree(x), cudaFree(y), cudaFree(act), cudaFree(dseg), cudaFree(ws);
     }
+    free(host_y);
 }
 
 // ---- RMSNorm and RoPE -----------------------------------------------------------------
