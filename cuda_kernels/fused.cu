@@ -6,24 +6,28 @@
 #include <cuda_runtime.h>
 #include <float.h>
 
+#include "dev_common.cuh"
 #include "fused.h"
-#include "router.cuh"
 
 #define ST(s) ((cudaStream_t)(s))
 
-__device__ __forceinline__ float bf(uint16_t h) { return __uint_as_float((uint32_t)h << 16); }
-__device__ __forceinline__ uint16_t to_bf(float f) {
-    __nv_bfloat16 b = __float2bfloat16(f);
-    return *(uint16_t *)&b;
-}
-__device__ __forceinline__ float warp_sum(float v) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-
 // ---- RMSNorm, one block per row --------------------------------------------------
 #define RN_THREADS 256
+// Four elements v of a row times inv times their weights ww (4 bf16), rounded
+// to bf16 (4 bf16); their f32 values to *o when o is not NULL.
+__device__ __forceinline__ uint2 norm4(float4 v, uint2 ww, float inv, float4 *o) {
+    float4 r;
+    r.x = bf((uint16_t)(ww.x & 0xffff)) * (v.x * inv);
+    r.y = bf((uint16_t)(ww.x >> 16)) * (v.y * inv);
+    r.z = bf((uint16_t)(ww.y & 0xffff)) * (v.z * inv);
+    r.w = bf((uint16_t)(ww.y >> 16)) * (v.w * inv);
+    if (o) *o = r;
+    uint2 b;
+    b.x = (uint32_t)to_bf(r.x) | (uint32_t)to_bf(r.y) << 16;
+    b.y = (uint32_t)to_bf(r.z) | (uint32_t)to_bf(r.w) << 16;
+    return b;
+}
+
 __global__ void __launch_bounds__(RN_THREADS) rmsnorm_rows_kernel(float *y, uint16_t *yb, const float *x,
                                                                    const uint16_t *w, int n, float eps) {
     __shared__ float red[RN_THREADS / 32];
@@ -44,20 +48,10 @@ __global__ void __launch_bounds__(RN_THREADS) rmsnorm_rows_kernel(float *y, uint
     const float inv = rsqrtf(tot / (float)n + eps);
     const uint2 *w4 = (const uint2 *)w; // 4 bf16
     for (int i = tid; i < n4; i += RN_THREADS) {
-        const float4 v = xr[i];
-        const uint2 ww = w4[i];
         float4 o;
-        o.x = bf((uint16_t)(ww.x & 0xffff)) * (v.x * inv);
-        o.y = bf((uint16_t)(ww.x >> 16)) * (v.y * inv);
-        o.z = bf((uint16_t)(ww.y & 0xffff)) * (v.z * inv);
-        o.w = bf((uint16_t)(ww.y >> 16)) * (v.w * inv);
+        const uint2 b = norm4(xr[i], w4[i], inv, &o);
         if (y) ((float4 *)(y + (size_t)row * n))[i] = o;
-        if (yb) {
-            uint2 b;
-            b.x = (uint32_t)to_bf(o.x) | (uint32_t)to_bf(o.y) << 16;
-            b.y = (uint32_t)to_bf(o.z) | (uint32_t)to_bf(o.w) << 16;
-            ((uint2 *)(yb + (size_t)row * n))[i] = b;
-        }
+        if (yb) ((uint2 *)(yb + (size_t)row * n))[i] = b;
     }
 }
 
@@ -165,15 +159,11 @@ __device__ __forceinline__ void combine_order(int *s_row, float *s_w, const int3
     }
     __syncthreads();
 }
-#define CB_THREADS 128
-__global__ void __launch_bounds__(CB_THREADS) combine_add_kernel(float *x, const float *y, const int32_t *slot,
-                                                                  const int32_t *ids, const float *w, int k, int H) {
-    const int t = blockIdx.x, c4 = blockIdx.y * CB_THREADS + threadIdx.x;
-    __shared__ int s_row[16];
-    __shared__ float s_w[16];
-    combine_order(s_row, s_w, ids + (size_t)t * k, slot + (size_t)t * k, w + (size_t)t * k, k);
-    if (c4 * 4 >= H) return;
-    float4 v[16]; // every row's load in flight before the sum
+
+// The weighted sum of float4 c4 of a token's k output rows (in the order
+// combine_order left them), every row's load in flight before the sum.
+__device__ __forceinline__ float4 combine4(const float *y, const int *s_row, const float *s_w, int k, int H, int c4) {
+    float4 v[16];
 #pragma unroll
     for (int q = 0; q < 16; q++)
         if (q < k) v[q] = ((const float4 *)(y + (size_t)s_row[q] * H))[c4];
@@ -186,6 +176,18 @@ __global__ void __launch_bounds__(CB_THREADS) combine_add_kernel(float *x, const
         if (q == 0) acc = m;
         else acc.x += m.x, acc.y += m.y, acc.z += m.z, acc.w += m.w;
     }
+    return acc;
+}
+
+#define CB_THREADS 128
+__global__ void __launch_bounds__(CB_THREADS) combine_add_kernel(float *x, const float *y, const int32_t *slot,
+                                                                  const int32_t *ids, const float *w, int k, int H) {
+    const int t = blockIdx.x, c4 = blockIdx.y * CB_THREADS + threadIdx.x;
+    __shared__ int s_row[16];
+    __shared__ float s_w[16];
+    combine_order(s_row, s_w, ids + (size_t)t * k, slot + (size_t)t * k, w + (size_t)t * k, k);
+    if (c4 * 4 >= H) return;
+    const float4 acc = combine4(y, s_row, s_w, k, H, c4);
     float4 *xr = (float4 *)(x + (size_t)t * H) + c4;
     float4 o = *xr;
     o.x += acc.x, o.y += acc.y, o.z += acc.z, o.w += acc.w;
@@ -223,19 +225,7 @@ __global__ void __launch_bounds__(RN_THREADS) combine_add_norm_kernel(float *x, 
         const int c4 = tid + u * RN_THREADS;
         xo[u] = make_float4(0.f, 0.f, 0.f, 0.f);
         if (c4 >= n4) continue;
-        float4 v[16];
-#pragma unroll
-        for (int q = 0; q < 16; q++)
-            if (q < k) v[q] = ((const float4 *)(y + (size_t)s_row[q] * H))[c4];
-        float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
-#pragma unroll
-        for (int q = 0; q < 16; q++) {
-            if (q >= k) break;
-            const float wj = s_w[q];
-            const float4 m = make_float4(v[q].x * wj, v[q].y * wj, v[q].z * wj, v[q].w * wj);
-            if (q == 0) acc = m;
-            else acc.x += m.x, acc.y += m.y, acc.z += m.z, acc.w += m.w;
-        }
+        const float4 acc = combine4(y, s_row, s_w, k, H, c4);
         float4 o = xr[c4];
         o.x += acc.x, o.y += acc.y, o.z += acc.z, o.w += acc.w;
         xr[c4] = o;
@@ -254,17 +244,7 @@ __global__ void __launch_bounds__(RN_THREADS) combine_add_norm_kernel(float *x, 
     for (int u = 0; u < CBN_MAX_V; u++) {
         const int c4 = tid + u * RN_THREADS;
         if (c4 >= n4) continue;
-        const float4 v = xo[u];
-        const uint2 ww = w4[c4];
-        float4 o;
-        o.x = bf((uint16_t)(ww.x & 0xffff)) * (v.x * inv);
-        o.y = bf((uint16_t)(ww.x >> 16)) * (v.y * inv);
-        o.z = bf((uint16_t)(ww.y & 0xffff)) * (v.z * inv);
-        o.w = bf((uint16_t)(ww.y >> 16)) * (v.w * inv);
-        uint2 b;
-        b.x = (uint32_t)to_bf(o.x) | (uint32_t)to_bf(o.y) << 16;
-        b.y = (uint32_t)to_bf(o.z) | (uint32_t)to_bf(o.w) << 16;
-        ((uint2 *)(yb + (size_t)t * H))[c4] = b;
+        ((uint2 *)(yb + (size_t)t * H))[c4] = norm4(xo[u], w4[c4], inv, NULL);
     }
 }
 
@@ -332,15 +312,14 @@ __global__ void __launch_bounds__(GP_THREADS) group_pairs_kernel(const int32_t *
 // experts' exclusive scan; then pair p goes to seg[e] + (pairs of e in earlier
 // warps) + (its rank among e's lanes of its warp): stable, one pass.
 #define GPF_MAX_E 256
-// L2: read topi past L1 (written by other blocks of the same grid).
-template <bool L2 = false>
-__device__ __forceinline__ void group_pairs_small_block(const int32_t *topi, int P, int E, int32_t *seg,
-                                                        int32_t *order, int32_t *slot, unsigned long long *counts) {
+__global__ void __launch_bounds__(GP_THREADS) group_pairs_small_kernel(const int32_t *topi, int P, int E, int32_t *seg,
+                                                                        int32_t *order, int32_t *slot,
+                                                                        unsigned long long *counts) {
     __shared__ int wc[32][GPF_MAX_E]; // pairs of expert e in warp w, then their offset
     __shared__ int base[GPF_MAX_E + 1];
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     for (int i = tid; i < 32 * GPF_MAX_E; i += GP_THREADS) (&wc[0][0])[i] = 0;
-    const int e = tid < P ? (L2 ? __ldcg(topi + tid) : topi[tid]) : -1;
+    const int e = tid < P ? topi[tid] : -1;
     __syncthreads();
     const unsigned peers = __match_any_sync(0xffffffffu, e);
     const int rank = __popc(peers & ((1u << lane) - 1u));
@@ -376,42 +355,6 @@ __device__ __forceinline__ void group_pairs_small_block(const int32_t *topi, int
         const int at = base[e] + wc[warp][e] + rank;
         order[at] = tid, slot[tid] = at;
     }
-}
-
-__global__ void __launch_bounds__(GP_THREADS) group_pairs_small_kernel(const int32_t *topi, int P, int E, int32_t *seg,
-                                                                        int32_t *order, int32_t *slot,
-                                                                        unsigned long long *counts) {
-    group_pairs_small_block<false>(topi, P, E, seg, order, slot, counts);
-}
-
-// Router top-k (router.cuh), one warp per token, blocks of 32 tokens; the last
-// block to finish (a device counter, reset by that block) groups every pair as
-// group_pairs_small_kernel does, reading the ids the other blocks wrote.
-__global__ void __launch_bounds__(GP_THREADS) router_group_kernel(int32_t *ids, float *w, const float *logits, int T,
-                                                                   int E, int k, int renorm, int32_t *seg,
-                                                                   int32_t *order, int32_t *slot,
-                                                                   unsigned long long *counts, unsigned *done) {
-    __shared__ int last;
-    const int lane = threadIdx.x & 31, t = blockIdx.x * (GP_THREADS / 32) + (threadIdx.x >> 5);
-    if (t < T) router_warp_topk(ids + (size_t)t * k, w + (size_t)t * k, logits + (size_t)t * E, E, k, renorm, lane);
-    __threadfence(); // this block's ids before its count
-    __syncthreads();
-    if (threadIdx.x == 0) last = atomicAdd(done, 1u) == gridDim.x - 1;
-    __syncthreads();
-    if (!last) return;
-    __threadfence(); // every block's ids, now that all have counted
-    group_pairs_small_block<true>(ids, T * k, E, seg, order, slot, counts);
-    if (threadIdx.x == 0) *done = 0; // for the next launch
-}
-
-extern "C" int jk_router_group(int32_t *ids, float *w, const float *logits, int T, int E, int k, int renorm,
-                               int32_t *seg, int32_t *order, int32_t *slot, unsigned long long *counts, unsigned *done,
-                               void *s) {
-    if (T <= 0) return 0;
-    if (E <= 0 || E > GPF_MAX_E || k <= 0 || (long)T * k > GP_THREADS || !done) return (int)cudaErrorInvalidValue;
-    router_group_kernel<<<(T + GP_THREADS / 32 - 1) / (GP_THREADS / 32), GP_THREADS, 0, ST(s)>>>(
-        ids, w, logits, T, E, k, renorm, seg, order, slot, counts, done);
-    return (int)cudaGetLastError();
 }
 
 extern "C" int jk_group_pairs(const int32_t *topi, int P, int E, int32_t *seg, int32_t *order, int32_t *slot,

@@ -46,12 +46,6 @@ int jk_group_pairs(const int32_t *topi, int P, int E, int32_t *seg, int32_t *ord
 // H <= 4096.
 int jk_combine_add_norm(float *x, uint16_t *yb, const float *y, const int32_t *slot, const int32_t *ids,
                         const float *w, int T, int k, int H, const uint16_t *norm_w, float eps, void *stream);
-// jk_router_topk then jk_group_pairs of its ids in one kernel (the last of
-// its blocks groups): same bits as the two. done: a device counter, zero before
-// the first call, left zero (one per stream). T * k <= 1024, E <= 256, else
-// cudaErrorInvalidValue.
-int jk_router_group(int32_t *ids, float *w, const float *logits, int T, int E, int k, int renorm, int32_t *seg,
-                    int32_t *order, int32_t *slot, unsigned long long *counts, unsigned *done, void *stream);
 // The greedy token of each row of logits [R, V] (first maximum; a row of -inf
 // gives token 0) and its log-probability, as jk_argmax_logprob, in one pass
 // with a block of 1024 threads per row.         (twin: cpu argmax + log-softmax)

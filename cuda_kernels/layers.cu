@@ -7,27 +7,11 @@
 #include <float.h>
 
 #include "attn_decode.h"
+#include "dev_common.cuh"
 #include "layers.h"
-#include "router.cuh"
 
 #define ST(s) ((cudaStream_t)(s))
 
-__device__ __forceinline__ float bf(uint16_t h) { return __uint_as_float((uint32_t)h << 16); }
-__device__ __forceinline__ uint16_t to_bf(float f) {
-    __nv_bfloat16 b = __float2bfloat16(f);
-    return *(uint16_t *)&b;
-}
-
-__device__ __forceinline__ float warp_sum(float v) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-__device__ __forceinline__ float warp_max(float v) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-    return v;
-}
 
 // ---- embedding, norms, elementwise --------------------------------------------
 __global__ void embed_kernel(float *x, const uint16_t *emb, const int32_t *tok, int H) {
@@ -701,9 +685,50 @@ extern "C" int jk_attention_splitk(float *out, const float *q, const uint16_t *k
 }
 
 // ---- router, gather, combine --------------------------------------------------
-// One warp per token: softmax over E logits, k rounds of argmax (ties to the
-// lower index), optional renormalisation. Lane holds logits lane + 32 j in
-// registers (E <= 256), so the k rounds read no memory.
+// Logits l [E] (E <= 256) of one token -> ids [k], w [k]: softmax over E, k
+// rounds of argmax (ties to the lower index), optional renormalisation. Lane
+// holds logits lane + 32 j in registers, so the k rounds read no memory; lane 0
+// writes the results.
+__device__ __forceinline__ void router_warp_topk(int32_t *ids, float *w, const float *l, int E, int k, int renorm,
+                                                 int lane) {
+    float v[8];
+#pragma unroll
+    for (int j = 0; j < 8; j++) v[j] = lane + 32 * j < E ? l[lane + 32 * j] : -FLT_MAX;
+    float mx = -FLT_MAX;
+#pragma unroll
+    for (int j = 0; j < 8; j++)
+        if (lane + 32 * j < E) mx = fmaxf(mx, v[j]);
+    mx = warp_max(mx);
+    float sum = 0.f;
+#pragma unroll
+    for (int j = 0; j < 8; j++)
+        if (lane + 32 * j < E) sum += expf(v[j] - mx);
+    sum = warp_sum(sum);
+    uint32_t taken = 0; // bit j: this lane's expert lane + 32 j is taken
+    float wsum = 0.f;
+    for (int r = 0; r < k; r++) {
+        float best = -FLT_MAX;
+        int bi = 0x7fffffff;
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            const int e = lane + 32 * j;
+            if (e < E && !(taken >> j & 1) && (v[j] > best || (v[j] == best && e < bi))) best = v[j], bi = e;
+        }
+        for (int o = 16; o > 0; o >>= 1) {
+            const float ob = __shfl_xor_sync(0xffffffffu, best, o);
+            const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+            if (ob > best || (ob == best && oi < bi)) best = ob, bi = oi;
+        }
+        if ((bi & 31) == lane) taken |= 1u << (bi >> 5);
+        const float p = expf(best - mx) / sum;
+        if (lane == 0) ids[r] = bi, w[r] = p;
+        wsum += p;
+    }
+    if (renorm && lane == 0)
+        for (int r = 0; r < k; r++) w[r] /= wsum;
+}
+
+// One warp per token.
 __global__ void router_kernel(int32_t *ids, float *w, const float *logits, int T, int E, int k, int renorm) {
     const int t = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
     if (t >= T) return;

@@ -22,6 +22,7 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include "dev_common.cuh"
 #include "moe_ffn.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,11 +39,6 @@ __device__ __forceinline__ void bf16x8_to_f32(uint4 v, float *f) {
     }
 }
 
-__device__ __forceinline__ float warp_sum(float v) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
 
 // ---- streaming helpers -------------------------------------------------------
 __device__ __forceinline__ uint64_t evict_first_policy() {

@@ -98,6 +98,15 @@ def identical(a, b):
     return errs
 
 
+def tally(tag, errs):
+    """Prints one check's line; True when it passed."""
+    if errs:
+        print(f"FAIL {tag}: " + "; ".join(errs[:4]))
+        return False
+    print(f"ok   {tag}")
+    return True
+
+
 def compare(base, res, reqs, exact):
     errs = []
     if list(res["ids"]) != list(base["ids"]):
@@ -147,13 +156,8 @@ def main():
                     same = name in SCHED_SAME
                     res, err, n_gpu = run(janus, fx, np_, extra, tmp, name, "gpu" if same else None)
                     errs = [err] if err else compare(base, res, reqs, exact)
-                    tag = f"{os.path.basename(fx)} {name} ({np_} ranks on the GPU{'s' if np_ > 1 else ''})"
-                    if errs:
-                        failed += 1
-                        print(f"FAIL {tag}: " + "; ".join(errs[:4]))
-                    else:
-                        passed += 1
-                        print(f"ok   {tag}")
+                    ok = tally(f"{os.path.basename(fx)} {name} ({np_} ranks on the GPU{'s' if np_ > 1 else ''})", errs)
+                    passed, failed = passed + ok, failed + (not ok)
                     if not same or err:
                         continue
                     host, err, n_host = run(janus, fx, np_, extra, tmp, name, "host")
@@ -162,13 +166,8 @@ def main():
                         errs.append(f"the default run routed {n_gpu} (layer, micro-batch)s on the GPUs")
                     if not err and n_host != 0:
                         errs.append(f"the JANUS_XCHG_SCHED=host run routed {n_host} on the GPUs")
-                    tag = f"{os.path.basename(fx)} {name}: schedule on the GPUs ({n_gpu} routed there) = on the host"
-                    if errs:
-                        failed += 1
-                        print(f"FAIL {tag}: " + "; ".join(errs[:4]))
-                    else:
-                        passed += 1
-                        print(f"ok   {tag}")
+                    ok = tally(f"{os.path.basename(fx)} {name}: schedule on the GPUs ({n_gpu} routed there) = on the host", errs)
+                    passed, failed = passed + ok, failed + (not ok)
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
 

@@ -93,10 +93,8 @@ struct janus_gpu {
     bool splitk;                        // split-K decode attention (JANUS_GPU_ATTN=plain: the one-block kernel)
     // One micro-batch, every expert local (forward_layers): the combine writes
     // the next layer's normed bf16 input (xb_ready: the layer xb holds it for,
-    // -1: none; JANUS_GPU_FUSE=0: never), and with JANUS_GPU_ROUTER_GROUP=1 the
-    // router's top-k runs with the grouping (router_later).
-    bool fuse_layers, router_later, router_group;
-    unsigned *d_done;                   // jk_router_group's counter
+    // -1: none; JANUS_GPU_FUSE=0: never).
+    bool fuse_layers;
     int xb_ready;
     bool synth;      // synthetic weights
     uint64_t seed;
@@ -372,12 +370,6 @@ janus_gpu *janus_gpu_init_opts(const janus_model *m, const janus_gpu_opts *o) {
     const char *attn_kind = getenv("JANUS_GPU_ATTN");
     g->splitk = A && !(attn_kind && !strcmp(attn_kind, "plain"));
     g->fuse_layers = !(getenv("JANUS_GPU_FUSE") && !strcmp(getenv("JANUS_GPU_FUSE"), "0"));
-    // The router's top-k and the grouping in one launch measured slower than
-    // the two kernels (Qwen3-30B-A3B batch 64: 15.9 us per layer against 6.5 +
-    // 4.4; 23 us with one block): opt-in, JANUS_GPU_ROUTER_GROUP=1.
-    g->router_group = getenv("JANUS_GPU_ROUTER_GROUP") && !strcmp(getenv("JANUS_GPU_ROUTER_GROUP"), "1");
-    g->d_done = janus_cuda_alloc(sizeof(unsigned));
-    CK(cudaMemset(g->d_done, 0, sizeof(unsigned)));
     g->xb_ready = -1;
     if (g->splitk) {
         int max_ctx = c->max_ctx;
@@ -568,7 +560,7 @@ static void mb_attention(janus_gpu *g, int l, int i) {
     mark(g, 0);
     linear_xb(g, g->rlog, G->router, T, E, H, 0.0f);
     if (G->router_bias) CK(jk_add_bias(g->rlog, G->router_bias, T, E, st));
-    if (!g->router_later) CK(jk_router_topk(M->topi, M->topw, g->rlog, T, E, K, c->norm_topk, st));
+    CK(jk_router_topk(M->topi, M->topw, g->rlog, T, E, K, c->norm_topk, st));
 }
 
 // The experts this GPU holds over rows xs [R, H] (device) grouped by global
@@ -613,11 +605,7 @@ static void mb_experts_local(janus_gpu *g, int l, int i, int64_t *expert_counts)
     if (vrows >= 0 && g->L[l].n_loc == E && g->d_counts) {
         // Decode-sized: grouped on the device, no host round trip (the pair
         // counts land in d_counts, read back once per step).
-        if (g->router_later) // the top-k deferred by mb_attention, with the grouping
-            CK(jk_router_group(M->topi, M->topw, g->rlog, T, E, K, c->norm_topk, g->seg, g->order, g->slot,
-                               g->d_counts + (size_t)l * E, g->d_done, st));
-        else
-            CK(jk_group_pairs(M->topi, P, E, g->seg, g->order, g->slot, g->d_counts + (size_t)l * E, st));
+        CK(jk_group_pairs(M->topi, P, E, g->seg, g->order, g->slot, g->d_counts + (size_t)l * E, st));
         g->counts_pending = true;
         mark(g, 2);
         // the FFN reads each grouped row straight from h (row order[r] / K): no gather
@@ -716,20 +704,16 @@ static void mb_end(janus_gpu *g, int i, const janus_batch *b, float *logits, int
 // Every layer of micro-batch 0 with all experts local.
 static void forward_layers(janus_gpu *g, int64_t *expert_counts) {
     const janus_config *c = &g->m->cfg;
-    const int T = g->mb[0].T, E = c->n_experts, K = c->top_k, H = c->hidden;
+    const int H = c->hidden;
     g->xb_ready = -1;
     for (int l = 0; l < c->n_layers; l++) {
-        const bool moe = c->layer_moe[l];
-        // mb_experts_local groups this layer on the device: the router's top-k can go with it
-        g->router_later = g->fuse_layers && g->router_group && moe && g->L[l].n_loc == E && g->d_counts && E <= 256 &&
-                          (long)T * K <= 1024 && janus_ffn_variant_rows((int64_t)T * K, T, E, -1) >= 0;
         mb_attention(g, l, 0);
-        if (!moe) continue;
+        if (!c->layer_moe[l]) continue;
         mb_experts_local(g, l, 0, expert_counts);
         const bool next_fused = l + 1 < c->n_layers && g->fused_qkv && H % 4 == 0;
         mb_combine(g, l, 0, g->slot, g->fuse_layers && next_fused ? g->L[l + 1].attn_norm : NULL);
     }
-    g->router_later = false, g->xb_ready = -1;
+    g->xb_ready = -1;
 }
 
 void janus_gpu_forward(janus_gpu *g, const janus_batch *b, float *logits, int32_t *greedy_tok, float *greedy_lp,
