@@ -435,13 +435,184 @@ __global__ void __launch_bounds__(TC_WARPS * 32) tc_gemv_kernel(const float *__r
     }
 }
 
+// ---- staged variant: cp.async pipeline, ldmatrix --------------------------------
+// A block of 8 warps owns one task: 128 weight rows of one expert (gated: 64
+// gate rows and the matching 64 up rows) over all of K, for up to 8 NT of the
+// expert's rows at a time (more rows: further passes). K streams through an
+// S-stage cp.async pipeline of 64-column stages: weights 16 KB (each 128-byte
+// row segment requested by 8 neighbouring threads at once, 16-byte pieces
+// swizzled so that ldmatrix reads them without bank conflicts) and the
+// expert's x rows in f32 (256 bytes a row, pieces swizzled by 2 (row & 7)),
+// rounded to bf16 as the B fragments are built. Weights are the A operand of
+// mma.sync m16n8k16 (warp w: rows 16w..16w+15 of the task), x rows the B
+// operand (8-row tiles). The f32 results go through shared memory to the
+// output: gated, act = silu(gate) * up; else y.
+#define ST_WARPS 8
+#define ST_ROWS 128
+#define ST_BK 64
+
+__device__ __forceinline__ void cp16(void *smem, const void *gmem) {
+    const unsigned d = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(d), "l"(gmem) : "memory");
+}
+__device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+template <int N> __device__ __forceinline__ void cp_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory"); }
+__device__ __forceinline__ void ldsm4(uint32_t *r, const void *smem) {
+    const unsigned a = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(a));
+}
+
+template <int GATED, int NT, int S>
+__global__ void __launch_bounds__(ST_WARPS * 32) staged_gemv_kernel(const float *__restrict__ x,
+                                                                    const int32_t *__restrict__ seg,
+                                                                    const __nv_bfloat16 *__restrict__ w,
+                                                                    float *__restrict__ y, int N, int K, int tasks,
+                                                                    int E, int dependent,
+                                                                    const int32_t *__restrict__ xmap, int xdiv) {
+    extern __shared__ __align__(128) unsigned char st_smem[];
+    constexpr int WST = ST_ROWS * ST_BK * 2, XST = 8 * NT * ST_BK * 4, ST = WST + XST; // bytes per stage
+    constexpr int XR = 8 * NT;
+    float *part = (float *)st_smem; // after the K loop: [XR][ST_ROWS]
+    pdl_trigger();
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    int nact;
+    const int e = nth_active(seg, E, blockIdx.x / tasks, &nact), tk = blockIdx.x % tasks;
+    if (e < 0) return;
+    const int r0 = seg[e], r1 = seg[e + 1];
+    const size_t w_rows = GATED ? 2 * (size_t)N : (size_t)N;
+    const __nv_bfloat16 *we = w + (size_t)e * w_rows * K;
+    const int c0 = tk * (GATED ? ST_ROWS / 2 : ST_ROWS); // first output column of the task
+    const int nst = K / ST_BK;
+    // This thread's 16-byte pieces of a stage: weights (4: rows tid / 8 + 32 i,
+    // piece tid % 8; clamped: rows past N are computed and dropped) and x rows.
+    constexpr int WPT = ST_ROWS * 8 / (ST_WARPS * 32), XPT = (XR * 16 + ST_WARPS * 32 - 1) / (ST_WARPS * 32);
+    const __nv_bfloat16 *wp[WPT];
+    unsigned wo[WPT];
+#pragma unroll
+    for (int i = 0; i < WPT; i++) {
+        const int r = i * 32 + (tid >> 3), c = tid & 7;
+        const __nv_bfloat16 *row;
+        if (GATED) row = we + ((size_t)min(c0 + (r & 63), N - 1) + (r >= 64 ? (size_t)N : 0)) * K;
+        else row = we + (size_t)min(c0 + r, N - 1) * K;
+        wp[i] = row + c * 8;
+        wo[i] = r * 128 + ((c ^ (r & 7)) << 4);
+    }
+    auto load_w = [&](int st) {
+        unsigned char *buf = st_smem + (size_t)(st % S) * ST;
+#pragma unroll
+        for (int i = 0; i < WPT; i++) cp16(buf + wo[i], wp[i] + st * ST_BK);
+    };
+    const float *xp[XPT];
+    unsigned xo[XPT];
+    auto set_x = [&](int rb, int nr) {
+#pragma unroll
+        for (int i = 0; i < XPT; i++) {
+            const int p = i * ST_WARPS * 32 + tid, r = (p >> 4) < XR ? p >> 4 : XR - 1, c = p & 15;
+            const int gr = rb + min(r, nr - 1); // rows past the expert's: its last row again, dropped
+            xp[i] = x + (size_t)(xmap ? xmap[gr] / xdiv : gr) * K + c * 4;
+            xo[i] = r * 256 + ((c ^ ((r & 7) << 1)) << 4);
+        }
+    };
+    auto load_x = [&](int st) {
+        unsigned char *buf = st_smem + (size_t)(st % S) * ST + WST;
+#pragma unroll
+        for (int i = 0; i < XPT; i++)
+            if (i * ST_WARPS * 32 + tid < XR * 16) cp16(buf + xo[i], xp[i] + st * ST_BK);
+    };
+    const int ar = warp * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, ap = lane >> 4;
+    const int g = lane >> 2, t = lane & 3;
+    bool first = true;
+    for (int rb = r0; rb < r1; rb += XR) {
+        const int nr = min(XR, r1 - rb);
+        set_x(rb, nr);
+        if (first && dependent) { // weights do not depend on the previous kernel: start them first
+#pragma unroll
+            for (int st = 0; st < S - 1; st++)
+                if (st < nst) load_w(st);
+            pdl_wait();
+#pragma unroll
+            for (int st = 0; st < S - 1; st++) {
+                if (st < nst) load_x(st);
+                cp_commit();
+            }
+        } else {
+#pragma unroll
+            for (int st = 0; st < S - 1; st++) {
+                if (st < nst) load_w(st), load_x(st);
+                cp_commit();
+            }
+        }
+        first = false;
+        float acc[NT][4];
+#pragma unroll
+        for (int i = 0; i < NT; i++) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
+        for (int st = 0; st < nst; st++) {
+            cp_wait<S - 2>();
+            __syncthreads(); // stage st landed for every thread; stage st - 1's buffer is free
+            if (st + S - 1 < nst) load_w(st + S - 1), load_x(st + S - 1);
+            cp_commit();
+            const unsigned char *buf = st_smem + (size_t)(st % S) * ST;
+            const float *xs = (const float *)(buf + WST);
+#pragma unroll
+            for (int h = 0; h < 2; h++) { // 32 columns: two k16 steps
+                uint32_t a0[4], a1[4];
+                ldsm4(a0, buf + ar * 128 + (((4 * h + ap) ^ (ar & 7)) << 4));
+                ldsm4(a1, buf + ar * 128 + (((4 * h + 2 + ap) ^ (ar & 7)) << 4));
+#pragma unroll
+                for (int i = 0; i < NT; i++) {
+                    const int r = 8 * i + g;
+                    const float *xr = xs + r * 64;
+                    uint32_t b[4];
+#pragma unroll
+                    for (int q = 0; q < 4; q++) { // columns 32h + 8q + 2t, +1
+                        const int col = 32 * h + 8 * q + 2 * t;
+                        const float2 v = *(const float2 *)(xr + ((((col >> 2) ^ ((r & 7) << 1))) << 2) + (col & 3));
+                        b[q] = pack_bf16(v.x, v.y);
+                    }
+                    mma_bf16(acc[i], a0[0], a0[1], a0[2], a0[3], b[0], b[1]);
+                    mma_bf16(acc[i], a1[0], a1[1], a1[2], a1[3], b[2], b[3]);
+                }
+            }
+        }
+        cp_wait<0>();
+        __syncthreads(); // every warp is done with the stages: part reuses them
+#pragma unroll
+        for (int i = 0; i < NT; i++) { // acc[i]: [0],[1] task row 16 warp + g, x rows 8i+2t, +1; [2],[3] task row + 8
+            const int r = 8 * i + 2 * t, col = warp * 16 + g;
+            part[r * ST_ROWS + col] = acc[i][0];
+            part[(r + 1) * ST_ROWS + col] = acc[i][1];
+            part[r * ST_ROWS + col + 8] = acc[i][2];
+            part[(r + 1) * ST_ROWS + col + 8] = acc[i][3];
+        }
+        __syncthreads();
+        if (GATED) {
+            for (int p = tid; p < nr * 64; p += ST_WARPS * 32) {
+                const int r = p >> 6, j = p & 63;
+                if (c0 + j < N) {
+                    const float gt = part[r * ST_ROWS + j], up = part[r * ST_ROWS + 64 + j];
+                    y[(size_t)(rb + r) * N + c0 + j] = gt / (1.0f + __expf(-gt)) * up;
+                }
+            }
+        } else {
+            for (int p = tid; p < nr * ST_ROWS; p += ST_WARPS * 32) {
+                const int r = p >> 7, j = p & 127;
+                if (c0 + j < N) y[(size_t)(rb + r) * N + c0 + j] = part[r * ST_ROWS + j];
+            }
+        }
+        __syncthreads(); // part is read before the next pass's stages overwrite it
+    }
+}
+
 // ---- host side ----------------------------------------------------------------
 // Launch, as a programmatic dependent of the previous kernel in the stream
 // when dependent (falls back to a plain launch where the driver refuses).
 template <typename... KArgs, typename... Args>
-static cudaError_t launch(void (*k)(KArgs...), dim3 grid, dim3 block, cudaStream_t st, int dependent, Args... args) {
+static cudaError_t launch(void (*k)(KArgs...), dim3 grid, dim3 block, cudaStream_t st, int dependent, size_t smem,
+                          Args... args) {
     cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = grid, cfg.blockDim = block, cfg.dynamicSmemBytes = 0, cfg.stream = st;
+    cfg.gridDim = grid, cfg.blockDim = block, cfg.dynamicSmemBytes = smem, cfg.stream = st;
     cudaLaunchAttribute at[1];
     at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     at[0].val.programmaticStreamSerializationAllowed = 1;
@@ -472,6 +643,58 @@ static tc_fn tc_pick3(int NB, int KS, int D) {
 static tc_fn tc_pick(int gated, int MT, int NB, int KS, int D) {
     if (gated) return MT == 1 ? tc_pick3<1, 1>(NB, KS, D) : tc_pick3<1, 2>(NB, KS, D);
     return MT == 1 ? tc_pick3<0, 1>(NB, KS, D) : tc_pick3<0, 2>(NB, KS, D);
+}
+
+typedef void (*st_fn)(const float *, const int32_t *, const __nv_bfloat16 *, float *, int, int, int, int, int,
+                      const int32_t *, int);
+
+template <int G, int S>
+static st_fn st_pick_nt(int NT) {
+    switch (NT) {
+    case 1: return staged_gemv_kernel<G, 1, S>;
+    case 2: return staged_gemv_kernel<G, 2, S>;
+    case 4: return staged_gemv_kernel<G, 4, S>;
+    default: return staged_gemv_kernel<G, 8, S>;
+    }
+}
+
+static st_fn st_pick(int gated, int NT, int S) {
+    if (gated) return S == 3 ? st_pick_nt<1, 3>(NT) : S == 6 ? st_pick_nt<1, 6>(NT) : st_pick_nt<1, 4>(NT);
+    return S == 3 ? st_pick_nt<0, 3>(NT) : S == 6 ? st_pick_nt<0, 6>(NT) : st_pick_nt<0, 4>(NT);
+}
+
+static size_t st_smem_bytes(int NT, int S) {
+    const size_t stages = (size_t)S * (ST_ROWS * ST_BK * 2 + 8 * NT * ST_BK * 4), part = (size_t)8 * NT * ST_ROWS * 4;
+    return stages > part ? stages : part;
+}
+
+// Once per kernel: allow the largest dynamic shared memory it is launched with.
+static int st_raise(st_fn k) {
+    static st_fn done[32];
+    static int n;
+    for (int i = 0; i < n; i++)
+        if (done[i] == k) return 1;
+    if (cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)st_smem_bytes(8, 6)) != cudaSuccess) return 0;
+    if (n < 32) done[n++] = k;
+    return 1;
+}
+
+static int sm_count(void) {
+    static int sms = 0;
+    if (!sms) {
+        int dev = 0;
+        if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
+            sms <= 0)
+            sms = 132;
+        (void)cudaGetLastError();
+    }
+    return sms;
+}
+
+// Rows per expert from which the staged kernel runs (JANUS_FFN_STAGED_MIN, experiments).
+static int staged_min_rows(void) {
+    const char *e = getenv("JANUS_FFN_STAGED_MIN");
+    return e && atoi(e) > 0 ? atoi(e) : 1;
 }
 
 // Blocks of kernel fn (threads each) resident on the whole device at once.
@@ -513,6 +736,32 @@ static int grouped_gemv(const float *x, const int32_t *seg, const uint16_t *w, f
         const char *e = getenv("JANUS_TC_MIN_ROWS"); // experiments
         tc_min = e && atoi(e) > 0 ? atoi(e) : 5;
     }
+    // The staged kernel runs one block per (expert, 128 weight rows) over all of
+    // K. Where tasks are large (K > 2048: Mixtral's 1 MB gate/up and 3.7 MB
+    // down tasks) the last wave of blocks streams alone for long, and where
+    // even every expert active gives few blocks the grid is thin: there the
+    // register-ring kernels, which deal small tasks over a persistent grid,
+    // stream better (bench moe-layer, H100: Mixtral 1 token 71-75% staged vs
+    // 93%, 8 tokens 76% mixed vs 90%). JANUS_FFN_STAGED: 0 never, 1 wherever
+    // K allows (tests, experiments).
+    const char *sv = getenv("JANUS_FFN_STAGED");
+    const int force = sv ? atoi(sv) : -1;
+    const int tasks_st = (N + (gated ? ST_ROWS / 2 : ST_ROWS) - 1) / (gated ? ST_ROWS / 2 : ST_ROWS);
+    const int staged = force == 0   ? 0
+                       : force == 1 ? 1
+                                    : K <= 2048 && (long long)E * tasks_st >= 4LL * sm_count();
+    if (staged && K % ST_BK == 0 && max_rows >= staged_min_rows()) {
+        const int NT = max_rows <= 8 ? 1 : max_rows <= 16 ? 2 : max_rows <= 32 ? 4 : 8;
+        const int tasks = tasks_st;
+        int S = 4;
+        const char *ov = getenv("JANUS_FFN_STAGES"); // experiments
+        if (ov && (atoi(ov) == 3 || atoi(ov) == 6)) S = atoi(ov);
+        st_fn k = st_pick(gated, NT, S);
+        const size_t smem = st_smem_bytes(NT, S);
+        if (!st_raise(k)) return (int)cudaErrorInvalidValue;
+        return (int)launch(k, dim3((unsigned)((long long)E * tasks)), dim3(ST_WARPS * 32), st, dependent, smem, x, seg,
+                           wb, y, N, K, tasks, E, dependent, xmap, xdiv);
+    }
     if (max_rows >= tc_min && K % 32 == 0) { // tensor cores
         // Measured on H100 (tools/moe_ffn_bench.cu sweep): 4 weight-row blocks per warp, K split over the 4
         // warps of a block, except the down projection with many tasks (Qwen3: 2 warps).
@@ -534,7 +783,7 @@ static int grouped_gemv(const float *x, const int32_t *seg, const uint16_t *w, f
         long long blocks = ((long long)E * tasks + per_block - 1) / per_block;
         const int cap = resident_blocks((const void *)k, TC_WARPS * 32); // a persistent grid: no empty blocks
         if (blocks > cap) blocks = cap;
-        return (int)launch(k, dim3((unsigned)blocks), dim3(TC_WARPS * 32), st, dependent, x, seg, wb, y, N, K, tasks, E,
+        return (int)launch(k, dim3((unsigned)blocks), dim3(TC_WARPS * 32), st, dependent, (size_t)0, x, seg, wb, y, N, K, tasks, E,
                            dependent, pf, xmap, xdiv);
     }
     // One or two rows per expert comes with few activated experts (small
@@ -554,7 +803,7 @@ static int grouped_gemv(const float *x, const int32_t *seg, const uint16_t *w, f
     long long blocks = (long long)E * col_tiles;
     const int cap = resident_blocks((const void *)k, WARPS * 32); // a persistent grid: no empty blocks
     if (blocks > cap) blocks = cap;
-    return (int)launch(k, dim3((unsigned)blocks), dim3(WARPS * 32), st, dependent, x, seg, wb, y, N, K, gated, col_tiles, cpb, E, dependent, pf, xmap, xdiv);
+    return (int)launch(k, dim3((unsigned)blocks), dim3(WARPS * 32), st, dependent, (size_t)0, x, seg, wb, y, N, K, gated, col_tiles, cpb, E, dependent, pf, xmap, xdiv);
 }
 
 extern "C" int jk_grouped_gemv(const float *x, const int32_t *seg, const uint16_t *w, float *y, int E, int N, int K,
