@@ -1,5 +1,11 @@
 // cuda_kernels/moe_ffn.cu: grouped few-row GEMV for MoE decode.
 //
+// Three kernels: the staged kernel (staged_gemv_kernel, below: a cp.async
+// pipeline through shared memory, ldmatrix, one block per expert task; the
+// default where K <= 2048 and the grid is thick, i.e. Qwen3-sized experts),
+// and two register-ring kernels described here (the FMA variant and the
+// tensor-core variant tc_gemv_kernel), which take the other shapes.
+//
 // Decode sends a handful of rows to each activated expert, so the work is
 // weight streaming: every bf16 weight byte is read once from HBM and used for
 // every row of its expert. A warp owns NC weight rows at a time (2 columns x
