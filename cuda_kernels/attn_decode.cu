@@ -25,6 +25,7 @@
 #include <math.h>
 
 #include "attn_decode.h"
+#include "dev_common.cuh"
 
 #define AD_TP 16        // positions per tile
 #define AD_GB 8         // query heads per block (the mma's 8 live rows)
@@ -48,8 +49,6 @@ __device__ __forceinline__ void ad_split(float a, float b, uint32_t &hi, uint32_
 __device__ __forceinline__ void ad_cp16(uint32_t dst, const void *src, int bytes) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(bytes) : "memory");
 }
-__device__ __forceinline__ void ad_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-template <int N> __device__ __forceinline__ void ad_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory"); }
 __device__ __forceinline__ void ad_ldm4(uint32_t addr, uint32_t &r0, uint32_t &r1, uint32_t &r2, uint32_t &r3) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                  : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
@@ -141,7 +140,7 @@ __global__ void __launch_bounds__(NW * 32, ad_shape<HD, NW, NS>::MINB)
 #pragma unroll
     for (int s = 0; s < NS - 1; s++) {
         if (s < my_n) load(s, s);
-        ad_commit(); // empty groups too: the wait below counts groups
+        cp_async_commit(); // empty groups too: the wait below counts groups
     }
     // Q fragments, once the first copies are on their way; scaled by log2(e) /
     // sqrt(hd): k-step s holds dims 16 s + 2c (+1) and 16 s + 8 + 2c (+1) of
@@ -165,8 +164,8 @@ __global__ void __launch_bounds__(NW * 32, ad_shape<HD, NW, NS>::MINB)
     for (int i = 0; i < my_n; i++) {
         const int nx = i + NS - 1;
         if (nx < my_n) load(nx, nx % NS);
-        ad_commit();
-        ad_wait<NS - 1>(); // this lane's copies of tile i have landed
+        cp_async_commit();
+        cp_async_wait<NS - 1>(); // this lane's copies of tile i have landed
         __syncwarp();      // ... and every lane's
         const uint32_t sb = wbuf + (uint32_t)((i % NS) * STAGE * 2);
         const int rows = min(AD_TP, c_end - (c0 + (warp + i * NW) * AD_TP));
@@ -215,7 +214,7 @@ __global__ void __launch_bounds__(NW * 32, ad_shape<HD, NW, NS>::MINB)
         }
         __syncwarp(); // every lane has read stage i % NS before it is refilled
     }
-    ad_wait<0>();
+    cp_async_wait<0>();
     l += __shfl_xor_sync(0xffffffffu, l, 1);
     l += __shfl_xor_sync(0xffffffffu, l, 2);
     if (c == 0) m_s[warp][g] = m, l_s[warp][g] = l;

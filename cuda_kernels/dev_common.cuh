@@ -1,6 +1,7 @@
 // cuda_kernels/dev_common.cuh: device helpers shared by the kernel files: bf16
-// bits <-> f32 (round to nearest even, as src/common.h's f32_to_bf16) and warp
-// reductions over all 32 lanes.
+// bits <-> f32 (round to nearest even, as src/common.h's f32_to_bf16), warp
+// reductions over all 32 lanes, cp.async (16 bytes, global -> shared, not kept
+// in L1) and ldmatrix x4.
 #ifndef JANUS_CUDA_DEV_COMMON_CUH
 #define JANUS_CUDA_DEV_COMMON_CUH
 
@@ -22,6 +23,24 @@ __device__ __forceinline__ float warp_max(float v) {
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
     return v;
+}
+
+__device__ __forceinline__ void cp_async16(void *smem, const void *gmem) {
+    const unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(gmem) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int N> __device__ __forceinline__ void cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+// Four 8x8 b16 matrices from shared memory (lane l gives the address of row l % 8
+// of matrix l / 8), in mma fragment order.
+__device__ __forceinline__ void ldsm4(uint32_t *r, const void *smem) {
+    const unsigned a = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(a));
 }
 
 #endif

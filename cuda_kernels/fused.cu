@@ -257,6 +257,26 @@ extern "C" int jk_combine_add_norm(float *x, uint16_t *yb, const float *y, const
 }
 
 // ---- pairs grouped by expert -------------------------------------------------------
+// Warp 0 only (all 32 lanes): v[0..E) becomes its exclusive prefix sum, copied
+// to seg[0..E); seg[E] = the total, which lane 0 returns.
+__device__ __forceinline__ int warp_exclusive_scan(int *v, int32_t *seg, int E) {
+    const int lane = threadIdx.x & 31;
+    int carry = 0;
+    for (int b = 0; b < E; b += 32) {
+        const int e = b + lane, c = e < E ? v[e] : 0;
+        int x = c;
+#pragma unroll
+        for (int o = 1; o < 32; o <<= 1) {
+            const int u = __shfl_up_sync(0xffffffffu, x, o);
+            if (lane >= o) x += u;
+        }
+        if (e < E) v[e] = carry + x - c, seg[e] = carry + x - c;
+        carry += __shfl_sync(0xffffffffu, x, 31);
+    }
+    if (lane == 0) seg[E] = carry;
+    return carry;
+}
+
 #define GP_THREADS 1024
 #define GP_MAX_E 4096
 __global__ void __launch_bounds__(GP_THREADS) group_pairs_kernel(const int32_t *topi, int P, int E, int32_t *seg,
@@ -273,19 +293,8 @@ __global__ void __launch_bounds__(GP_THREADS) group_pairs_kernel(const int32_t *
             if (cnt[e]) counts[e] += (unsigned long long)cnt[e];
     __syncthreads();
     if (warp == 0) { // exclusive scan, 32 experts at a time
-        int carry = 0;
-        for (int b = 0; b < E; b += 32) {
-            const int e = b + lane, c = e < E ? cnt[e] : 0;
-            int v = c;
-#pragma unroll
-            for (int o = 1; o < 32; o <<= 1) {
-                const int u = __shfl_up_sync(0xffffffffu, v, o);
-                if (lane >= o) v += u;
-            }
-            if (e < E) cnt[e] = carry + v - c, seg[e] = carry + v - c;
-            carry += __shfl_sync(0xffffffffu, v, 31);
-        }
-        if (lane == 0) seg[E] = carry, cnt[E] = carry;
+        const int total = warp_exclusive_scan(cnt, seg, E);
+        if (lane == 0) cnt[E] = total;
     }
     __syncthreads();
     // Stable placement: warp w takes experts w, w + 32, ...; pairs in order, 32 at a time.
@@ -335,21 +344,7 @@ __global__ void __launch_bounds__(GP_THREADS) group_pairs_small_kernel(const int
         if (counts && s) counts[tid] += (unsigned long long)s;
     }
     __syncthreads();
-    if (warp == 0) {
-        int carry = 0;
-        for (int b = 0; b < E; b += 32) {
-            const int x = b + lane, c = x < E ? base[x] : 0;
-            int v = c;
-#pragma unroll
-            for (int o = 1; o < 32; o <<= 1) {
-                const int u = __shfl_up_sync(0xffffffffu, v, o);
-                if (lane >= o) v += u;
-            }
-            if (x < E) base[x] = carry + v - c, seg[x] = carry + v - c;
-            carry += __shfl_sync(0xffffffffu, v, 31);
-        }
-        if (lane == 0) seg[E] = carry;
-    }
+    if (warp == 0) warp_exclusive_scan(base, seg, E);
     __syncthreads();
     if (e >= 0) {
         const int at = base[e] + wc[warp][e] + rank;

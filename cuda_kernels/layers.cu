@@ -309,14 +309,6 @@ extern "C" int jk_attention(float *out, const float *q, const uint16_t *kc, cons
 #define SK_MAX_SPLITS 1024
 #define SK_MAX_GB 8
 
-__device__ __forceinline__ void cp_async16(void *smem, const void *gmem) {
-    const unsigned s = (unsigned)__cvta_generic_to_shared(smem);
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(gmem) : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-template <int N> __device__ __forceinline__ void cp_async_wait() {
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-}
 
 __device__ __forceinline__ void bf16x8(uint4 v, float *f) {
     const uint32_t w[4] = {v.x, v.y, v.z, v.w};

@@ -456,21 +456,9 @@ __global__ void __launch_bounds__(TC_WARPS * 32) tc_gemv_kernel(const float *__r
 #define ST_WARPS 8
 #define ST_ROWS 128
 #define ST_BK 64
+#define ST_STAGES 4 // stages in the pipeline: 3 (48 KB of weights a block) in flight while one is used
 
-__device__ __forceinline__ void cp16(void *smem, const void *gmem) {
-    const unsigned d = (unsigned)__cvta_generic_to_shared(smem);
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(d), "l"(gmem) : "memory");
-}
-__device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
-template <int N> __device__ __forceinline__ void cp_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory"); }
-__device__ __forceinline__ void ldsm4(uint32_t *r, const void *smem) {
-    const unsigned a = (unsigned)__cvta_generic_to_shared(smem);
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(a));
-}
-
-template <int GATED, int NT, int S>
+template <int GATED, int NT>
 __global__ void __launch_bounds__(ST_WARPS * 32) staged_gemv_kernel(const float *__restrict__ x,
                                                                     const int32_t *__restrict__ seg,
                                                                     const __nv_bfloat16 *__restrict__ w,
@@ -479,7 +467,7 @@ __global__ void __launch_bounds__(ST_WARPS * 32) staged_gemv_kernel(const float 
                                                                     const int32_t *__restrict__ xmap, int xdiv) {
     extern __shared__ __align__(128) unsigned char st_smem[];
     constexpr int WST = ST_ROWS * ST_BK * 2, XST = 8 * NT * ST_BK * 4, ST = WST + XST; // bytes per stage
-    constexpr int XR = 8 * NT;
+    constexpr int XR = 8 * NT, S = ST_STAGES;
     float *part = (float *)st_smem; // after the K loop: [XR][ST_ROWS]
     pdl_trigger();
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
@@ -508,7 +496,7 @@ __global__ void __launch_bounds__(ST_WARPS * 32) staged_gemv_kernel(const float 
     auto load_w = [&](int st) {
         unsigned char *buf = st_smem + (size_t)(st % S) * ST;
 #pragma unroll
-        for (int i = 0; i < WPT; i++) cp16(buf + wo[i], wp[i] + st * ST_BK);
+        for (int i = 0; i < WPT; i++) cp_async16(buf + wo[i], wp[i] + st * ST_BK);
     };
     const float *xp[XPT];
     unsigned xo[XPT];
@@ -525,7 +513,7 @@ __global__ void __launch_bounds__(ST_WARPS * 32) staged_gemv_kernel(const float 
         unsigned char *buf = st_smem + (size_t)(st % S) * ST + WST;
 #pragma unroll
         for (int i = 0; i < XPT; i++)
-            if (i * ST_WARPS * 32 + tid < XR * 16) cp16(buf + xo[i], xp[i] + st * ST_BK);
+            if (i * ST_WARPS * 32 + tid < XR * 16) cp_async16(buf + xo[i], xp[i] + st * ST_BK);
     };
     const int ar = warp * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, ap = lane >> 4;
     const int g = lane >> 2, t = lane & 3;
@@ -541,13 +529,13 @@ __global__ void __launch_bounds__(ST_WARPS * 32) staged_gemv_kernel(const float 
 #pragma unroll
             for (int st = 0; st < S - 1; st++) {
                 if (st < nst) load_x(st);
-                cp_commit();
+                cp_async_commit();
             }
         } else {
 #pragma unroll
             for (int st = 0; st < S - 1; st++) {
                 if (st < nst) load_w(st), load_x(st);
-                cp_commit();
+                cp_async_commit();
             }
         }
         first = false;
@@ -555,10 +543,10 @@ __global__ void __launch_bounds__(ST_WARPS * 32) staged_gemv_kernel(const float 
 #pragma unroll
         for (int i = 0; i < NT; i++) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
         for (int st = 0; st < nst; st++) {
-            cp_wait<S - 2>();
+            cp_async_wait<S - 2>();
             __syncthreads(); // stage st landed for every thread; stage st - 1's buffer is free
             if (st + S - 1 < nst) load_w(st + S - 1), load_x(st + S - 1);
-            cp_commit();
+            cp_async_commit();
             const unsigned char *buf = st_smem + (size_t)(st % S) * ST;
             const float *xs = (const float *)(buf + WST);
 #pragma unroll
@@ -582,7 +570,7 @@ __global__ void __launch_bounds__(ST_WARPS * 32) staged_gemv_kernel(const float 
                 }
             }
         }
-        cp_wait<0>();
+        cp_async_wait<0>();
         __syncthreads(); // every warp is done with the stages: part reuses them
 #pragma unroll
         for (int i = 0; i < NT; i++) { // acc[i]: [0],[1] task row 16 warp + g, x rows 8i+2t, +1; [2],[3] task row + 8
@@ -654,34 +642,29 @@ static tc_fn tc_pick(int gated, int MT, int NB, int KS, int D) {
 typedef void (*st_fn)(const float *, const int32_t *, const __nv_bfloat16 *, float *, int, int, int, int, int,
                       const int32_t *, int);
 
-template <int G, int S>
+template <int G>
 static st_fn st_pick_nt(int NT) {
     switch (NT) {
-    case 1: return staged_gemv_kernel<G, 1, S>;
-    case 2: return staged_gemv_kernel<G, 2, S>;
-    case 4: return staged_gemv_kernel<G, 4, S>;
-    default: return staged_gemv_kernel<G, 8, S>;
+    case 1: return staged_gemv_kernel<G, 1>;
+    case 2: return staged_gemv_kernel<G, 2>;
+    case 4: return staged_gemv_kernel<G, 4>;
+    default: return staged_gemv_kernel<G, 8>;
     }
 }
 
-static st_fn st_pick(int gated, int NT, int S) {
-    if (gated) return S == 3 ? st_pick_nt<1, 3>(NT) : S == 6 ? st_pick_nt<1, 6>(NT) : st_pick_nt<1, 4>(NT);
-    return S == 3 ? st_pick_nt<0, 3>(NT) : S == 6 ? st_pick_nt<0, 6>(NT) : st_pick_nt<0, 4>(NT);
-}
-
-static size_t st_smem_bytes(int NT, int S) {
-    const size_t stages = (size_t)S * (ST_ROWS * ST_BK * 2 + 8 * NT * ST_BK * 4), part = (size_t)8 * NT * ST_ROWS * 4;
+static size_t st_smem_bytes(int NT) {
+    const size_t stages = (size_t)ST_STAGES * (ST_ROWS * ST_BK * 2 + 8 * NT * ST_BK * 4), part = (size_t)8 * NT * ST_ROWS * 4;
     return stages > part ? stages : part;
 }
 
-// Once per kernel: allow the largest dynamic shared memory it is launched with.
-static int st_raise(st_fn k) {
-    static st_fn done[32];
+// Once per kernel: allow the dynamic shared memory it is launched with (fixed by NT).
+static int st_raise(st_fn k, size_t smem) {
+    static st_fn done[8];
     static int n;
     for (int i = 0; i < n; i++)
         if (done[i] == k) return 1;
-    if (cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)st_smem_bytes(8, 6)) != cudaSuccess) return 0;
-    if (n < 32) done[n++] = k;
+    if (cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) != cudaSuccess) return 0;
+    if (n < 8) done[n++] = k;
     return 1;
 }
 
@@ -697,22 +680,16 @@ static int sm_count(void) {
     return sms;
 }
 
-// Rows per expert from which the staged kernel runs (JANUS_FFN_STAGED_MIN, experiments).
-static int staged_min_rows(void) {
-    const char *e = getenv("JANUS_FFN_STAGED_MIN");
-    return e && atoi(e) > 0 ? atoi(e) : 1;
-}
-
 // Blocks of kernel fn (threads each) resident on the whole device at once.
 static int resident_blocks(const void *fn, int threads) {
     static const void *keys[64];
     static int vals[64], n;
     for (int i = 0; i < n; i++)
         if (keys[i] == fn) return vals[i];
-    int per_sm = 0, dev = 0, sms = 0;
+    int per_sm = 0;
     if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fn, threads, 0) != cudaSuccess || per_sm <= 0) per_sm = 1;
-    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || sms <= 0) sms = 132;
     (void)cudaGetLastError();
+    const int sms = sm_count();
     if (n < 64) keys[n] = fn, vals[n] = per_sm * sms, n++;
     return per_sm * sms;
 }
@@ -756,17 +733,13 @@ static int grouped_gemv(const float *x, const int32_t *seg, const uint16_t *w, f
     const int staged = force == 0   ? 0
                        : force == 1 ? 1
                                     : K <= 2048 && (long long)E * tasks_st >= 4LL * sm_count();
-    if (staged && K % ST_BK == 0 && max_rows >= staged_min_rows()) {
+    if (staged && K % ST_BK == 0) {
         const int NT = max_rows <= 8 ? 1 : max_rows <= 16 ? 2 : max_rows <= 32 ? 4 : 8;
-        const int tasks = tasks_st;
-        int S = 4;
-        const char *ov = getenv("JANUS_FFN_STAGES"); // experiments
-        if (ov && (atoi(ov) == 3 || atoi(ov) == 6)) S = atoi(ov);
-        st_fn k = st_pick(gated, NT, S);
-        const size_t smem = st_smem_bytes(NT, S);
-        if (!st_raise(k)) return (int)cudaErrorInvalidValue;
-        return (int)launch(k, dim3((unsigned)((long long)E * tasks)), dim3(ST_WARPS * 32), st, dependent, smem, x, seg,
-                           wb, y, N, K, tasks, E, dependent, xmap, xdiv);
+        const st_fn k = gated ? st_pick_nt<1>(NT) : st_pick_nt<0>(NT);
+        const size_t smem = st_smem_bytes(NT);
+        if (!st_raise(k, smem)) return (int)cudaErrorInvalidValue;
+        return (int)launch(k, dim3((unsigned)((long long)E * tasks_st)), dim3(ST_WARPS * 32), st, dependent, smem, x, seg,
+                           wb, y, N, K, tasks_st, E, dependent, xmap, xdiv);
     }
     if (max_rows >= tc_min && K % 32 == 0) { // tensor cores
         // Measured on H100 (tools/moe_ffn_bench.cu sweep): 4 weight-row blocks per warp, K split over the 4
