@@ -708,7 +708,7 @@ static long long prefetch_budget(void) {
 
 static int grouped_gemv(const float *x, const int32_t *seg, const uint16_t *w, float *y, int E, int N, int K,
                         int gated, int max_rows, int dependent, cudaStream_t st, const int32_t *xmap = NULL,
-                        int xdiv = 1) {
+                        int xdiv = 1, int max_active = 0) {
     if (xdiv <= 0) xdiv = 1;
     if (K % 8 || E <= 0 || N <= 0) return (int)cudaErrorInvalidValue;
     if (max_rows <= 0) return 0;
@@ -738,8 +738,11 @@ static int grouped_gemv(const float *x, const int32_t *seg, const uint16_t *w, f
         const st_fn k = gated ? st_pick_nt<1>(NT) : st_pick_nt<0>(NT);
         const size_t smem = st_smem_bytes(NT);
         if (!st_raise(k, smem)) return (int)cudaErrorInvalidValue;
-        return (int)launch(k, dim3((unsigned)((long long)E * tasks_st)), dim3(ST_WARPS * 32), st, dependent, smem, x, seg,
-                           wb, y, N, K, tasks_st, E, dependent, xmap, xdiv);
+        // Blocks past the active experts' exit at once; a bound on the active
+        // experts (max_active) keeps them out of the grid.
+        const long long units = (long long)(max_active > 0 && max_active < E ? max_active : E) * tasks_st;
+        return (int)launch(k, dim3((unsigned)units), dim3(ST_WARPS * 32), st, dependent, smem, x, seg, wb, y, N, K, tasks_st,
+                           E, dependent, xmap, xdiv);
     }
     if (max_rows >= tc_min && K % 32 == 0) { // tensor cores
         // Measured on H100 (tools/moe_ffn_bench.cu sweep): 4 weight-row blocks per warp, K split over the 4
@@ -792,9 +795,10 @@ extern "C" int jk_grouped_gemv(const float *x, const int32_t *seg, const uint16_
 
 extern "C" int jk_moe_ffn_decode(const jk_moe_ffn_args *a, void *stream) {
     int rc = grouped_gemv(a->x, a->seg, a->w_gu, a->act, a->E, a->I, a->H, 1, a->max_rows, 0, (cudaStream_t)stream,
-                          a->x_rows, a->x_div);
+                          a->x_rows, a->x_div, a->max_active);
     if (rc) return rc;
     const char *ov = getenv("JANUS_PDL"); // experiments: 0 = plain launch of the down projection
     const int dep = !(ov && atoi(ov) == 0);
-    return grouped_gemv(a->act, a->seg, a->w_down, a->y, a->E, a->H, a->I, 0, a->max_rows, dep, (cudaStream_t)stream);
+    return grouped_gemv(a->act, a->seg, a->w_down, a->y, a->E, a->H, a->I, 0, a->max_rows, dep, (cudaStream_t)stream,
+                        NULL, 1, a->max_active);
 }

@@ -29,6 +29,9 @@ typedef struct {
     // on the fly; NULL: x is already grouped). x_div 0 means 1.
     const int32_t *x_rows;
     int x_div;
+    // Optional: no more than this many experts have rows (0: unknown, up to
+    // E), e.g. tokens x top-k. Must hold: blocks past it are not launched.
+    int max_active;
 } jk_moe_ffn_args;
 
 // Returns 0, or a CUDA error code (cudaError_t as int). Requires H % 8 == 0 and I % 8 == 0.

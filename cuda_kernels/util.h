@@ -1,5 +1,5 @@
 // cuda_kernels/util.h: small device helpers with a C API: deterministic random
-// fills (synthetic weights, benchmarks) and the device copy bandwidth probe.
+// fills (synthetic weights, benchmarks) and a read-bandwidth probe.
 #ifndef JANUS_CUDA_UTIL_H
 #define JANUS_CUDA_UTIL_H
 
@@ -14,6 +14,12 @@ extern "C" {
 int jk_fill_bf16(uint16_t *dst, size_t n, uint64_t seed, float scale, void *stream);
 // dst[i] = scale * u(seed, i) in f32.
 int jk_fill_f32(float *dst, size_t n, uint64_t seed, float scale, void *stream);
+
+// Reads bytes (a multiple of 16) at p and nothing else (sink: 4 bytes written
+// only if the data XOR to a magic value): the roofline of a streaming kernel
+// of that size, ramp-up and drain included. blocks_per_sm blocks of 256
+// threads per SM, 4 independent 16-byte loads in flight per thread.
+int jk_read_probe(const void *p, size_t bytes, int blocks_per_sm, unsigned *sink, void *stream);
 
 #ifdef __cplusplus
 }

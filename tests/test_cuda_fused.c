@@ -114,9 +114,9 @@ static void ffn_xmap_case(int E, int H, int I, int T, int k, int max_rows_hint) 
     uint16_t *dwgu = dev(wgu, 2 * (size_t)E * 2 * I * H), *dwd = dev(wd, 2 * (size_t)E * H * I);
     CK(jk_group_pairs(dt, P, E, dseg, dor, dsl, NULL, NULL));
     CK(jk_gather_rows(dxs, dh, dor, k, P, H, NULL));
-    jk_moe_ffn_args a = {dxs, dseg, dwgu, dwd, dact, dy1, E, H, I, max_rows_hint, NULL, 0};
+    jk_moe_ffn_args a = {dxs, dseg, dwgu, dwd, dact, dy1, E, H, I, max_rows_hint, NULL, 0, 0};
     CK(jk_moe_ffn_decode(&a, NULL));
-    jk_moe_ffn_args b = {dh, dseg, dwgu, dwd, dact, dy2, E, H, I, max_rows_hint, dor, k};
+    jk_moe_ffn_args b = {dh, dseg, dwgu, dwd, dact, dy2, E, H, I, max_rows_hint, dor, k, 0};
     CK(jk_moe_ffn_decode(&b, NULL));
     float *y1 = host(dy1, sizeof(float) * P * H), *y2 = host(dy2, sizeof(float) * P * H);
     int nan = 0;

@@ -31,6 +31,8 @@ static float frnd(void) { return (float)rnd(1 << 24) / (1 << 23) - 1.0f; }
 
 static int passed, failed;
 
+static int pass_active; // pass the exact number of active experts (max_active), as the engine does
+
 static void moe_case(int E, int H, int I, int max_rows) {
     int32_t *seg = malloc(sizeof(int32_t) * (E + 1));
     seg[0] = 0;
@@ -65,7 +67,9 @@ static void moe_case(int E, int H, int I, int max_rows) {
     CK(cudaMemset(dy, 0xff, sizeof(float) * R * H)); // NaN poison
     int maxr = 0;
     for (int e = 0; e < E; e++) maxr = seg[e + 1] - seg[e] > maxr ? seg[e + 1] - seg[e] : maxr;
-    jk_moe_ffn_args a = {dx, dseg, dwgu, dwd, dact, dy, E, H, I, maxr, NULL, 0};
+    int active = 0;
+    for (int e = 0; e < E; e++) active += seg[e + 1] > seg[e];
+    jk_moe_ffn_args a = {dx, dseg, dwgu, dwd, dact, dy, E, H, I, maxr, NULL, 0, pass_active ? active : 0};
     CK(jk_moe_ffn_decode(&a, NULL));
     CK(cudaDeviceSynchronize());
     CK(cudaMemcpy(y, dy, sizeof(float) * R * H, cudaMemcpyDeviceToHost));
@@ -86,7 +90,8 @@ static void moe_case(int E, int H, int I, int max_rows) {
     const double tol = (maxr > 4 || staged) ? 1e-2 : 1e-4;
     int ok = !nan && rel < tol;
     printf("%s moe_ffn_decode%s E=%d H=%d I=%d rows=%d (max %d per expert): rel err %.2e (tolerance %.0e), unwritten %d\n",
-           ok ? "ok  " : "FAIL", !sv ? " (auto)" : staged ? " (staged)" : "", E, H, I, seg[E], maxr, rel, tol, nan);
+           ok ? "ok  " : "FAIL", !sv ? (pass_active ? " (auto, active given)" : " (auto)") : staged ? " (staged)" : "", E, H,
+           I, seg[E], maxr, rel, tol, nan);
     ok ? passed++ : failed++;
     cudaFree(dx), cudaFree(dact), cudaFree(dy), cudaFree(dseg), cudaFree(dwgu), cudaFree(dwd);
     free(seg), free(x), free(y), free(ref), free(wgu), free(wd);
@@ -298,14 +303,17 @@ int main(void) {
         printf("no CUDA device: skipped\n");
         return 77;
     }
-    // Three times: the register-ring kernels (JANUS_FFN_STAGED=0), the staged
-    // kernel wherever K is a multiple of 64 (1), the default pick.
-    for (int pass = 0; pass < 3; pass++) {
+    // Four times: the register-ring kernels (JANUS_FFN_STAGED=0), the staged
+    // kernel wherever K is a multiple of 64 (1), the default pick, the default
+    // pick told how many experts are active (the grid holds only theirs).
+    for (int pass = 0; pass < 4; pass++) {
         if (pass < 2) setenv("JANUS_FFN_STAGED", pass ? "1" : "0", 1);
         else unsetenv("JANUS_FFN_STAGED");
+        pass_active = pass == 3;
         moe_case(8, 64, 32, 3);
         moe_case(6, 96, 40, 20);      // more rows than one register pass
         moe_case(16, 2048, 768, 16);  // Qwen3-30B-A3B expert shape
+        moe_case(8, 2048, 768, 1);    // ... one token's worth
         moe_case(4, 4096, 1024, 9);
         moe_case(3, 264, 136, 1);     // odd multiples of 8
         moe_case(32, 512, 256, 1);    // every kernel variant: 1, 2, 4, 8, 16+ rows

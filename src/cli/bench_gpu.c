@@ -2,7 +2,9 @@
 //   moe-layer: the decode MoE layer (grouped expert FFN) of Qwen3-30B-A3B and
 //   Mixtral-8x7B shapes at 1..512 tokens with uniform top-k routing: bytes of
 //   the activated experts' weights over the time, against the device copy
-//   bandwidth measured in the same run (and the data-sheet HBM peak).
+//   bandwidth measured in the same run (and the data-sheet HBM peak), and the
+//   time a plain read kernel takes for the same bytes (small launches cannot
+//   reach the copy bandwidth: ramp-up and drain).
 //   sched (GPU column of `janus bench sched`): the activation scheduler kernel
 //   per layer, checked against janus_sched.
 #include <cuda_profiler_api.h>
@@ -84,7 +86,12 @@ int bench_moe_layer(int argc, char **argv) {
     printf("# janus bench moe-layer on %s (%d SMs, %.0f MB L2)\n", prop.name, prop.multiProcessorCount, prop.l2CacheSize / 1e6);
     printf("# device copy bandwidth (read + write) measured now: %.0f GB/s; data-sheet HBM peak: %.0f GB/s\n", copy_bw / 1e9,
            sheet / 1e9);
-    printf("%-14s %6s %8s %8s %8s %10s %10s %9s %9s\n", "shape", "tokens", "experts", "tok/exp", "max", "us", "GB/s", "%copy", "%sheet");
+    printf("# read us: one plain read kernel of the same bytes (jk_read_probe, best of 2/4/8 blocks per SM): the\n"
+           "# roofline of a streaming launch of that size, ramp-up and drain included (%%read = read us / us)\n");
+    printf("%-14s %6s %8s %8s %8s %10s %10s %9s %9s %9s %7s\n", "shape", "tokens", "experts", "tok/exp", "max", "us", "GB/s", "%copy",
+           "%sheet", "read us", "%read");
+    unsigned *sink;
+    CK(cudaMalloc((void **)&sink, 4));
     FILE *jf = json ? fopen(json, "w") : NULL;
     if (json && !jf) janus_die(json, "cannot open for writing");
     if (jf) fprintf(jf, "{\"bench\": \"moe-layer\", \"device\": \"%s\", \"copy_GBps\": %.1f, \"sheet_GBps\": %.1f, \"rows\": [",
@@ -136,7 +143,7 @@ int bench_moe_layer(int argc, char **argv) {
             for (int it = 0; it < 23; it++) {
                 // the variant the engine picks for this step (decode-sized: from the counts alone)
                 jk_moe_ffn_args a = {x, dseg, wgu[it % NC], wd[it % NC], act, y, E, H, I,
-                                     janus_ffn_variant_rows((int64_t)T * K, T, E, maxr), NULL, 0};
+                                     janus_ffn_variant_rows((int64_t)T * K, T, E, maxr), NULL, 0, T * K};
                 cudaEventRecord(e0, 0);
                 CK(jk_moe_ffn_decode(&a, NULL));
                 cudaEventRecord(e1, 0);
@@ -147,12 +154,30 @@ int bench_moe_layer(int argc, char **argv) {
             double t_s = ms[10] * 1e-3;
             double bytes = (double)active * 3.0 * H * I * 2.0;
             double gbps = bytes / t_s / 1e9;
-            printf("%-14s %6d %8d %8.2f %8d %10.1f %10.0f %8.1f%% %8.1f%%\n", shapes[si].name, T, active,
-                   (double)T * K / active, maxr, t_s * 1e6, gbps, 100 * gbps * 1e9 / copy_bw, sheet ? 100 * gbps * 1e9 / sheet : 0);
+            // The same bytes by a plain read kernel, from the rotated copies (above one
+            // copy's gate/up weights, 0.8-1.9 GB, where the rate no longer grows with
+            // size, that much is read and the time scaled up).
+            const size_t rbytes = (size_t)(bytes < 2.0 * ngu ? bytes : 2.0 * ngu) & ~(size_t)15;
+            double read_s = 1e30;
+            for (int bps = 2; bps <= 8; bps *= 2) {
+                for (int it = 0; it < 23; it++) {
+                    cudaEventRecord(e0, 0);
+                    CK(jk_read_probe(wgu[it % NC], rbytes, bps, sink, NULL));
+                    cudaEventRecord(e1, 0);
+                    cudaEventSynchronize(e1);
+                    if (it >= 3) cudaEventElapsedTime(&ms[it - 3], e0, e1);
+                }
+                qsort(ms, 20, sizeof(float), cmp_f);
+                const double r = ms[10] * 1e-3 * bytes / (double)rbytes;
+                if (r < read_s) read_s = r;
+            }
+            printf("%-14s %6d %8d %8.2f %8d %10.1f %10.0f %8.1f%% %8.1f%% %9.1f %6.1f%%\n", shapes[si].name, T, active,
+                   (double)T * K / active, maxr, t_s * 1e6, gbps, 100 * gbps * 1e9 / copy_bw, sheet ? 100 * gbps * 1e9 / sheet : 0,
+                   read_s * 1e6, 100 * read_s / t_s);
             if (jf)
-                fprintf(jf, "%s{\"shape\": \"%s\", \"tokens\": %d, \"experts\": %d, \"us\": %.2f, \"GBps\": %.1f, \"pct_copy\": %.2f, \"pct_sheet\": %.2f}",
+                fprintf(jf, "%s{\"shape\": \"%s\", \"tokens\": %d, \"experts\": %d, \"us\": %.2f, \"GBps\": %.1f, \"pct_copy\": %.2f, \"pct_sheet\": %.2f, \"read_us\": %.2f, \"pct_read\": %.2f}",
                         first ? "" : ", ", shapes[si].name, T, active, t_s * 1e6, gbps, 100 * gbps * 1e9 / copy_bw,
-                        sheet ? 100 * gbps * 1e9 / sheet : 0);
+                        sheet ? 100 * gbps * 1e9 / sheet : 0, read_s * 1e6, 100 * read_s / t_s);
             first = 0;
             cudaEventDestroy(e0);
             cudaEventDestroy(e1);
@@ -162,6 +187,7 @@ int bench_moe_layer(int argc, char **argv) {
         for (int cpy = 0; cpy < NC; cpy++) cudaFree(wgu[cpy]), cudaFree(wd[cpy]);
     }
     if (jf) fprintf(jf, "]}\n"), fclose(jf);
+    cudaFree(sink);
     return 0;
 }
 

@@ -44,6 +44,10 @@ typedef struct {
     double sheet_bw, sheet_flops;  // data sheet, 0 when unknown
     FILE *jf;
     int rows, bad_rows;
+    void *probe;                   // read roofline: jk_read_probe over up to probe_bytes
+    size_t probe_bytes;
+    unsigned *sink;
+    double last_read_bytes, last_read_us;
 } bk;
 
 #define FLUSH_ROWS 1024
@@ -88,24 +92,56 @@ static long bk_wrong(const float *got, const float *ref, long n, double tol, dou
     return wrong;
 }
 
-// One table row: amount = bytes (flops = 0) or FLOPs (flops = 1) of one call.
+typedef struct {
+    const void *p;
+    size_t bytes;
+    int bps;
+    unsigned *sink;
+} probe_arg;
+static int run_probe(void *p) {
+    const probe_arg *a = p;
+    return jk_read_probe(a->p, a->bytes, a->bps, a->sink, NULL);
+}
+
+// Device time of a plain read kernel over the same bytes (best of 2, 4, 8
+// blocks per SM; above probe_bytes, where the rate no longer grows with size,
+// that much is read and the time scaled up): the roofline of a streaming
+// launch of that size, ramp-up and drain included.
+static double bk_read_us(bk *b, double bytes) {
+    if (bytes == b->last_read_bytes) return b->last_read_us;
+    const size_t rb = (size_t)(bytes < (double)b->probe_bytes ? bytes : (double)b->probe_bytes) & ~(size_t)15;
+    double best = 1e30;
+    for (int bps = 2; bps <= 8; bps *= 2) {
+        probe_arg a = {b->probe, rb, bps, b->sink};
+        const double us = bk_time_us(b, run_probe, &a) * bytes / (double)rb;
+        if (us < best) best = us;
+    }
+    b->last_read_bytes = bytes, b->last_read_us = best;
+    return best;
+}
+
+// One table row: amount = bytes (flops = 0) or FLOPs (flops = 1) of one call;
+// read_roof: also the read roofline of those bytes (kernels that only read).
 static void bk_row(bk *b, const char *kernel, const char *shape, double us, double amount, int flops, long wrong,
-                   long checked, double rel) {
+                   long checked, double rel, int read_roof) {
     const double rate = amount / (us * 1e-6);
     const double meas = flops ? b->gemm_flops : b->copy_bw, sheet = flops ? b->sheet_flops : b->sheet_bw;
     const double pm = 100 * rate / meas, ps = sheet ? 100 * rate / sheet : 0;
-    char psheet[16];
+    const double read_us = read_roof && !flops ? bk_read_us(b, amount) : 0;
+    char psheet[16], pread[16];
     if (sheet) snprintf(psheet, sizeof psheet, "%6.1f%%", ps);
     else snprintf(psheet, sizeof psheet, "%7s", "-");
-    printf("%-16s %-46s %10.1f %9.1f %-7s %6.1f%% %s %7ld %9.2e\n", kernel, shape, us, rate / (flops ? 1e12 : 1e9),
-           flops ? "TFLOP/s" : "GB/s", pm, psheet, wrong, rel);
+    if (read_us > 0) snprintf(pread, sizeof pread, "%6.1f%%", 100 * read_us / us);
+    else snprintf(pread, sizeof pread, "%7s", "-");
+    printf("%-16s %-46s %10.1f %9.1f %-7s %6.1f%% %s %s %7ld %9.2e\n", kernel, shape, us, rate / (flops ? 1e12 : 1e9),
+           flops ? "TFLOP/s" : "GB/s", pm, psheet, pread, wrong, rel);
     fflush(stdout);
     if (b->jf)
         fprintf(b->jf,
                 "%s\n    {\"kernel\": \"%s\", \"shape\": \"%s\", \"us\": %.3f, \"%s\": %.3f, \"pct_measured\": %.2f, "
-                "\"pct_sheet\": %.2f, \"wrong\": %ld, \"checked\": %ld, \"rel_err\": %.3e}",
+                "\"pct_sheet\": %.2f, \"read_us\": %.3f, \"pct_read\": %.2f, \"wrong\": %ld, \"checked\": %ld, \"rel_err\": %.3e}",
                 b->rows ? "," : "", kernel, shape, us, flops ? "TFLOPs" : "GBps", rate / (flops ? 1e12 : 1e9), pm,
-                sheet ? ps : 0.0, wrong, checked, rel);
+                sheet ? ps : 0.0, read_us, read_us > 0 ? 100 * read_us / us : 0.0, wrong, checked, rel);
     b->rows++;
     b->bad_rows += wrong != 0 || isnan(rel);
 }
@@ -288,7 +324,7 @@ static void bench_attention(bk *b) {
                 double rel;
                 long checked;
                 const long wrong = check_attn(&a, &rel, &checked);
-                bk_row(b, kname, shape, us, bytes, 0, wrong, checked, rel);
+                bk_row(b, kname, shape, us, bytes, 0, wrong, checked, rel, 1);
             }
         }
         cudaFree(kc), cudaFree(vc), cudaFree(q), cudaFree(out), cudaFree(ws), cudaFree(bt), cudaFree(pos);
@@ -361,7 +397,7 @@ static void bench_experts(bk *b) {
                 for (int e = 0; e < E; e++) active += seg[e + 1] > seg[e];
                 CK(cudaMemcpy(dseg, seg, sizeof(int32_t) * (E + 1), cudaMemcpyHostToDevice));
                 ffn_arg a;
-                a.d = (jk_moe_ffn_args){x, dseg, wgu, wd, act, y, E, H, I, maxr, NULL, 0};
+                a.d = (jk_moe_ffn_args){x, dseg, wgu, wd, act, y, E, H, I, maxr, NULL, 0, T * K};
                 a.blas = b->blas;
                 char shape[96];
                 snprintf(shape, sizeof shape, "%s T=%d R=%d E=%d max=%d", models[mi].name, T, R, active, maxr);
@@ -374,7 +410,7 @@ static void bench_experts(bk *b) {
                     long checked;
                     // over 4 rows per expert the tensor-core variant rounds x to bf16
                     const long wrong = check_experts(seg, E, H, I, x, y, wgu, wd, 64, 3e-2, &rel, &checked); // x in bf16 on tensor cores
-                    bk_row(b, "moe-decode", shape, us, (double)active * 3.0 * H * I * 2, 0, wrong, checked, rel);
+                    bk_row(b, "moe-decode", shape, us, (double)active * 3.0 * H * I * 2, 0, wrong, checked, rel, 1);
                     continue;
                 }
                 static const char *const kname[] = {NULL, "moe-prefill", "moe-prefill-loop", "moe-prefill-fused"};
@@ -390,7 +426,7 @@ static void bench_experts(bk *b) {
                     // values: a few rows of three experts; every row written: no NaN left of the poison
                     const long wrong = check_experts(seg, E, H, I, x, y, wgu, wd, 4, 3e-2, &rel, &checked) +
                                        count_nan(y, (size_t)R * H, host_y, host_y_n);
-                    bk_row(b, kname[mode], shape, us, 6.0 * R * H * I, 1, wrong, checked, rel);
+                    bk_row(b, kname[mode], shape, us, 6.0 * R * H * I, 1, wrong, checked, rel, 0);
                 }
             }
         }
@@ -447,7 +483,7 @@ static void bench_elementwise(bk *b) {
             const long wrong = bk_wrong(hy, ref, (long)N, 1e-4, &rel);
             char shape[96];
             snprintf(shape, sizeof shape, "[%d, %d] f32, w bf16", R, n);
-            bk_row(b, "rmsnorm", shape, us, 2.0 * N * 4 + 2.0 * n, 0, wrong, (long)N, rel);
+            bk_row(b, "rmsnorm", shape, us, 2.0 * N * 4 + 2.0 * n, 0, wrong, (long)N, rel, 0);
             free(hx), free(hy), free(ref), free(hw);
             cudaFree(x), cudaFree(y), cudaFree(w);
         }
@@ -481,7 +517,7 @@ static void bench_elementwise(bk *b) {
             const long wrong = bk_wrong(got, hx, (long)N, 1e-4, &rel);
             char shape[96];
             snprintf(shape, sizeof shape, "[%d, %d, %d] f32 in place", T, nh, hd);
-            bk_row(b, "rope", shape, us, 2.0 * N * 4, 0, wrong, (long)N, rel);
+            bk_row(b, "rope", shape, us, 2.0 * N * 4, 0, wrong, (long)N, rel, 0);
             free(hx), free(hinv), free(got), free(hpos);
             cudaFree(x), cudaFree(inv), cudaFree(pos);
         }
@@ -555,7 +591,9 @@ int bench_kernels(int argc, char **argv) {
                  "Times the forward-pass kernels on model shapes (median of N calls, default 20,\n"
                  "each after evicting L2), checks each against its C twin, and prints one table:\n"
                  "GB/s for memory-bound kernels against the device copy bandwidth measured now\n"
-                 "and the data-sheet HBM peak, TFLOP/s for the prefill expert GEMM against a\n"
+                 "and the data-sheet HBM peak (attention and decode expert FFN also against\n"
+                 "a plain read kernel of the same bytes: %read, the roofline of a launch of\n"
+                 "that size), TFLOP/s for the prefill expert GEMM against a\n"
                  "cuBLAS 8192^3 bf16 GEMM measured now and the data-sheet dense bf16 peak.\n"
                  "#wrong: checked elements off by more than tol * (|ref| + rms(ref)).\n"
                  "\n"
@@ -584,6 +622,10 @@ int bench_kernels(int argc, char **argv) {
     CK(cudaMalloc((void **)&b.flush_tok, sizeof(int32_t) * FLUSH_ROWS));
     CK(cudaMalloc((void **)&b.flush_lp, sizeof(float) * FLUSH_ROWS));
     CK(jk_fill_f32(b.flush, (size_t)FLUSH_ROWS * b.flush_cols, 1, 1.0f, NULL));
+    b.probe_bytes = (size_t)1 << 30;
+    CK(cudaMalloc(&b.probe, b.probe_bytes));
+    CK(cudaMemset(b.probe, 1, b.probe_bytes));
+    CK(cudaMalloc((void **)&b.sink, 4));
 
     const char *which;
     b.sheet_flops = datasheet_bf16(prop.name, &which);
@@ -596,8 +638,10 @@ int bench_kernels(int argc, char **argv) {
            b.gemm_flops / 1e12);
     printf("# data sheet: %s: HBM %.0f GB/s, dense bf16 %.0f TFLOP/s\n", which, b.sheet_bw / 1e9, b.sheet_flops / 1e12);
     printf("# attn bytes = K + V read (bf16); moe-decode bytes = activated experts' weights; moe-prefill FLOPs = 6 R H I\n");
-    printf("%-16s %-46s %10s %9s %-7s %7s %7s %7s %9s\n", "kernel", "shape", "us", "rate", "unit", "%meas", "%sheet", "#wrong",
-           "rel_err");
+    printf("# %%read (attn, moe-decode): a plain read kernel's time for the same bytes / the kernel's time: the roofline\n"
+           "# of a streaming launch of that size (small reads cannot reach the copy bandwidth: ramp-up and drain)\n");
+    printf("%-16s %-46s %10s %9s %-7s %7s %7s %7s %7s %9s\n", "kernel", "shape", "us", "rate", "unit", "%meas", "%sheet", "%read",
+           "#wrong", "rel_err");
     if (json) {
         b.jf = fopen(json, "w");
         if (!b.jf) janus_die(json, "cannot open for writing");
@@ -612,7 +656,7 @@ int bench_kernels(int argc, char **argv) {
     bench_elementwise(&b);
     if (b.jf) fprintf(b.jf, "\n]}\n"), fclose(b.jf);
     printf("# %d rows, %d with wrong elements\n", b.rows, b.bad_rows);
-    cudaFree(b.flush), cudaFree(b.flush_tok), cudaFree(b.flush_lp);
+    cudaFree(b.flush), cudaFree(b.flush_tok), cudaFree(b.flush_lp), cudaFree(b.probe), cudaFree(b.sink);
     cublasDestroy(b.blas);
     cudaEventDestroy(b.e0), cudaEventDestroy(b.e1);
     return b.bad_rows ? 1 : 0;

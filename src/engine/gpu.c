@@ -590,7 +590,10 @@ static void run_experts(janus_gpu *g, int l, const int32_t *h_seg, int max_rows,
         return;
     }
     CK(cudaMemcpyAsync(g->seg, ls, 4 * (size_t)(G->n_loc + 1), cudaMemcpyHostToDevice, g->st));
-    jk_moe_ffn_args a = {xs, g->seg, G->w_gu, G->w_down, g->act, ys, G->n_loc, c->hidden, c->moe_inter, max_rows, NULL, 0};
+    int active = 0;
+    for (int e = 0; e < G->n_loc; e++) active += ls[e + 1] > ls[e];
+    jk_moe_ffn_args a = {xs, g->seg, G->w_gu, G->w_down, g->act, ys, G->n_loc, c->hidden, c->moe_inter, max_rows, NULL, 0,
+                         active};
     CK(jk_moe_ffn_decode(&a, g->st)); // no sync: a pageable H2D copy has read ls when it returns
 }
 
@@ -611,7 +614,7 @@ static void mb_experts_local(janus_gpu *g, int l, int i, int64_t *expert_counts)
         // the FFN reads each grouped row straight from h (row order[r] / K): no gather
         const gpu_layer *G = &g->L[l];
         jk_moe_ffn_args a = {M->h, g->seg, G->w_gu, G->w_down, g->act, g->ys, E, c->hidden, c->moe_inter, vrows,
-                             g->order, K};
+                             g->order, K, P};
         CK(jk_moe_ffn_decode(&a, st));
         mark(g, 3);
         return;
@@ -794,7 +797,8 @@ void janus_gpu_serve_experts_devseg(void *gpu, int l, const int32_t *d_lseg, int
     const janus_config *c = &g->m->cfg;
     const gpu_layer *G = &g->L[l];
     if (max_rows <= 0 || G->n_loc <= 0) return;
-    jk_moe_ffn_args a = {d_xs, d_lseg, G->w_gu, G->w_down, g->act, d_ys, G->n_loc, c->hidden, c->moe_inter, max_rows, NULL, 0};
+    jk_moe_ffn_args a = {d_xs, d_lseg, G->w_gu, G->w_down, g->act, d_ys, G->n_loc, c->hidden, c->moe_inter, max_rows, NULL, 0,
+                         0};
     CK(jk_moe_ffn_decode(&a, g->st));
 }
 
