@@ -83,6 +83,7 @@ __global__ void __launch_bounds__(NW * 32, ad_shape<HD, NW, NS>::MINB)
                            const float *__restrict__ q, const uint16_t *__restrict__ kc, const uint16_t *__restrict__ vc,
                            const int32_t *__restrict__ bt, int max_blocks, const int32_t *__restrict__ pos, int nh,
                            int nkv, int bs, int bs_log2, int hgroups, int splits) {
+    pdl_trigger(); // the combine kernel (a programmatic dependent) may launch and wait
     using S = ad_shape<HD, NW, NS>;
     constexpr int KSTR = S::KSTR, STAGE = S::STAGE, KSTEPS = HD / 16, NT = HD / 8;
     extern __shared__ __align__(16) uint16_t ad_smem[];

@@ -1,11 +1,13 @@
 // cuda_kernels/dev_common.cuh: device helpers shared by the kernel files: bf16
 // bits <-> f32 (round to nearest even, as src/common.h's f32_to_bf16), warp
 // reductions over all 32 lanes, cp.async (16 bytes, global -> shared, not kept
-// in L1) and ldmatrix x4.
+// in L1) and ldmatrix x4; programmatic dependent launch (the wait, the
+// trigger, and the host-side launch helper).
 #ifndef JANUS_CUDA_DEV_COMMON_CUH
 #define JANUS_CUDA_DEV_COMMON_CUH
 
 #include <cuda_bf16.h>
+#include <cuda_runtime.h>
 #include <stdint.h>
 
 __device__ __forceinline__ float bf(uint16_t h) { return __uint_as_float((uint32_t)h << 16); }
@@ -41,6 +43,43 @@ __device__ __forceinline__ void ldsm4(uint32_t *r, const void *smem) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                  : "r"(a));
+}
+
+// Programmatic dependent launch: a kernel launched as a dependent may start
+// before the previous one in its stream ends; pdl_wait blocks until that one
+// has finished and its writes are visible (a no-op in a plain launch), and
+// pdl_trigger lets this kernel's own dependent start early.
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+// Launch, as a programmatic dependent of the previous kernel in the stream
+// when dependent (falls back to a plain launch where the driver refuses).
+template <typename... KArgs, typename... Args>
+static inline cudaError_t pdl_launch(void (*k)(KArgs...), dim3 grid, dim3 block, cudaStream_t st, int dependent,
+                                      size_t smem,
+                                      Args... args) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid, cfg.blockDim = block, cfg.dynamicSmemBytes = smem, cfg.stream = st;
+    cudaLaunchAttribute at[1];
+    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = at, cfg.numAttrs = dependent ? 1 : 0;
+    cudaError_t rc = cudaLaunchKernelEx(&cfg, k, ((KArgs)args)...);
+    if (rc != cudaSuccess && dependent) {
+        (void)cudaGetLastError();
+        cfg.numAttrs = 0;
+        rc = cudaLaunchKernelEx(&cfg, k, ((KArgs)args)...);
+    }
+    return rc;
 }
 
 #endif

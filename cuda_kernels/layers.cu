@@ -5,6 +5,7 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <float.h>
+#include <stdlib.h>
 
 #include "attn_decode.h"
 #include "dev_common.cuh"
@@ -340,6 +341,7 @@ __global__ void __launch_bounds__(SK_THREADS)
                            const float *__restrict__ q, const uint16_t *__restrict__ kc, const uint16_t *__restrict__ vc,
                            const int32_t *__restrict__ bt, int max_blocks, const int32_t *__restrict__ pos, int nh, int nkv,
                            int bs, int hgroups, int chunk, int splits) {
+    pdl_trigger(); // the combine kernel (a programmatic dependent) may launch and wait
     constexpr int TILE = SK_TILE_ELEMS / HD, LPR = HD / 8, RPW = 32 / LPR, SP = TILE + 1;
     constexpr int RPL = LPR / 8, RSTEP = RPW * RPL; // scores: rows per lane, rows per warp step (4)
     constexpr int LOG_LPR = LPR == 8 ? 3 : LPR == 16 ? 4 : 5;
@@ -509,6 +511,7 @@ __global__ void __launch_bounds__(SKC_THREADS)
                              const float *__restrict__ ml_part, int splits, int hd) {
     extern __shared__ float w_s[]; // [splits] weights e^(m_s - M)
     __shared__ float red[SKC_THREADS / 32];
+    pdl_wait(); // launched as a programmatic dependent of the split kernel: its parts are written
     const size_t row = blockIdx.x;
     const float *ml = ml_part + row * splits * 2;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -665,8 +668,12 @@ extern "C" int jk_attention_splitk_with(int kernel, float *out, uint16_t *out_b,
     // w_s rounded up to whole 16-byte vectors: compute-sanitizer saw 12-byte
     // shared reads past splits floats (vectorised loads of the last weights).
     const size_t wbytes = sizeof(float) * (size_t)((splits + 3) & ~3);
-    attention_combine_kernel<<<(unsigned)((long)T * nh), SKC_THREADS, wbytes, ST(s)>>>(out, out_b, o_part, ml_part, splits, hd);
-    return (int)cudaGetLastError();
+    // As a programmatic dependent: its blocks launch while the split kernel
+    // ends and wait for its parts (JANUS_PDL=0: a plain launch).
+    const char *ov = getenv("JANUS_PDL");
+    return (int)pdl_launch(attention_combine_kernel, dim3((unsigned)((long)T * nh)), dim3(SKC_THREADS), ST(s),
+                           !(ov && atoi(ov) == 0), wbytes, out, out_b, (const float *)o_part, (const float *)ml_part, splits,
+                           hd);
 }
 
 extern "C" int jk_attention_splitk(float *out, const float *q, const uint16_t *kc, const uint16_t *vc, const int32_t *bt,

@@ -62,17 +62,6 @@ __device__ __forceinline__ uint4 ldw(const void *ptr, uint64_t pol) {
     return v;
 }
 
-__device__ __forceinline__ void pdl_wait() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.wait;" ::: "memory");
-#endif
-}
-
-__device__ __forceinline__ void pdl_trigger() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-#endif
-}
 
 // L2 prefetch of [p, p + bytes) (p and bytes multiples of 16), one thread.
 __device__ __forceinline__ void prefetch_l2(const void *p, unsigned long long bytes) {
@@ -600,26 +589,6 @@ __global__ void __launch_bounds__(ST_WARPS * 32) staged_gemv_kernel(const float 
 }
 
 // ---- host side ----------------------------------------------------------------
-// Launch, as a programmatic dependent of the previous kernel in the stream
-// when dependent (falls back to a plain launch where the driver refuses).
-template <typename... KArgs, typename... Args>
-static cudaError_t launch(void (*k)(KArgs...), dim3 grid, dim3 block, cudaStream_t st, int dependent, size_t smem,
-                          Args... args) {
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = grid, cfg.blockDim = block, cfg.dynamicSmemBytes = smem, cfg.stream = st;
-    cudaLaunchAttribute at[1];
-    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    at[0].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = at, cfg.numAttrs = dependent ? 1 : 0;
-    cudaError_t rc = cudaLaunchKernelEx(&cfg, k, ((KArgs)args)...);
-    if (rc != cudaSuccess && dependent) {
-        (void)cudaGetLastError();
-        cfg.numAttrs = 0;
-        rc = cudaLaunchKernelEx(&cfg, k, ((KArgs)args)...);
-    }
-    return rc;
-}
-
 typedef void (*tc_fn)(const float *, const int32_t *, const __nv_bfloat16 *, float *, int, int, int, int, int, long long,
                       const int32_t *, int);
 
@@ -741,7 +710,7 @@ static int grouped_gemv(const float *x, const int32_t *seg, const uint16_t *w, f
         // Blocks past the active experts' exit at once; a bound on the active
         // experts (max_active) keeps them out of the grid.
         const long long units = (long long)(max_active > 0 && max_active < E ? max_active : E) * tasks_st;
-        return (int)launch(k, dim3((unsigned)units), dim3(ST_WARPS * 32), st, dependent, smem, x, seg, wb, y, N, K, tasks_st,
+        return (int)pdl_launch(k, dim3((unsigned)units), dim3(ST_WARPS * 32), st, dependent, smem, x, seg, wb, y, N, K, tasks_st,
                            E, dependent, xmap, xdiv);
     }
     if (max_rows >= tc_min && K % 32 == 0) { // tensor cores
@@ -765,7 +734,7 @@ static int grouped_gemv(const float *x, const int32_t *seg, const uint16_t *w, f
         long long blocks = ((long long)E * tasks + per_block - 1) / per_block;
         const int cap = resident_blocks((const void *)k, TC_WARPS * 32); // a persistent grid: no empty blocks
         if (blocks > cap) blocks = cap;
-        return (int)launch(k, dim3((unsigned)blocks), dim3(TC_WARPS * 32), st, dependent, (size_t)0, x, seg, wb, y, N, K, tasks, E,
+        return (int)pdl_launch(k, dim3((unsigned)blocks), dim3(TC_WARPS * 32), st, dependent, (size_t)0, x, seg, wb, y, N, K, tasks, E,
                            dependent, pf, xmap, xdiv);
     }
     // One or two rows per expert comes with few activated experts (small
@@ -785,7 +754,7 @@ static int grouped_gemv(const float *x, const int32_t *seg, const uint16_t *w, f
     long long blocks = (long long)E * col_tiles;
     const int cap = resident_blocks((const void *)k, WARPS * 32); // a persistent grid: no empty blocks
     if (blocks > cap) blocks = cap;
-    return (int)launch(k, dim3((unsigned)blocks), dim3(WARPS * 32), st, dependent, (size_t)0, x, seg, wb, y, N, K, gated, col_tiles, cpb, E, dependent, pf, xmap, xdiv);
+    return (int)pdl_launch(k, dim3((unsigned)blocks), dim3(WARPS * 32), st, dependent, (size_t)0, x, seg, wb, y, N, K, gated, col_tiles, cpb, E, dependent, pf, xmap, xdiv);
 }
 
 extern "C" int jk_grouped_gemv(const float *x, const int32_t *seg, const uint16_t *w, float *y, int E, int N, int K,
