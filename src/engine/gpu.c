@@ -218,11 +218,43 @@ janus_gpu *janus_gpu_init(const janus_model *m, int device, int max_tokens, int 
     return janus_gpu_init_opts(m, &o);
 }
 
+// Bytes of bf16 weights a GPU with these options will hold (a lower bound on
+// what it needs: the KV cache and buffers come on top).
+static size_t weights_held(const janus_config *c, const janus_gpu_opts *o) {
+    const size_t H = c->hidden, E = c->n_experts, nq = (size_t)c->n_heads * c->head_dim, nkv = (size_t)c->n_kv_heads * c->head_dim;
+    size_t b = 0;
+    if (o->attn) b += (size_t)c->vocab * H * (c->tie_embed ? 1 : 2);
+    for (int l = 0; l < c->n_layers; l++) {
+        if (o->attn) b += (nq + 2 * nkv) * H + nq * H + 2 * H;
+        if (!c->layer_moe[l]) {
+            if (o->attn) b += 3 * (size_t)c->dense_inter * H;
+            continue;
+        }
+        if (o->attn) b += E * H + (c->desc->shared_expert ? 3 * (size_t)c->shared_inter * H + H : 0);
+        if (!o->experts) continue;
+        size_t held = 0;
+        for (size_t e = 0; e < E; e++) held += !o->expert_mask || o->expert_mask[(size_t)l * E + e];
+        b += held * 3 * (size_t)c->moe_inter * H;
+    }
+    return 2 * b;
+}
+
 janus_gpu *janus_gpu_init_opts(const janus_model *m, const janus_gpu_opts *o) {
     const janus_config *c = &m->cfg;
     int ndev = 0;
     if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) janus_die(NULL, "--backend cuda: no CUDA device visible");
     CK(cudaSetDevice(o->device % ndev));
+    { // a model larger than the GPU: say so before the first allocation fails
+        size_t free_b = 0, total_b = 0;
+        const size_t need = weights_held(c, o);
+        if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess && need > free_b)
+            janus_die(c->dir,
+                      "the weights this rank's GPU %d is to hold (%.1f GB of bf16: %s%s) exceed its free memory "
+                      "(%.1f of %.1f GB); spread the model over more GPUs (more MoE ranks: --moe-ranks, or a plan "
+                      "from `janus plan`)",
+                      o->device % ndev, need / 1e9, o->attn ? "attention side" : "",
+                      o->experts ? (o->attn ? " and experts" : "experts") : "", free_b / 1e9, total_b / 1e9);
+    }
     janus_gpu *g = xcalloc(1, sizeof *g);
     g->m = m;
     g->o = *o; // o->expert_mask is read during init only
