@@ -91,7 +91,7 @@ int main(int argc, char **argv) {
         janus_workload w = {64, 64, 0};
         janus_hw h0 = hws[2];
         h0.shared_handoff_s = h0.shared_attn_handoff_s = 0;
-        int hand_ok = 1, lin_ok = 1, sep_ok = 1, cases = 0;
+        int hand_ok = 1, lin_ok = 1, sep_ok = 1, mem_ok = 1, cases = 0;
         for (int a = 1; a <= 4; a++)
             for (int mo = 0; mo <= 4; mo++)
                 for (int m = 1; m <= (mo ? 3 : 1); m++) {
@@ -131,12 +131,33 @@ int main(int argc, char **argv) {
                     janus_plan_eval(&c, &s0, &w, &q0);
                     janus_plan_eval(&c, &s1, &w, &q1);
                     if (q0.tpot_s != q1.tpot_s) sep_ok = 0;
+                    // memory of the one shared GPU: every rank's, as one GPU per rank counts them
+                    const double total = mo ? a * q0.attn_mem + mo * q0.moe_mem : a * q0.attn_mem;
+                    if (fabs(p1.attn_mem - total) > 1e-9 * total || fabs(p1.moe_mem - total) > 1e-9 * total ||
+                        p1.fits != (total <= 0.9 * hws[2].mem_bytes)) {
+                        mem_ok = 0;
+                        printf("     %d+%d m%d: shared GPU memory %.3g GB, ranks' sum %.3g GB\n", a, mo, m, p1.attn_mem / 1e9,
+                               total / 1e9);
+                    }
                     cases++;
                 }
         snprintf(what, sizeof what, "shared GPU: hand-offs per layer and micro-batch match the segment count (%d layouts)", cases);
         check(hand_ok, what);
         check(lin_ok, "shared GPU: TPOT is linear in layer_overhead_s, shared_handoff_s, shared_attn_handoff_s");
         check(sep_ok, "one GPU per rank: the shared-GPU numbers do not enter the model");
+        check(mem_ok, "shared GPU: the memory check adds up every rank's weights and KV cache");
+        { // Qwen3-30B-A3B as 4 monolithic ranks on one H100: one rank's share fits, the four do not
+            janus_config q;
+            snprintf(path, sizeof path, "%s/inputs/configs/qwen3-30b-a3b", root);
+            if (janus_config_load(path, &q, &e)) { printf("FAIL %s\n", e.msg); return 1; }
+            janus_plan m4 = {.attn = 4, .moe = 0, .batch = 256, .micro = 1}, m4s = m4;
+            janus_hw one = *janus_hw_preset("h100");
+            janus_plan_eval(&q, &one, &w, &m4);
+            janus_plan_eval(&q, &hws[2], &w, &m4s);
+            snprintf(what, sizeof what, "shared GPU: Qwen3-30B-A3B mono4 at batch 256 fits one GPU per rank (%.1f GB each), not one shared H100 (%.1f GB)",
+                     m4.attn_mem / 1e9, m4s.attn_mem / 1e9);
+            check(m4.fits && !m4s.fits, what);
+        }
     }
     // Expected activated experts: formula vs Monte-Carlo (i.i.d. pairs).
     const int E = 64;

@@ -236,6 +236,8 @@ void janus_plan_eval(const janus_config *c, const janus_hw *hw, const janus_work
         pl->attn_mem = attn_w + kv;
         pl->moe_mem = expert_w / M;
     }
+    if (hw->ranks_share_gpu > 0) // every rank on one GPU: its memory holds all of them
+        pl->attn_mem = pl->moe_mem = mono ? G * pl->attn_mem : pl->attn * pl->attn_mem + M * pl->moe_mem;
     pl->fits = pl->attn_mem <= 0.9 * hw->mem_bytes && pl->moe_mem <= 0.9 * hw->mem_bytes;
     free(p);
 }

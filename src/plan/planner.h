@@ -67,6 +67,8 @@ typedef struct {
     int batch;          // sequences per attention GPU
     int micro;          // micro-batches
     // predictions
+    // attn_mem, moe_mem: bytes one attention / MoE GPU holds (ranks_share_gpu:
+    // both the one GPU's total over every rank)
     double tpot_s, tokens_per_s, per_gpu, attn_mem, moe_mem, act_per_moe_gpu;
     double t_attn_s, t_moe_s, t_xchg_s; // one layer, one micro-batch
     bool fits;
