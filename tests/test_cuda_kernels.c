@@ -90,7 +90,7 @@ static void moe_case(int E, int H, int I, int max_rows) {
     const double tol = (maxr > 4 || staged) ? 1e-2 : 1e-4;
     int ok = !nan && rel < tol;
     printf("%s moe_ffn_decode%s E=%d H=%d I=%d rows=%d (max %d per expert): rel err %.2e (tolerance %.0e), unwritten %d\n",
-           ok ? "ok  " : "FAIL", !sv ? (pass_active ? " (auto, active given)" : " (auto)") : staged ? " (staged)" : "", E, H,
+           ok ? "ok  " : "FAIL", !sv ? " (auto)" : staged ? (pass_active ? " (staged, active given)" : " (staged)") : "", E, H,
            I, seg[E], maxr, rel, tol, nan);
     ok ? passed++ : failed++;
     cudaFree(dx), cudaFree(dact), cudaFree(dy), cudaFree(dseg), cudaFree(dwgu), cudaFree(dwd);
@@ -304,16 +304,18 @@ int main(void) {
         return 77;
     }
     // Four times: the register-ring kernels (JANUS_FFN_STAGED=0), the staged
-    // kernel wherever K is a multiple of 64 (1), the default pick, the default
-    // pick told how many experts are active (the grid holds only theirs).
+    // kernel wherever K is a multiple of 64 (1), the default pick, the staged
+    // kernel told how many experts are active (its grid holds only theirs: a
+    // wrong bound leaves experts' rows unwritten).
     for (int pass = 0; pass < 4; pass++) {
-        if (pass < 2) setenv("JANUS_FFN_STAGED", pass ? "1" : "0", 1);
-        else unsetenv("JANUS_FFN_STAGED");
+        if (pass == 2) unsetenv("JANUS_FFN_STAGED");
+        else setenv("JANUS_FFN_STAGED", pass ? "1" : "0", 1);
         pass_active = pass == 3;
         moe_case(8, 64, 32, 3);
         moe_case(6, 96, 40, 20);      // more rows than one register pass
         moe_case(16, 2048, 768, 16);  // Qwen3-30B-A3B expert shape
         moe_case(8, 2048, 768, 1);    // ... one token's worth
+        moe_case(128, 512, 256, 1);   // many experts, few of them active
         moe_case(4, 4096, 1024, 9);
         moe_case(3, 264, 136, 1);     // odd multiples of 8
         moe_case(32, 512, 256, 1);    // every kernel variant: 1, 2, 4, 8, 16+ rows

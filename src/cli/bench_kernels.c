@@ -110,6 +110,7 @@ static int run_probe(void *p) {
 static double bk_read_us(bk *b, double bytes) {
     if (bytes == b->last_read_bytes) return b->last_read_us;
     const size_t rb = (size_t)(bytes < (double)b->probe_bytes ? bytes : (double)b->probe_bytes) & ~(size_t)15;
+    if (!rb) return 0;
     double best = 1e30;
     for (int bps = 2; bps <= 8; bps *= 2) {
         probe_arg a = {b->probe, rb, bps, b->sink};
@@ -324,7 +325,7 @@ static void bench_attention(bk *b) {
                 double rel;
                 long checked;
                 const long wrong = check_attn(&a, &rel, &checked);
-                bk_row(b, kname, shape, us, bytes, 0, wrong, checked, rel, 1);
+                bk_row(b, kname, shape, us, bytes, 0, wrong, checked, rel, !prefill); // prefill re-reads K/V through L2: no read roofline
             }
         }
         cudaFree(kc), cudaFree(vc), cudaFree(q), cudaFree(out), cudaFree(ws), cudaFree(bt), cudaFree(pos);
