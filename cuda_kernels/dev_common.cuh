@@ -9,6 +9,7 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 __device__ __forceinline__ float bf(uint16_t h) { return __uint_as_float((uint32_t)h << 16); }
 __device__ __forceinline__ uint16_t to_bf(float f) {
@@ -59,6 +60,12 @@ __device__ __forceinline__ void pdl_trigger() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 #endif
+}
+
+// Dependent launches unless JANUS_PDL=0 (experiments: every launch plain).
+static inline int pdl_enabled(void) {
+    const char *v = getenv("JANUS_PDL");
+    return !(v && atoi(v) == 0);
 }
 
 // Launch, as a programmatic dependent of the previous kernel in the stream

@@ -5,7 +5,6 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <float.h>
-#include <stdlib.h>
 
 #include "attn_decode.h"
 #include "dev_common.cuh"
@@ -670,9 +669,8 @@ extern "C" int jk_attention_splitk_with(int kernel, float *out, uint16_t *out_b,
     const size_t wbytes = sizeof(float) * (size_t)((splits + 3) & ~3);
     // As a programmatic dependent: its blocks launch while the split kernel
     // ends and wait for its parts (JANUS_PDL=0: a plain launch).
-    const char *ov = getenv("JANUS_PDL");
     return (int)pdl_launch(attention_combine_kernel, dim3((unsigned)((long)T * nh)), dim3(SKC_THREADS), ST(s),
-                           !(ov && atoi(ov) == 0), wbytes, out, out_b, (const float *)o_part, (const float *)ml_part, splits,
+                           pdl_enabled(), wbytes, out, out_b, (const float *)o_part, (const float *)ml_part, splits,
                            hd);
 }
 

@@ -62,7 +62,6 @@ __device__ __forceinline__ uint4 ldw(const void *ptr, uint64_t pol) {
     return v;
 }
 
-
 // L2 prefetch of [p, p + bytes) (p and bytes multiples of 16), one thread.
 __device__ __forceinline__ void prefetch_l2(const void *p, unsigned long long bytes) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
@@ -766,8 +765,7 @@ extern "C" int jk_moe_ffn_decode(const jk_moe_ffn_args *a, void *stream) {
     int rc = grouped_gemv(a->x, a->seg, a->w_gu, a->act, a->E, a->I, a->H, 1, a->max_rows, 0, (cudaStream_t)stream,
                           a->x_rows, a->x_div, a->max_active);
     if (rc) return rc;
-    const char *ov = getenv("JANUS_PDL"); // experiments: 0 = plain launch of the down projection
-    const int dep = !(ov && atoi(ov) == 0);
+    const int dep = pdl_enabled(); // the down projection as a dependent of gate/up
     return grouped_gemv(a->act, a->seg, a->w_down, a->y, a->E, a->H, a->I, 0, a->max_rows, dep, (cudaStream_t)stream,
                         NULL, 1, a->max_active);
 }

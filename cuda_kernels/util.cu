@@ -35,19 +35,22 @@ extern "C" int jk_fill_f32(float *dst, size_t n, uint64_t seed, float scale, voi
     return (int)cudaGetLastError();
 }
 
+// U independent 16-byte loads in flight per thread (tools/read_probe.cu
+// includes this file and sweeps U; jk_read_probe takes 4).
+template <int U>
 __global__ void __launch_bounds__(256) read_probe_kernel(const uint4 *__restrict__ p, size_t n, unsigned *sink) {
     unsigned acc = 0;
     const size_t stride = (size_t)gridDim.x * blockDim.x;
     size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
-    for (; i + 3 * stride < n; i += 4 * stride) {
-        uint4 v[4];
+    for (; i + (U - 1) * stride < n; i += U * stride) {
+        uint4 v[U];
 #pragma unroll
-        for (int u = 0; u < 4; u++)
+        for (int u = 0; u < U; u++)
             asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
                          : "=r"(v[u].x), "=r"(v[u].y), "=r"(v[u].z), "=r"(v[u].w)
                          : "l"(p + i + u * stride));
 #pragma unroll
-        for (int u = 0; u < 4; u++) acc ^= v[u].x ^ v[u].y ^ v[u].z ^ v[u].w;
+        for (int u = 0; u < U; u++) acc ^= v[u].x ^ v[u].y ^ v[u].z ^ v[u].w;
     }
     for (; i < n; i += stride) acc ^= p[i].x ^ p[i].y ^ p[i].z ^ p[i].w;
     if (acc == 0x9e3779b9u) sink[0] = acc; // the loads are used
@@ -57,7 +60,7 @@ extern "C" int jk_read_probe(const void *p, size_t bytes, int blocks_per_sm, uns
     int dev = 0, sms = 0;
     if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
         return (int)cudaGetLastError();
-    read_probe_kernel<<<(unsigned)(sms * (blocks_per_sm > 0 ? blocks_per_sm : 1)), 256, 0, (cudaStream_t)stream>>>(
+    read_probe_kernel<4><<<(unsigned)(sms * (blocks_per_sm > 0 ? blocks_per_sm : 1)), 256, 0, (cudaStream_t)stream>>>(
         (const uint4 *)p, bytes / 16, sink);
     return (int)cudaGetLastError();
 }

@@ -4,12 +4,15 @@
 // large-copy bandwidth: a launch has to ramp up and drain. Build and run on
 // the GPU machine:
 //   nvcc -O3 -arch=sm_90 -o /tmp/read_probe tools/read_probe.cu && /tmp/read_probe
-// Prints, per size, the best time over launch shapes of a plain read kernel
-// (16-byte loads, U independent loads in flight per thread, B blocks per SM),
+// Prints, per size (MiB, labelled MB), the best time over launch shapes of the
+// plain read kernel of cuda_kernels/util.cu (jk_read_probe's; 16-byte loads, U
+// independent loads in flight per thread, B blocks per SM),
 // L2 evicted before each call, median of 20.
 #include <cuda_runtime.h>
 #include <stdio.h>
 #include <stdlib.h>
+
+#include "../cuda_kernels/util.cu" // read_probe_kernel<U> (the kernel behind jk_read_probe)
 
 #define CK(x)                                                                          \
     do {                                                                               \
@@ -19,25 +22,6 @@
             exit(1);                                                                   \
         }                                                                              \
     } while (0)
-
-template <int U>
-__global__ void __launch_bounds__(256) read_kernel(const uint4 *__restrict__ p, size_t n, unsigned *out) {
-    unsigned acc = 0;
-    const size_t stride = (size_t)gridDim.x * blockDim.x;
-    size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
-    for (; i + (U - 1) * stride < n; i += U * stride) {
-        uint4 v[U];
-#pragma unroll
-        for (int u = 0; u < U; u++)
-            asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
-                         : "=r"(v[u].x), "=r"(v[u].y), "=r"(v[u].z), "=r"(v[u].w)
-                         : "l"(p + i + u * stride));
-#pragma unroll
-        for (int u = 0; u < U; u++) acc ^= v[u].x ^ v[u].y ^ v[u].z ^ v[u].w;
-    }
-    for (; i < n; i += stride) acc ^= p[i].x;
-    if (acc == 0x9e3779b9u) out[0] = acc; // keeps the loads
-}
 
 static int cmpf(const void *a, const void *b) {
     const float x = *(const float *)a, y = *(const float *)b;
@@ -71,9 +55,9 @@ int main(void) {
                     CK(cudaMemsetAsync(flush, it & 0xff, flushb, 0));
                     CK(cudaEventRecord(e0, 0));
                     const unsigned grid = (unsigned)(sms * bps);
-                    if (u == 4) read_kernel<4><<<grid, 256>>>((const uint4 *)buf, bytes / 16, out);
-                    else if (u == 8) read_kernel<8><<<grid, 256>>>((const uint4 *)buf, bytes / 16, out);
-                    else read_kernel<16><<<grid, 256>>>((const uint4 *)buf, bytes / 16, out);
+                    if (u == 4) read_probe_kernel<4><<<grid, 256>>>((const uint4 *)buf, bytes / 16, out);
+                    else if (u == 8) read_probe_kernel<8><<<grid, 256>>>((const uint4 *)buf, bytes / 16, out);
+                    else read_probe_kernel<16><<<grid, 256>>>((const uint4 *)buf, bytes / 16, out);
                     CK(cudaEventRecord(e1, 0));
                     CK(cudaEventSynchronize(e1));
                     if (it >= 0) CK(cudaEventElapsedTime(&t[it], e0, e1));
