@@ -749,6 +749,19 @@ extern "C" int jk_gather_rows(float *dst, const float *src, const int32_t *idx, 
     return (int)cudaGetLastError();
 }
 
+// As gather_kernel, rounding to bf16 (nearest even) on the way: H % 2 == 0.
+__global__ void gather_bf16_kernel(__nv_bfloat162 *dst, const float2 *src, const int32_t *idx, int div, int H2) {
+    const int r = blockIdx.x;
+    const float2 *sr = src + (size_t)(idx[r] / div) * H2;
+    for (int i = threadIdx.x; i < H2; i += blockDim.x) dst[(size_t)r * H2 + i] = __float22bfloat162_rn(sr[i]);
+}
+extern "C" int jk_gather_rows_bf16(uint16_t *dst, const float *src, const int32_t *idx, int div, int n, int H, void *s) {
+    if (n <= 0) return 0;
+    if (H % 2) return (int)cudaErrorInvalidValue;
+    gather_bf16_kernel<<<n, 256, 0, ST(s)>>>((__nv_bfloat162 *)dst, (const float2 *)src, idx, div, H / 2);
+    return (int)cudaGetLastError();
+}
+
 __global__ void combine_kernel(float *out, const float *y, const int32_t *slot, const int32_t *ids, const float *w, int k,
                                int H) {
     const int t = blockIdx.x;

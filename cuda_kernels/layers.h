@@ -71,6 +71,8 @@ size_t jk_attention_ws_bytes(int max_T, int nh, int nkv, int hd, int max_ctx);
 int jk_router_topk(int32_t *ids, float *w, const float *logits, int T, int E, int k, int renorm, void *stream);
 // dst: [n, H] = src[idx[i] / div]  (gather rows; div = k to go from pair to token)
 int jk_gather_rows(float *dst, const float *src, const int32_t *idx, int div, int n, int H, void *stream);
+// dst: [n, H] bf16 = bf16(src[idx[i] / div])  (the same gather, rounded: the prefill expert GEMM's input; H even)
+int jk_gather_rows_bf16(uint16_t *dst, const float *src, const int32_t *idx, int div, int n, int H, void *stream);
 // out: [T, H] = sum_j w[t, j] * y[slot[t*k+j]] in ascending ids[t, j] (twin: janus_combine)
 int jk_combine(float *out, const float *y, const int32_t *slot, const int32_t *ids, const float *w, int T, int k, int H,
                void *stream);

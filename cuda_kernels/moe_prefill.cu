@@ -10,11 +10,12 @@
 //   y   = act_e W_down_e^T                                [R, H]   f32 out
 // A producer thread streams tiles with the bulk tensor copy engine (TMA) into a
 // ring of shared-memory stages; two consumer warpgroups (64 rows each) issue
-// wgmma. Kernel 1 reads x's f32 tile from shared memory into registers,
-// rounding to bf16 on the way (wgmma with A from registers), so there is no
-// separate f32 -> bf16 pass; its B tile holds 128 gate rows and the matching
-// 128 up rows of W_gu, so each thread holds gate and up of the same columns
-// and SwiGLU is applied in registers. Outputs go from the accumulators to a
+// wgmma. Given bf16 rows (xb: the engine's gather rounds them), kernel 1b takes
+// both operands from shared memory; given f32 x, kernel 1 reads x's f32 tile
+// from shared memory into registers, rounding to bf16 on the way (wgmma with A
+// from registers), so there is no separate f32 -> bf16 pass either way. The B
+// tile holds 128 gate rows and the matching 128 up rows of W_gu, so each thread
+// holds gate and up of the same columns and SwiGLU is applied in registers. Outputs go from the accumulators to a
 // swizzled staging buffer and out by TMA stores that run on while the
 // warpgroup starts its next tile. Bytes moved: x and y once (f32), act twice
 // (bf16), the weights once per L2 residency: no xb, gu or yb round trips.
@@ -110,17 +111,18 @@ typedef struct {
 } group_list;
 
 __global__ void prefill_ptrs_kernel(const void **p, group_list gl, const __nv_bfloat16 *w_gu, const __nv_bfloat16 *w_down,
-                                    __nv_bfloat16 *xb, __nv_bfloat16 *gu, __nv_bfloat16 *act, int H, int I) {
+                                    const __nv_bfloat16 *xin, __nv_bfloat16 *yb, __nv_bfloat16 *gu, __nv_bfloat16 *act,
+                                    int H, int I) {
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= gl.n) return;
     const size_t e = gl.e[i], r0 = gl.r0[i];
     const int M = JK_PREFILL_MAX_GROUPS;
-    p[0 * M + i] = w_gu + e * 2 * I * H; // GEMM 1: A = W_gu_e, B = xb_e, C = gu_e
-    p[1 * M + i] = xb + r0 * H;
+    p[0 * M + i] = w_gu + e * 2 * I * H; // GEMM 1: A = W_gu_e, B = x_e (bf16), C = gu_e
+    p[1 * M + i] = xin + r0 * H;
     p[2 * M + i] = gu + r0 * 2 * I;
-    p[3 * M + i] = w_down + e * H * I;   // GEMM 2: A = W_down_e, B = act_e, C = yb_e (yb aliases xb)
+    p[3 * M + i] = w_down + e * H * I;   // GEMM 2: A = W_down_e, B = act_e, C = yb_e (ws's xb region)
     p[4 * M + i] = act + r0 * I;
-    p[5 * M + i] = xb + r0 * H;
+    p[5 * M + i] = yb + r0 * H;
 }
 
 static unsigned grid_for(size_t n) {
@@ -140,18 +142,15 @@ static unsigned grid_for(size_t n) {
 #define PF_N1 128                                        // act columns per tile (B: 128 gate + 128 up rows)
 #define PF_N2 256                                        // y columns per tile
 #define PF_ST1 3                                         // stages, kernel 1
-#define PF_ST2 3                                         // stages, kernel 2
 #define PF_A1 (PF_BM * PF_BK * 4)                        // x tile, f32: two [128][32] boxes, 32 KB
 #define PF_STAGE1 (PF_A1 + 2 * PF_N1 * PF_BK * 2)        // + W_gu [256][64] bf16: 64 KB
-#define PF_A2 (PF_BM * PF_BK * 2)                        // act tile, bf16 [128][64]: 16 KB
-#define PF_STAGE2 (PF_A2 + PF_N2 * PF_BK * 2)            // + W_down [256][64] bf16: 48 KB
+#define PF_A2 (PF_BM * PF_BK * 2)                        // act or bf16 x tile [128][64]: 16 KB
+#define PF_STAGE2 (PF_A2 + PF_N2 * PF_BK * 2)            // + W_down [256][64] or W_gu [2][128][64] bf16: 48 KB
 // Output staging per consumer warpgroup (its 64 tile rows), written from the
 // accumulators and stored by TMA while the warpgroup goes on to the next tile:
 #define PF_OUT1 (64 * PF_N1 * 2)                         // act: two [64][64] bf16 boxes, 16 KB
-#define PF_OUT2 (4 * 64 * 32 * 4)                        // y: half the columns, four [64][32] f32 boxes, 32 KB
 #define PF_SMEM1 (PF_ST1 * PF_STAGE1 + 2 * PF_OUT1 + 1024 + 2 * PF_ST1 * 8) // + alignment slack + barriers
-#define PF_SMEM2 (PF_ST2 * PF_STAGE2 + 2 * PF_OUT2 + 1024 + 2 * PF_ST2 * 8)
-#define PF_THREADS 384                                   // kernel 2: warpgroup 0 producer; 1, 2 consumers
+#define PF_THREADS 384                                   // kernels 1b, 2: warpgroup 0 producer; 1, 2 consumers
 #define PF_THREADS1 288                                  // kernel 1: warpgroups 0, 1 consumers; warp 8 producer
 #define PF_M_INNER_NT 16 // more column tiles than this (Mixtral's 28672 gate/up rows): row tiles innermost
 
@@ -387,6 +386,51 @@ __device__ __forceinline__ void gate_up_block(float (&d)[128], uint32_t (&x)[8],
     prev = s;
     if (++s == PF_ST1) s = 0, ph ^= 1;
 }
+
+// Gate/up epilogue of consumer warpgroup c (its 64 rows of tile p): act =
+// bf16(silu(gate) * up) from the accumulators, through its staging buffer stg and
+// TMA stores (map to, box [64][64]) when all 64 rows are the expert's, else from
+// registers. The stores are left in flight (the caller waits before exiting).
+__device__ __forceinline__ void store_act(const float (&d)[128], const tile_pos &p, const CUtensorMap *to, __nv_bfloat16 *act,
+                                          int I, uint32_t stg, int c, int w, int g, int tq, int rl, bool leader) {
+    // d[4 j + 2 h + i]: tile row rl + 8 h, column col0 + 8 j + 2 tq + i; gate j < 16, its up j + 16
+    if (64 * c + 64 <= p.rows) {
+        // act box b (columns col0 + 64 b ..) row r: 128 bytes at stg + 8 KB b + 128 r, 16-byte
+        // chunk j % 8 swizzled to (j % 8) ^ (r % 8), r % 8 == g; this thread's 4 bytes at 4 tq
+        if (leader) bulk_wait_read(); // the previous tile's stores have left the staging buffer
+        wg_bar(1 + c);
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const uint32_t row = stg + (16 * w + g + 8 * h) * 128 + 4 * tq;
+#pragma unroll
+            for (int j = 0; j < 16; j++)
+                sts_u32(row + (j / 8) * 8192 + (((j % 8) ^ g) << 4),
+                        pack2(silu_mul(d[4 * j + 2 * h], d[4 * (j + 16) + 2 * h]),
+                              silu_mul(d[4 * j + 2 * h + 1], d[4 * (j + 16) + 2 * h + 1])));
+        }
+        fence_async_smem();
+        wg_bar(1 + c);
+        if (leader) {
+            tma_store_2d(to, p.col0, p.row0 + 64 * c, stg);
+            if (p.col0 + 64 < I) tma_store_2d(to, p.col0 + 64, p.row0 + 64 * c, stg + 8192);
+            bulk_commit();
+        }
+        return;
+    }
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        const int r = rl + 8 * h;
+        if (r >= p.rows) continue;
+        __nv_bfloat16 *dst = act + (size_t)(p.row0 + r) * I;
+#pragma unroll
+        for (int j = 0; j < 16; j++) {
+            const int col = p.col0 + 8 * j + 2 * tq;
+            if (col < I)
+                *(uint32_t *)(dst + col) = pack2(silu_mul(d[4 * j + 2 * h], d[4 * (j + 16) + 2 * h]),
+                                                 silu_mul(d[4 * j + 2 * h + 1], d[4 * (j + 16) + 2 * h + 1]));
+        }
+    }
+}
 #endif
 
 // Kernel 1: act[r, c] = bf16(silu(x_r . W_gate_e[c]) * (x_r . W_up_e[c])) for every
@@ -442,43 +486,7 @@ __global__ void __launch_bounds__(PF_THREADS1, 1)
         fence_acc(d);
         __syncwarp();
         if (lane == 0) mbar_arrive(empty + 8 * prev);
-        // d[4 j + 2 h + i]: tile row rl + 8 h, column col0 + 8 j + 2 tq + i; gate j < 16, its up j + 16
-        if (64 * c + 64 <= p.rows) {
-            // act box b (columns col0 + 64 b ..) row r: 128 bytes at stg + 8 KB b + 128 r, 16-byte
-            // chunk j % 8 swizzled to (j % 8) ^ (r % 8), r % 8 == g; this thread's 4 bytes at 4 tq
-            if (leader) bulk_wait_read(); // the previous tile's stores have left the staging buffer
-            wg_bar(1 + c);
-#pragma unroll
-            for (int h = 0; h < 2; h++) {
-                const uint32_t row = stg + (16 * w + g + 8 * h) * 128 + 4 * tq;
-#pragma unroll
-                for (int j = 0; j < 16; j++)
-                    sts_u32(row + (j / 8) * 8192 + (((j % 8) ^ g) << 4),
-                            pack2(silu_mul(d[4 * j + 2 * h], d[4 * (j + 16) + 2 * h]),
-                                  silu_mul(d[4 * j + 2 * h + 1], d[4 * (j + 16) + 2 * h + 1])));
-            }
-            fence_async_smem();
-            wg_bar(1 + c);
-            if (leader) {
-                tma_store_2d(&to, p.col0, p.row0 + 64 * c, stg);
-                if (p.col0 + 64 < I) tma_store_2d(&to, p.col0 + 64, p.row0 + 64 * c, stg + 8192);
-                bulk_commit();
-            }
-            continue;
-        }
-#pragma unroll
-        for (int h = 0; h < 2; h++) {
-            const int r = rl + 8 * h;
-            if (r >= p.rows) continue;
-            __nv_bfloat16 *dst = act + (size_t)(p.row0 + r) * I;
-#pragma unroll
-            for (int j = 0; j < 16; j++) {
-                const int col = p.col0 + 8 * j + 2 * tq;
-                if (col < I)
-                    *(uint32_t *)(dst + col) = pack2(silu_mul(d[4 * j + 2 * h], d[4 * (j + 16) + 2 * h]),
-                                                     silu_mul(d[4 * j + 2 * h + 1], d[4 * (j + 16) + 2 * h + 1]));
-            }
-        }
+        store_act(d, p, &to, act, I, stg, c, w, g, tq, rl, leader);
     }
     if (leader) bulk_wait();
 #else
@@ -486,34 +494,49 @@ __global__ void __launch_bounds__(PF_THREADS1, 1)
 #endif
 }
 
-// Kernel 2: y[r, :] = act_r W_down_e^T (f32); act: map ta over [R, I] bf16 (box
-// [128][64]), W_down: map tw over [E, H, I] bf16 (box [1][256][64]); y: [R, H]
-// f32, stored through map to (box [64][32]) or from registers (as kernel 1).
+// Kernels 1b and 2, both operands from shared memory (A and B tiles by TMA):
+//   GU (1b): act = bf16(silu(x_e W_gate_e^T) * (x_e W_up_e^T)), x bf16 [R, H]: map ta
+//            (box [128][64]), W_gu: map tw over [E, 2I, H] (box [1][128][64], loaded
+//            twice: 128 gate rows, the matching 128 up rows); act out as kernel 1.
+//   !GU (2): y = act_e W_down_e^T, act: map ta over [R, I] bf16 (box [128][64]),
+//            W_down: map tw over [E, H, I] (box [1][256][64]); y: [R, H] f32, stored
+//            through map to (box [64][32]) in YR rounds from a staging buffer of
+//            256 / YR columns, or from registers (rows not all the expert's).
+// ST shared-memory stages of 48 KB. Warpgroup 0 produces, 1 and 2 consume; each
+// consumer keeps one K block of wgmma in flight while it waits for the next.
+template <bool GU, int ST, int YR> struct pf_ss_cfg {
+    static constexpr int out = GU ? PF_OUT1 : 64 * PF_N2 * 4 / YR;     // staging per consumer warpgroup
+    static constexpr int smem = ST * PF_STAGE2 + 2 * out + 1024 + 2 * ST * 8;
+};
+template <bool GU, int ST, int YR>
 __global__ void __launch_bounds__(PF_THREADS, 1)
-    pf_down_kernel(const __grid_constant__ CUtensorMap ta, const __grid_constant__ CUtensorMap tw,
-                   const __grid_constant__ CUtensorMap to, float *y, const __grid_constant__ fused_groups fg, int H, int I,
-                   int tiles) {
+    pf_ss_kernel(const __grid_constant__ CUtensorMap ta, const __grid_constant__ CUtensorMap tw,
+                 const __grid_constant__ CUtensorMap to, void *outp, const __grid_constant__ fused_groups fg, int H, int I,
+                 int tiles) {
 #ifdef PF_DEVICE_OK
+    typedef pf_ss_cfg<GU, ST, YR> cfg;
     extern __shared__ unsigned char smem_raw[];
     const uint32_t base = (smem_u32(smem_raw) + 1023) & ~1023u;
-    const uint32_t out = base + PF_ST2 * PF_STAGE2;
-    const uint32_t full = out + 2 * PF_OUT2, empty = full + 8 * PF_ST2;
-    const int wg = threadIdx.x / 128, nt = (H + PF_N2 - 1) / PF_N2, nk = (I + PF_BK - 1) / PF_BK;
-    barriers_init(full, PF_ST2);
+    const uint32_t out = base + ST * PF_STAGE2;
+    const uint32_t full = out + 2 * cfg::out, empty = full + 8 * ST;
+    const int ncols = GU ? PF_N1 : PF_N2, ncol = GU ? I : H, kdim = GU ? H : I;
+    const int wg = threadIdx.x / 128, nt = (ncol + ncols - 1) / ncols, nk = (kdim + PF_BK - 1) / PF_BK;
+    barriers_init(full, ST);
     if (wg == 0) {
         asm volatile("setmaxnreg.dec.sync.aligned.u32 40;");
         if (threadIdx.x != 0) return;
         int s = 0;
         uint32_t ph = 0;
         for (int t = blockIdx.x; t < tiles; t += gridDim.x) {
-            const tile_pos p = tile_at(fg, t, nt, PF_N2, nt > PF_M_INNER_NT);
+            const tile_pos p = tile_at(fg, t, nt, ncols, nt > PF_M_INNER_NT);
             for (int kb = 0; kb < nk; kb++) {
                 mbar_wait(empty + 8 * s, ph ^ 1);
                 const uint32_t sa = base + s * PF_STAGE2, fb = full + 8 * s;
                 mbar_expect_tx(fb, PF_STAGE2);
                 tma_2d(sa, &ta, kb * PF_BK, p.row0, fb);
                 tma_3d(sa + PF_A2, &tw, kb * PF_BK, p.col0, p.e, fb);
-                if (++s == PF_ST2) s = 0, ph ^= 1;
+                if (GU) tma_3d(sa + PF_A2 + PF_N1 * PF_BK * 2, &tw, kb * PF_BK, I + p.col0, p.e, fb); // up rows
+                if (++s == ST) s = 0, ph ^= 1;
             }
         }
         return;
@@ -522,12 +545,12 @@ __global__ void __launch_bounds__(PF_THREADS, 1)
     const int c = wg - 1, w = threadIdx.x / 32 % 4, lane = threadIdx.x % 32, g = lane / 4, tq = lane % 4;
     const int rl = 64 * c + 16 * w + g;
     const bool leader = threadIdx.x % 128 == 0;
-    const uint32_t stg = out + c * PF_OUT2;
+    const uint32_t stg = out + c * cfg::out;
     int s = 0;
     uint32_t ph = 0;
     float d[128];
     for (int t = blockIdx.x; t < tiles; t += gridDim.x) {
-        const tile_pos p = tile_at(fg, t, nt, PF_N2, nt > PF_M_INNER_NT);
+        const tile_pos p = tile_at(fg, t, nt, ncols, nt > PF_M_INNER_NT);
 #pragma unroll
         for (int i = 0; i < 128; i++) d[i] = 0.0f;
         int prev = -1;
@@ -547,26 +570,30 @@ __global__ void __launch_bounds__(PF_THREADS, 1)
                 if (lane == 0) mbar_arrive(empty + 8 * prev);
             }
             prev = s;
-            if (++s == PF_ST2) s = 0, ph ^= 1;
+            if (++s == ST) s = 0, ph ^= 1;
         }
         wg_wait<0>();
         fence_acc(d);
         __syncwarp();
         if (lane == 0) mbar_arrive(empty + 8 * prev);
+        if (GU) {
+            store_act(d, p, &to, (__nv_bfloat16 *)outp, I, stg, c, w, g, tq, rl, leader);
+            continue;
+        }
         // d[4 j + 2 h + i]: tile row rl + 8 h, column col0 + 8 j + 2 tq + i
         if (64 * c + 64 <= p.rows) {
-            // two rounds of 128 columns; y box b (32 columns) row r: 128 bytes at stg + 8 KB b +
+            // YR rounds of 256 / YR columns; y box b (32 columns) row r: 128 bytes at stg + 8 KB b +
             // 128 r, 16-byte chunk 2 (j % 4) + tq / 2 swizzled by r % 8 == g; 8 bytes at 8 (tq % 2)
 #pragma unroll
-            for (int half = 0; half < 2; half++) {
+            for (int rd = 0; rd < YR; rd++) {
                 if (leader) bulk_wait_read(); // the staging buffer is free again
                 wg_bar(1 + c);
 #pragma unroll
                 for (int h = 0; h < 2; h++) {
                     const uint32_t row = stg + (16 * w + g + 8 * h) * 128 + 8 * (tq % 2);
 #pragma unroll
-                    for (int jj = 0; jj < 16; jj++) {
-                        const int j = 16 * half + jj;
+                    for (int jj = 0; jj < 32 / YR; jj++) {
+                        const int j = 32 / YR * rd + jj;
                         sts_f2(row + (jj / 4) * 8192 + (((2 * (jj % 4) + tq / 2) ^ g) << 4), d[4 * j + 2 * h],
                                d[4 * j + 2 * h + 1]);
                     }
@@ -575,8 +602,8 @@ __global__ void __launch_bounds__(PF_THREADS, 1)
                 wg_bar(1 + c);
                 if (leader) {
 #pragma unroll
-                    for (int b = 0; b < 4; b++) {
-                        const int col = p.col0 + 128 * half + 32 * b;
+                    for (int b = 0; b < 8 / YR; b++) {
+                        const int col = p.col0 + PF_N2 / YR * rd + 32 * b;
                         if (col < H) tma_store_2d(&to, col, p.row0 + 64 * c, stg + b * 8192);
                     }
                     bulk_commit();
@@ -584,6 +611,7 @@ __global__ void __launch_bounds__(PF_THREADS, 1)
             }
             continue;
         }
+        float *y = (float *)outp;
 #pragma unroll
         for (int h = 0; h < 2; h++) {
             const int r = rl + 8 * h;
@@ -601,6 +629,21 @@ __global__ void __launch_bounds__(PF_THREADS, 1)
     __trap();
 #endif
 }
+
+// The variants the host launches (stage counts and y store rounds: docs/gpu.md).
+#ifndef PF_ST_GU
+#define PF_ST_GU 4
+#endif
+#ifndef PF_ST_DOWN
+#define PF_ST_DOWN 3
+#endif
+#ifndef PF_YR
+#define PF_YR 2
+#endif
+#define pf_gate_up_ss_kernel pf_ss_kernel<true, PF_ST_GU, 1>
+#define pf_down_kernel pf_ss_kernel<false, PF_ST_DOWN, PF_YR>
+#define PF_SMEM1B (pf_ss_cfg<true, PF_ST_GU, 1>::smem)
+#define PF_SMEM2 (pf_ss_cfg<false, PF_ST_DOWN, PF_YR>::smem)
 
 #define CUDA_TRY(x)                                   \
     do {                                              \
@@ -684,7 +727,11 @@ static int fused_run(const jk_moe_prefill_args *a, __nv_bfloat16 *act, cudaStrea
         const cuuint64_t dy[2] = {(cuuint64_t)H, (cuuint64_t)R}, py[1] = {(cuuint64_t)H * 4};
         const cuuint32_t bys[2] = {32, 64};                                     // y stores: [64][32] f32
         int rc;
-        if ((rc = tmap_make(&tx, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 2, a->x, dx, px, bx))) return rc;
+        const cuuint64_t pxb[1] = {(cuuint64_t)H * 2};
+        const cuuint32_t bxb[2] = {PF_BK, PF_BM};
+        if (a->xb) rc = tmap_make(&tx, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, a->xb, dx, pxb, bxb);
+        else rc = tmap_make(&tx, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 2, a->x, dx, px, bx);
+        if (rc) return rc;
         if ((rc = tmap_make(&twgu, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3, a->w_gu, dg, pg, bg))) return rc;
         if ((rc = tmap_make(&tact, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, act, da, pa, ba))) return rc;
         if ((rc = tmap_make(&twd, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3, a->w_down, dd, pd, bd))) return rc;
@@ -694,9 +741,14 @@ static int fused_run(const jk_moe_prefill_args *a, __nv_bfloat16 *act, cudaStrea
     int dev = 0, sms = 0;
     CUDA_TRY(cudaGetDevice(&dev));
     CUDA_TRY(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-    CUDA_TRY(cudaFuncSetAttribute(pf_gate_up_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, PF_SMEM1));
     CUDA_TRY(cudaFuncSetAttribute(pf_down_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, PF_SMEM2));
-    pf_gate_up_kernel<<<tiles1 < sms ? tiles1 : sms, PF_THREADS1, PF_SMEM1, st>>>(tx, twgu, tact_st, act, fg, H, I, tiles1);
+    if (a->xb) { // bf16 rows: both operands by TMA (kernel 1b)
+        CUDA_TRY(cudaFuncSetAttribute(pf_gate_up_ss_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, PF_SMEM1B));
+        pf_gate_up_ss_kernel<<<tiles1 < sms ? tiles1 : sms, PF_THREADS, PF_SMEM1B, st>>>(tx, twgu, tact_st, act, fg, H, I, tiles1);
+    } else {
+        CUDA_TRY(cudaFuncSetAttribute(pf_gate_up_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, PF_SMEM1));
+        pf_gate_up_kernel<<<tiles1 < sms ? tiles1 : sms, PF_THREADS1, PF_SMEM1, st>>>(tx, twgu, tact_st, act, fg, H, I, tiles1);
+    }
     LAUNCH_TRY();
     pf_down_kernel<<<tiles2 < sms ? tiles2 : sms, PF_THREADS, PF_SMEM2, st>>>(tact, twd, ty_st, a->y, fg, H, I, tiles2);
     LAUNCH_TRY();
@@ -721,7 +773,8 @@ extern "C" int jk_moe_ffn_prefill(const jk_moe_prefill_args *a, void *cublas_han
     int mode = a->mode;
     if (mode == JK_PREFILL_AUTO || mode == JK_PREFILL_FUSED) {
         // auto: few active experts (Mixtral's 8) make large GEMMs that cuBLAS runs better
-        const int aligned = (((uintptr_t)a->x | (uintptr_t)a->y | (uintptr_t)a->w_gu | (uintptr_t)a->w_down) & 15) == 0;
+        const int aligned =
+            (((uintptr_t)a->x | (uintptr_t)a->xb | (uintptr_t)a->y | (uintptr_t)a->w_gu | (uintptr_t)a->w_down) & 15) == 0;
         if ((mode == JK_PREFILL_FUSED || active > JK_PREFILL_GROUPED_MIN) && active <= JK_PREFILL_MAX_GROUPS && aligned &&
             jk_moe_prefill_fused_available())
             return fused_run(a, act, st);
@@ -732,8 +785,13 @@ extern "C" int jk_moe_ffn_prefill(const jk_moe_prefill_args *a, void *cublas_han
     BLAS_TRY(cublasSetStream(hb, st));
 
     const size_t nx8 = (size_t)R * H / 8, na8 = (size_t)R * I / 8;
-    f32_to_bf16_x8_kernel<<<grid_for(nx8), 256, 0, st>>>((uint4 *)xb, (const float4 *)a->x, nx8);
-    LAUNCH_TRY();
+    // GEMM 1's bf16 rows: the caller's, or x rounded into ws (whose region then holds yb)
+    const __nv_bfloat16 *xin = (const __nv_bfloat16 *)a->xb;
+    if (!xin) {
+        f32_to_bf16_x8_kernel<<<grid_for(nx8), 256, 0, st>>>((uint4 *)xb, (const float4 *)a->x, nx8);
+        LAUNCH_TRY();
+        xin = xb;
+    }
     const float one = 1.0f, zero = 0.0f;
 
     if (mode == JK_PREFILL_LOOP) {
@@ -741,7 +799,7 @@ extern "C" int jk_moe_ffn_prefill(const jk_moe_prefill_args *a, void *cublas_han
             const int r0 = a->h_seg[e], n = a->h_seg[e + 1] - r0;
             if (n <= 0) continue;
             BLAS_TRY(cublasGemmEx(hb, CUBLAS_OP_T, CUBLAS_OP_N, 2 * I, n, H, &one, w_gu + (size_t)e * 2 * I * H, CUDA_R_16BF, H,
-                                  xb + (size_t)r0 * H, CUDA_R_16BF, H, &zero, gu + (size_t)r0 * 2 * I, CUDA_R_16BF, 2 * I,
+                                  xin + (size_t)r0 * H, CUDA_R_16BF, H, &zero, gu + (size_t)r0 * 2 * I, CUDA_R_16BF, 2 * I,
                                   CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
         }
         swiglu_bf16_kernel<<<grid_for(na8), 256, 0, st>>>((uint4 *)act, (const uint4 *)gu, I / 8, na8);
@@ -775,7 +833,7 @@ extern "C" int jk_moe_ffn_prefill(const jk_moe_prefill_args *a, void *cublas_han
     }
     const void **p = (const void **)(ws + l.ptrs);
     const int M = JK_PREFILL_MAX_GROUPS;
-    prefill_ptrs_kernel<<<(gl.n + 127) / 128, 128, 0, st>>>(p, gl, w_gu, w_down, xb, gu, act, H, I);
+    prefill_ptrs_kernel<<<(gl.n + 127) / 128, 128, 0, st>>>(p, gl, w_gu, w_down, xin, xb, gu, act, H, I);
     LAUNCH_TRY();
     BLAS_TRY(cublasGemmGroupedBatchedEx(hb, opT, opN, m1, nn, k1, alpha, p + 0 * M, CUDA_R_16BF, ld_h, p + 1 * M, CUDA_R_16BF,
                                         ld_h, beta, (void *const *)(p + 2 * M), CUDA_R_16BF, ld_2i, gl.n, gsize,

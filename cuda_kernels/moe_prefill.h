@@ -19,15 +19,17 @@ enum {
                             // else grouped; fewer: loop
     JK_PREFILL_GROUPED = 1, // one cublasGemmGroupedBatchedEx per GEMM (bf16 out; y through a bf16 copy)
     JK_PREFILL_LOOP = 2,    // one cublasGemmEx per expert and GEMM (down GEMM writes f32 y directly)
-    JK_PREFILL_FUSED = 3,   // two persistent wgmma kernels: f32 x read in the gate/up GEMM, SwiGLU in
-                            // its epilogue, f32 y stored by the down GEMM; where unavailable, as AUTO
-                            // without it
+    JK_PREFILL_FUSED = 3,   // two persistent wgmma kernels: x read in the gate/up GEMM (bf16 xb by TMA,
+                            // or f32 x rounded in registers), SwiGLU in its epilogue, f32 y stored by
+                            // the down GEMM; where unavailable, as AUTO without it
 };
 #define JK_PREFILL_GROUPED_MIN 16
 #define JK_PREFILL_MAX_GROUPS 256 // more active experts than this: loop
 
 // One MoE layer's routed experts on this GPU, rows grouped by expert.
 //   x:       [R, H] f32 rows (device); expert e's rows are h_seg[e] .. h_seg[e+1]
+//   xb:      or NULL: the same rows already in bf16 (x is then not read, may be NULL);
+//            what the GEMMs read: the fused path takes both operands by TMA (kernel 1b)
 //   h_seg:   [E+1] int32 on the host; R = h_seg[E]
 //   w_gu:    [E, 2I, H] bf16: gate rows [0, I), up rows [I, 2I) of each expert
 //   w_down:  [E, H, I] bf16
@@ -45,6 +47,7 @@ typedef struct {
     void *ws;
     size_t ws_bytes;
     int mode;
+    const uint16_t *xb; // last: initializers that stop before it leave it NULL
 } jk_moe_prefill_args;
 
 size_t jk_moe_prefill_ws_bytes(int R, int H, int I);

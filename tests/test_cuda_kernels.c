@@ -241,8 +241,10 @@ static void attn_random_case(const char *what, int T, int nh, int nkv, int hd, i
 
 // Prefill expert FFN (bf16 operands) against janus_moe_ffn_grouped_ref: x,
 // silu(gate) * up (and on the cuBLAS paths gate/up; y too on the grouped path)
-// are rounded to bf16: tolerance 1e-2. ws starts as NaN, y too.
-static void prefill_case(int E, int H, int I, int max_rows, int mode) {
+// are rounded to bf16: tolerance 1e-2. ws starts as NaN, y too. xb_in: the rows
+// are given in bf16 (xb) and the f32 x handed beside them is all NaN, so a path
+// that read it instead would fail.
+static void prefill_case_in(int E, int H, int I, int max_rows, int mode, int xb_in) {
     int32_t *seg = malloc(sizeof(int32_t) * (E + 1));
     seg[0] = 0;
     for (int e = 0; e < E; e++) seg[e + 1] = seg[e] + (rnd(4) ? rnd(max_rows + 1) : 0);
@@ -263,14 +265,23 @@ static void prefill_case(int E, int H, int I, int max_rows, int mode) {
     CK(cudaMalloc((void **)&dwgu, 2 * ngu));
     CK(cudaMalloc((void **)&dwd, 2 * nd));
     CK(cudaMalloc(&dws, ws_bytes));
-    CK(cudaMemcpy(dx, x, sizeof(float) * R * H, cudaMemcpyHostToDevice));
+    uint16_t *dxb = NULL;
+    if (xb_in) {
+        uint16_t *xbh = malloc(2 * (size_t)Ra * H);
+        for (size_t i = 0; i < (size_t)R * H; i++) xbh[i] = f32_to_bf16(x[i]);
+        CK(cudaMalloc((void **)&dxb, 2 * (size_t)Ra * H));
+        CK(cudaMemcpy(dxb, xbh, 2 * (size_t)R * H, cudaMemcpyHostToDevice));
+        CK(cudaMemset(dx, 0xff, sizeof(float) * Ra * H));
+        free(xbh);
+    } else
+        CK(cudaMemcpy(dx, x, sizeof(float) * R * H, cudaMemcpyHostToDevice));
     CK(cudaMemcpy(dwgu, wgu, 2 * ngu, cudaMemcpyHostToDevice));
     CK(cudaMemcpy(dwd, wd, 2 * nd, cudaMemcpyHostToDevice));
     CK(cudaMemset(dy, 0xff, sizeof(float) * (Ra + 1) * H));
     CK(cudaMemset(dws, 0xff, ws_bytes));
     cublasHandle_t hb;
     if (cublasCreate(&hb) != CUBLAS_STATUS_SUCCESS) { printf("FAIL: cublasCreate\n"); exit(1); }
-    jk_moe_prefill_args a = {dx, seg, dwgu, dwd, dy, E, H, I, dws, ws_bytes, mode};
+    jk_moe_prefill_args a = {dx, seg, dwgu, dwd, dy, E, H, I, dws, ws_bytes, mode, dxb};
     CK(jk_moe_ffn_prefill(&a, hb, NULL));
     CK(cudaDeviceSynchronize());
     CK(cudaMemcpy(y, dy, sizeof(float) * Ra * H, cudaMemcpyDeviceToHost));
@@ -282,8 +293,8 @@ static void prefill_case(int E, int H, int I, int max_rows, int mode) {
     for (int e = 0; e < E; e++) active += seg[e + 1] > seg[e], maxr = seg[e + 1] - seg[e] > maxr ? seg[e + 1] - seg[e] : maxr;
     const int ok = c.nan == 0 && (R == 0 || c.rel < tol) && isnan(tail0);
     static const char *names[] = {"auto", "grouped", "loop", "fused"};
-    printf("%s moe_ffn_prefill %s E=%d H=%d I=%d rows=%d (%d experts, max %d): rel err %.2e (tolerance %.0e), unwritten %ld%s\n",
-           ok ? "ok  " : "FAIL", names[mode], E, H, I, R, active, maxr, c.rel, tol, c.nan,
+    printf("%s moe_ffn_prefill %s%s E=%d H=%d I=%d rows=%d (%d experts, max %d): rel err %.2e (tolerance %.0e), unwritten %ld%s\n",
+           ok ? "ok  " : "FAIL", names[mode], xb_in ? " bf16-in" : "", E, H, I, R, active, maxr, c.rel, tol, c.nan,
            isnan(tail0) ? "" : ", wrote past row R");
     if (c.first >= 0) {
         const long i = c.first;
@@ -294,7 +305,14 @@ static void prefill_case(int E, int H, int I, int max_rows, int mode) {
     ok ? passed++ : failed++;
     cublasDestroy(hb);
     cudaFree(dx), cudaFree(dy), cudaFree(dwgu), cudaFree(dwd), cudaFree(dws);
+    if (dxb) cudaFree(dxb);
     free(seg), free(x), free(y), free(ref), free(wgu), free(wd);
+}
+
+// Every case both ways: f32 rows (x), bf16 rows (xb).
+static void prefill_case(int E, int H, int I, int max_rows, int mode) {
+    prefill_case_in(E, H, I, max_rows, mode, 0);
+    prefill_case_in(E, H, I, max_rows, mode, 1);
 }
 
 int main(void) {

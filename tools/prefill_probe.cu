@@ -73,8 +73,9 @@ int main(int argc, char **argv) {
     cublasCreate(&hb);
     cudaEvent_t ev[4];
     for (int i = 0; i < 4; i++) CHK(cudaEventCreate(&ev[i]));
-    printf("%-8s %6s %7s | %9s %7s %7s | %9s %7s %7s | %9s %7s | %9s %7s\n", "model", "T", "R", "k1 us", "TF/s", "GB/s",
-           "k2 us", "TF/s", "GB/s", "fused us", "TF/s", "loop us", "TF/s");
+    printf("stages: gate/up (bf16 x) %d, down %d; y store rounds %d\n", PF_ST_GU, PF_ST_DOWN, PF_YR);
+    printf("%-8s %6s %7s | %9s %7s %7s | %9s %7s | %9s %7s %7s | %9s %7s | %9s %7s | %9s %7s\n", "model", "T", "R", "k1 us", "TF/s",
+           "GB/s", "k1b us", "TF/s", "k2 us", "TF/s", "GB/s", "fused us", "TF/s", "fusedb us", "TF/s", "loop us", "TF/s");
     uint64_t rng = 7;
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
         if (only >= 0 && (int)ci != only) continue;
@@ -95,18 +96,21 @@ int main(int argc, char **argv) {
         const size_t ngu = (size_t)E * 2 * I * H, nd = (size_t)E * H * I;
         uint16_t *wgu, *wd;
         float *x, *y;
+        uint16_t *xb16;
         void *ws;
         const size_t wsb = jk_moe_prefill_ws_bytes(R, H, I);
         CHK(cudaMalloc((void **)&wgu, 2 * ngu));
         CHK(cudaMalloc((void **)&wd, 2 * nd));
         CHK(cudaMalloc((void **)&x, 4 * (size_t)R * H));
         CHK(cudaMalloc((void **)&y, 4 * (size_t)R * H));
+        CHK(cudaMalloc((void **)&xb16, 2 * (size_t)R * H));
         CHK(cudaMalloc(&ws, wsb));
         fill_bf16<<<4096, 256>>>(wgu, ngu, 11, 1.0f / sqrtf((float)H));
         fill_bf16<<<4096, 256>>>(wd, nd, 12, 1.0f / sqrtf((float)I));
         fill_f32<<<4096, 256>>>(x, (size_t)R * H, 13);
+        f32_to_bf16_x8_kernel<<<4096, 256>>>((uint4 *)xb16, (const float4 *)x, (size_t)R * H / 8);
         CHK(cudaDeviceSynchronize());
-        jk_moe_prefill_args a = {x, seg, wgu, wd, y, E, H, I, ws, wsb, JK_PREFILL_FUSED};
+        jk_moe_prefill_args a = {x, seg, wgu, wd, y, E, H, I, ws, wsb, JK_PREFILL_FUSED, NULL};
         // the fused call split in its two launches, events between them
         fused_groups fg;
         fg.n = 0;
@@ -130,6 +134,10 @@ int main(int argc, char **argv) {
         const cuuint64_t dd[3] = {(cuuint64_t)I, (cuuint64_t)H, (cuuint64_t)E}, pd[2] = {(cuuint64_t)I * 2, (cuuint64_t)H * I * 2};
         const cuuint32_t bd[3] = {PF_BK, PF_N2, 1};
         CHK(tmap_make(&tx, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 2, x, dx, px, bx));
+        CUtensorMap txb;
+        const cuuint64_t pxb[1] = {(cuuint64_t)H * 2};
+        const cuuint32_t bxb[2] = {PF_BK, PF_BM};
+        CHK(tmap_make(&txb, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, xb16, dx, pxb, bxb));
         CHK(tmap_make(&twgu, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3, wgu, dg, pg, bg));
         CHK(tmap_make(&tact, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, act, da, pa, ba));
         CHK(tmap_make(&twd, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 3, wd, dd, pd, bd));
@@ -139,7 +147,8 @@ int main(int argc, char **argv) {
         CHK(tmap_make(&ty_st, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 2, y, dy, py, bys));
         CHK(cudaFuncSetAttribute(pf_gate_up_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, PF_SMEM1));
         CHK(cudaFuncSetAttribute(pf_down_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, PF_SMEM2));
-        float t1[32], t2[32], tf[32], tl[32];
+        CHK(cudaFuncSetAttribute(pf_gate_up_ss_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, PF_SMEM1B));
+        float t1[32], t2[32], tf[32], tl[32], t1b[32], tfb[32];
         for (int it = -2; it < iters; it++) {
             CHK(cudaEventRecord(ev[0]));
             pf_gate_up_kernel<<<tiles1 < sms ? tiles1 : sms, PF_THREADS1, PF_SMEM1>>>(tx, twgu, tact_st, act, fg, H, I, tiles1);
@@ -151,6 +160,17 @@ int main(int argc, char **argv) {
             CHK(cudaEventSynchronize(ev[2]));
             if (it >= 0) { CHK(cudaEventElapsedTime(&t1[it], ev[0], ev[1])); CHK(cudaEventElapsedTime(&t2[it], ev[1], ev[2])); }
             CHK(cudaEventRecord(ev[0]));
+            CHK(cudaEventRecord(ev[0]));
+            pf_gate_up_ss_kernel<<<tiles1 < sms ? tiles1 : sms, PF_THREADS, PF_SMEM1B>>>(txb, twgu, tact_st, act, fg, H, I, tiles1);
+            CHK(cudaGetLastError());
+            CHK(cudaEventRecord(ev[1]));
+            a.mode = JK_PREFILL_FUSED, a.xb = xb16;
+            CHK(jk_moe_ffn_prefill(&a, hb, NULL));
+            a.xb = NULL;
+            CHK(cudaEventRecord(ev[2]));
+            CHK(cudaEventSynchronize(ev[2]));
+            if (it >= 0) { CHK(cudaEventElapsedTime(&t1b[it], ev[0], ev[1])); CHK(cudaEventElapsedTime(&tfb[it], ev[1], ev[2])); }
+            CHK(cudaEventRecord(ev[0]));
             a.mode = JK_PREFILL_FUSED;
             CHK(jk_moe_ffn_prefill(&a, hb, NULL));
             CHK(cudaEventRecord(ev[1]));
@@ -161,15 +181,17 @@ int main(int argc, char **argv) {
             if (it >= 0) { CHK(cudaEventElapsedTime(&tf[it], ev[0], ev[1])); CHK(cudaEventElapsedTime(&tl[it], ev[1], ev[2])); }
         }
         qsort(t1, iters, 4, cmpf), qsort(t2, iters, 4, cmpf), qsort(tf, iters, 4, cmpf), qsort(tl, iters, 4, cmpf);
+        qsort(t1b, iters, 4, cmpf), qsort(tfb, iters, 4, cmpf);
         const double m1 = t1[iters / 2] * 1e3, m2 = t2[iters / 2] * 1e3, mf = tf[iters / 2] * 1e3, ml = tl[iters / 2] * 1e3;
+        const double m1b = t1b[iters / 2] * 1e3, mfb = tfb[iters / 2] * 1e3;
         const double f1 = 4.0 * R * H * I, f2 = 2.0 * R * H * I;
         const double b1 = 4.0 * R * H + 2.0 * R * I + 2.0 * E * 2 * I * H, b2 = 2.0 * R * I + 4.0 * R * H + 2.0 * E * H * I;
-        printf("%-8s %6d %7d | %9.1f %7.1f %7.0f | %9.1f %7.1f %7.0f | %9.1f %7.1f | %9.1f %7.1f\n", cases[ci].name, T, R, m1,
-               f1 / m1 * 1e-6, b1 / m1 * 1e-3, m2, f2 / m2 * 1e-6, b2 / m2 * 1e-3, mf, (f1 + f2) / mf * 1e-6, ml,
-               (f1 + f2) / ml * 1e-6);
+        printf("%-8s %6d %7d | %9.1f %7.1f %7.0f | %9.1f %7.1f | %9.1f %7.1f %7.0f | %9.1f %7.1f | %9.1f %7.1f | %9.1f %7.1f\n",
+               cases[ci].name, T, R, m1, f1 / m1 * 1e-6, b1 / m1 * 1e-3, m1b, f1 / m1b * 1e-6, m2, f2 / m2 * 1e-6,
+               b2 / m2 * 1e-3, mf, (f1 + f2) / mf * 1e-6, mfb, (f1 + f2) / mfb * 1e-6, ml, (f1 + f2) / ml * 1e-6);
         if (!check) {
             free(seg), free(cnt);
-            cudaFree(wgu), cudaFree(wd), cudaFree(x), cudaFree(y), cudaFree(ws);
+            cudaFree(wgu), cudaFree(wd), cudaFree(x), cudaFree(xb16), cudaFree(y), cudaFree(ws);
             continue;
         }
         // checks against the cuBLAS loop path: kernel 2 alone on the loop's act,
@@ -198,6 +220,15 @@ int main(int argc, char **argv) {
                 memcpy(&fa[i], &uf, 4), memcpy(&fl[i], &ul, 4);
             }
             report("k1 alone act vs loop act", fa, fl, na, I);
+            CHK(cudaMemset(act, 0xff, 2 * na));
+            pf_gate_up_ss_kernel<<<tiles1 < sms ? tiles1 : sms, PF_THREADS, PF_SMEM1B>>>(txb, twgu, tact_st, act, fg, H, I, tiles1);
+            CHK(cudaDeviceSynchronize());
+            CHK(cudaMemcpy(haf, act, 2 * na, cudaMemcpyDeviceToHost));
+            for (size_t i = 0; i < na; i++) {
+                const uint32_t uf = (uint32_t)haf[i] << 16;
+                memcpy(&fa[i], &uf, 4);
+            }
+            report("k1b alone (bf16 x) act vs loop act", fa, fl, na, I);
             free(fa), free(fl);
         }
         CHK(cudaMemset(y, 0xff, 4 * ny));
@@ -206,9 +237,16 @@ int main(int argc, char **argv) {
         CHK(cudaDeviceSynchronize());
         CHK(cudaMemcpy(hy, y, 4 * ny, cudaMemcpyDeviceToHost));
         report("fused y vs loop y", hy, hl, ny, H);
+        CHK(cudaMemset(y, 0xff, 4 * ny));
+        a.xb = xb16;
+        CHK(jk_moe_ffn_prefill(&a, hb, NULL));
+        a.xb = NULL;
+        CHK(cudaDeviceSynchronize());
+        CHK(cudaMemcpy(hy, y, 4 * ny, cudaMemcpyDeviceToHost));
+        report("fused (bf16 x) y vs loop y", hy, hl, ny, H);
         free(hal), free(haf);
         free(hy), free(hl), free(seg), free(cnt);
-        cudaFree(wgu), cudaFree(wd), cudaFree(x), cudaFree(y), cudaFree(ws);
+        cudaFree(wgu), cudaFree(wd), cudaFree(x), cudaFree(xb16), cudaFree(y), cudaFree(ws);
     }
     return 0;
 }

@@ -372,7 +372,7 @@ static void bench_experts(bk *b) {
         int maxT = models[mi].dec[2];
         for (int si = 0; want_pre && si < 4; si++) maxT = models[mi].pre[si] > maxT ? models[mi].pre[si] : maxT;
         const int maxR = maxT * K;
-        uint16_t *wgu, *wd;
+        uint16_t *wgu, *wd, *xb;
         float *x, *y, *act;
         int32_t *dseg;
         void *ws;
@@ -380,6 +380,7 @@ static void bench_experts(bk *b) {
         CK(cudaMalloc((void **)&wgu, 2 * ngu));
         CK(cudaMalloc((void **)&wd, 2 * nd));
         CK(cudaMalloc((void **)&x, sizeof(float) * maxR * H));
+        CK(cudaMalloc((void **)&xb, 2 * (size_t)maxR * H));
         CK(cudaMalloc((void **)&y, sizeof(float) * maxR * H));
         CK(cudaMalloc((void **)&act, sizeof(float) * (size_t)models[mi].dec[2] * K * I));
         CK(cudaMalloc((void **)&dseg, sizeof(int32_t) * (E + 1)));
@@ -414,10 +415,15 @@ static void bench_experts(bk *b) {
                     bk_row(b, "moe-decode", shape, us, (double)active * 3.0 * H * I * 2, 0, wrong, checked, rel, 1);
                     continue;
                 }
-                static const char *const kname[] = {NULL, "moe-prefill", "moe-prefill-loop", "moe-prefill-fused"};
-                for (int mode = JK_PREFILL_GROUPED; mode <= JK_PREFILL_FUSED; mode++) {
-                    if (mode == JK_PREFILL_FUSED && !fused) continue; // it would time a cuBLAS path again
-                    a.p = (jk_moe_prefill_args){x, seg, wgu, wd, y, E, H, I, ws, ws_bytes, mode};
+                // the engine hands the GEMMs bf16 rows (its gather rounds them); the
+                // last row: the fused path on f32 rows (experts served for other ranks)
+                static const char *const kname[] = {NULL, "moe-prefill", "moe-prefill-loop", "moe-prefill-fused",
+                                                    "moe-prefill-fused-f32x"};
+                CK(jk_f32_to_bf16(xb, x, (size_t)R * H, NULL));
+                for (int mode = JK_PREFILL_GROUPED; mode <= JK_PREFILL_FUSED + 1; mode++) {
+                    if (mode >= JK_PREFILL_FUSED && !fused) continue; // it would time a cuBLAS path again
+                    const int m = mode > JK_PREFILL_FUSED ? JK_PREFILL_FUSED : mode;
+                    a.p = (jk_moe_prefill_args){x, seg, wgu, wd, y, E, H, I, ws, ws_bytes, m, mode > JK_PREFILL_FUSED ? NULL : xb};
                     const double us = bk_time_us(b, run_ffn_prefill, &a);
                     CK(cudaMemset(y, 0xff, sizeof(float) * R * H));
                     CK(run_ffn_prefill(&a));
@@ -432,7 +438,7 @@ static void bench_experts(bk *b) {
             }
         }
         free(seg);
-        cudaFree(wgu), cudaFree(wd), cudaFree(x), cudaFree(y), cudaFree(act), cudaFree(dseg), cudaFree(ws);
+        cudaFree(wgu), cudaFree(wd), cudaFree(x), cudaFree(xb), cudaFree(y), cudaFree(act), cudaFree(dseg), cudaFree(ws);
     }
     free(host_y);
 }

@@ -595,9 +595,17 @@ static void mb_attention(janus_gpu *g, int l, int i) {
     CK(jk_router_topk(M->topi, M->topw, g->rlog, T, E, K, c->norm_topk, st));
 }
 
+// Whether run_experts takes the prefill (tensor-core GEMM) path for an expert
+// with max_rows rows.
+static bool prefill_path(const janus_gpu *g, int max_rows) {
+    return g->prefill_rows > 0 && max_rows >= g->prefill_rows && g->pf_ws;
+}
+
 // The experts this GPU holds over rows xs [R, H] (device) grouped by global
-// expert (h_seg [E+1], host), into ys.
-static void run_experts(janus_gpu *g, int l, const int32_t *h_seg, int max_rows, const float *xs, float *ys) {
+// expert (h_seg [E+1], host), into ys. xbs (or NULL): the rows in bf16 instead,
+// for the prefill path only (prefill_path true).
+static void run_experts(janus_gpu *g, int l, const int32_t *h_seg, int max_rows, const float *xs, const uint16_t *xbs,
+                        float *ys) {
     const janus_config *c = &g->m->cfg;
     const gpu_layer *G = &g->L[l];
     const int E = c->n_experts;
@@ -613,14 +621,15 @@ static void run_experts(janus_gpu *g, int l, const int32_t *h_seg, int max_rows,
         }
         ls[G->loc[e] + 1] = h_seg[e + 1];
     }
-    if (g->prefill_rows > 0 && max_rows >= g->prefill_rows && g->pf_ws) {
+    if (prefill_path(g, max_rows)) {
         jk_moe_prefill_args a = {xs, ls, G->w_gu, G->w_down, ys, G->n_loc, c->hidden, c->moe_inter,
-                                 g->pf_ws, g->pf_ws_bytes, JK_PREFILL_AUTO};
+                                 g->pf_ws, g->pf_ws_bytes, JK_PREFILL_AUTO, xbs};
         int rc = jk_moe_ffn_prefill(&a, g->blas, g->st);
         if (rc >= JK_PREFILL_CUBLAS_ERR) janus_die(NULL, "cuBLAS: prefill expert GEMM failed (status %d)", rc - JK_PREFILL_CUBLAS_ERR);
         CK(rc);
         return;
     }
+    if (!xs) janus_die(NULL, "internal: bf16 expert rows outside the prefill path");
     CK(cudaMemcpyAsync(g->seg, ls, 4 * (size_t)(G->n_loc + 1), cudaMemcpyHostToDevice, g->st));
     int active = 0;
     for (int e = 0; e < G->n_loc; e++) active += ls[e + 1] > ls[e];
@@ -671,8 +680,14 @@ static void mb_experts_local(janus_gpu *g, int l, int i, int64_t *expert_counts)
     CK(cudaMemcpyAsync(g->order, g->h_order, 4 * (size_t)P, cudaMemcpyHostToDevice, st));
     CK(cudaMemcpyAsync(g->slot, g->h_slot, 4 * (size_t)P, cudaMemcpyHostToDevice, st));
     mark(g, 2);
-    CK(jk_gather_rows(g->xs, M->h, g->order, K, P, c->hidden, st));
-    run_experts(g, l, g->h_seg, janus_ffn_variant_rows(P, T, E, maxr), g->xs, g->ys);
+    const int vr = janus_ffn_variant_rows(P, T, E, maxr);
+    if (prefill_path(g, vr)) { // the GEMMs read bf16: round in the gather (half the bytes written and read)
+        CK(jk_gather_rows_bf16((uint16_t *)g->xs, M->h, g->order, K, P, c->hidden, st));
+        run_experts(g, l, g->h_seg, vr, NULL, (const uint16_t *)g->xs, g->ys);
+    } else {
+        CK(jk_gather_rows(g->xs, M->h, g->order, K, P, c->hidden, st));
+        run_experts(g, l, g->h_seg, vr, g->xs, NULL, g->ys);
+    }
     mark(g, 3);
 }
 
@@ -810,7 +825,7 @@ void janus_gpu_serve_experts(void *gpu, int l, const int32_t *seg, int max_rows,
     if (R > g->xs_rows)
         janus_die(NULL, "internal: %d expert rows exceed the GPU's %d (max_expert_rows)", R, g->xs_rows);
     CK(cudaMemcpyAsync(g->xs, xs, 4 * (size_t)R * H, cudaMemcpyHostToDevice, g->st));
-    run_experts(g, l, seg, max_rows, g->xs, g->ys);
+    run_experts(g, l, seg, max_rows, g->xs, NULL, g->ys);
     CK(cudaMemcpyAsync(ys, g->ys, 4 * (size_t)R * H, cudaMemcpyDeviceToHost, g->st));
     CK(cudaStreamSynchronize(g->st));
 }
@@ -820,7 +835,7 @@ void janus_gpu_serve_experts_dev(void *gpu, int l, const int32_t *seg, int max_r
     janus_gpu *g = gpu;
     if (R <= 0) return;
     if (R > g->xs_rows) janus_die(NULL, "internal: %d expert rows exceed the GPU's %d (max_expert_rows)", R, g->xs_rows);
-    run_experts(g, l, seg, max_rows, d_xs, d_ys);
+    run_experts(g, l, seg, max_rows, d_xs, NULL, d_ys);
 }
 
 void janus_gpu_serve_experts_devseg(void *gpu, int l, const int32_t *d_lseg, int max_rows, const float *d_xs,
