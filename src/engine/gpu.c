@@ -244,9 +244,10 @@ janus_gpu *janus_gpu_init_opts(const janus_model *m, const janus_gpu_opts *o) {
     int ndev = 0;
     if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) janus_die(NULL, "--backend cuda: no CUDA device visible");
     CK(cudaSetDevice(o->device % ndev));
-    { // a model larger than the GPU: say so before the first allocation fails
+    { // a model (or KV cache) larger than the GPU: say so before the first allocation fails
         size_t free_b = 0, total_b = 0;
         const size_t need = weights_held(c, o);
+        const size_t kv = o->attn ? (size_t)2 * 2 * o->kv_blocks * o->block_size * c->n_kv_heads * c->head_dim * c->n_layers : 0;
         if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess && need > free_b)
             janus_die(c->dir,
                       "the weights this rank's GPU %d is to hold (%.1f GB of bf16: %s%s) exceed its free memory "
@@ -254,6 +255,13 @@ janus_gpu *janus_gpu_init_opts(const janus_model *m, const janus_gpu_opts *o) {
                       "from `janus plan`)",
                       o->device % ndev, need / 1e9, o->attn ? "attention side" : "",
                       o->experts ? (o->attn ? " and experts" : "experts") : "", free_b / 1e9, total_b / 1e9);
+        if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess && need + kv > free_b)
+            janus_die(NULL,
+                      "the KV cache (%.1f GB: %d blocks of %d positions, %d layers) and the weights "
+                      "(%.1f GB) exceed GPU %d's free memory (%.1f of %.1f GB); lower the KV cache budget "
+                      "(--kv-cache-mb) to at most %.0f MiB",
+                      kv / 1e9, o->kv_blocks, o->block_size, c->n_layers, need / 1e9, o->device % ndev, free_b / 1e9,
+                      total_b / 1e9, free_b > need ? (free_b - need) * 0.9 / (1 << 20) : 0.0);
     }
     janus_gpu *g = xcalloc(1, sizeof *g);
     g->m = m;
