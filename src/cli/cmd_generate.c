@@ -577,6 +577,7 @@ int cmd_generate(int argc, char **argv) {
     if (gpu) { // this rank's GPU holds what its role needs
         janus_gpu_opts go = {.device = local_rank, .attn = is_attn, .experts = is_moe,
                              .expert_mask = size == 1 ? NULL : mask, .max_tokens = mb_tokens,
+                             .max_out = a.max_batch, // a micro-batch emits at most one token per sequence
                              .n_mb = a.micro_batches, .kv_blocks = kv_blocks, .block_size = a.block_size,
                              .max_expert_rows = A * mb_tokens * m.cfg.top_k, .seed = 1234, .zipf = a.zipf};
         gpu_h = janus_gpu_init_opts(&m, &go);

@@ -84,6 +84,7 @@ struct janus_gpu {
     int *fill;
     int32_t *lseg;   // [E+1] local segment offsets
     int xs_rows;     // rows xs/ys/act hold
+    int max_out;     // rows logits holds
     float *h_rows, *h_y;                // pinned staging of the exchange: [max_tokens, H], [max_tokens * K, H]
     float *att_ws;                      // split-K attention partials
     size_t att_ws_bytes;
@@ -375,7 +376,9 @@ janus_gpu *janus_gpu_init_opts(const janus_model *m, const janus_gpu_opts *o) {
                        !(getenv("JANUS_GPU_FUSED") && !strcmp(getenv("JANUS_GPU_FUSED"), "0"));
         g->rlog = janus_cuda_alloc(4 * T * E);
         g->moe = janus_cuda_alloc(4 * T * H), g->sh = janus_cuda_alloc(4 * T * H), g->shg = janus_cuda_alloc(4 * T);
-        g->logits = janus_cuda_alloc(4 * T * (size_t)c->vocab);
+        // logits for the rows that emit a token (one per sequence), not for every prompt token
+        g->max_out = o->max_out > 0 && (size_t)o->max_out < T ? o->max_out : (int)T;
+        g->logits = janus_cuda_alloc(4 * (size_t)g->max_out * c->vocab);
         g->order = janus_cuda_alloc(4 * T * K), g->slot = janus_cuda_alloc(4 * T * K);
         g->h_topi = xmalloc(4 * T * K), g->h_order = xmalloc(4 * T * K), g->h_slot = xmalloc(4 * T * K);
         g->gtok = janus_cuda_alloc(4 * T), g->glp = janus_cuda_alloc(4 * T);
@@ -738,6 +741,7 @@ static void mb_end(janus_gpu *g, int i, const janus_batch *b, float *logits, int
     const int H = c->hidden;
     cudaStream_t st = g->st;
     if (M->T > 0 && b->n_out > 0) {
+        if (b->n_out > g->max_out) janus_die(NULL, "internal: %d output rows in a step, the GPU holds logits for %d", b->n_out, g->max_out);
         CK(cudaMemcpyAsync(M->rows, b->out_rows, 4 * (size_t)b->n_out, cudaMemcpyHostToDevice, st));
         CK(jk_gather_rows(M->h, M->x, M->rows, 1, b->n_out, H, st));
         CK(jk_rmsnorm(M->h, M->h, g->final_norm, b->n_out, H, c->rms_eps, st));

@@ -22,6 +22,7 @@ typedef struct {
     bool experts;               // routed experts (expert_mask selects which)
     const uint8_t *expert_mask; // [n_layers, n_experts]; NULL: every expert
     int max_tokens;             // tokens per micro-batch (attention side)
+    int max_out;                // rows of logits one micro-batch may ask for (one per sequence; 0: max_tokens)
     int n_mb;                   // micro-batches per step
     int kv_blocks, block_size;
     int max_expert_rows;        // rows one MoE layer may bring this rank (expert side)
