@@ -15,10 +15,11 @@
 // from shared memory into registers, rounding to bf16 on the way (wgmma with A
 // from registers), so there is no separate f32 -> bf16 pass either way. The B
 // tile holds 128 gate rows and the matching 128 up rows of W_gu, so each thread
-// holds gate and up of the same columns and SwiGLU is applied in registers. Outputs go from the accumulators to a
-// swizzled staging buffer and out by TMA stores that run on while the
-// warpgroup starts its next tile. Bytes moved: x and y once (f32), act twice
-// (bf16), the weights once per L2 residency: no xb, gu or yb round trips.
+// holds gate and up of the same columns and SwiGLU is applied in registers.
+// Outputs go from the accumulators to a swizzled staging buffer and out by TMA
+// stores that run on while the warpgroup starts its next tile. Bytes moved: x once (bf16 as the engine's
+// gather writes it, or f32), y once (f32), act twice (bf16), the weights once
+// per L2 residency: no gu or yb round trips.
 // Figures and what is left: docs/gpu.md (Kernels).
 //
 // cuBLAS (any GPU; the reference semantics of the first version):
@@ -507,6 +508,9 @@ __global__ void __launch_bounds__(PF_THREADS1, 1)
 template <bool GU, int ST, int YR> struct pf_ss_cfg {
     static constexpr int out = GU ? PF_OUT1 : 64 * PF_N2 * 4 / YR;     // staging per consumer warpgroup
     static constexpr int smem = ST * PF_STAGE2 + 2 * out + 1024 + 2 * ST * 8;
+    static_assert(smem <= 232448, "more shared memory than an H100 block has (fewer stages or more y rounds)");
+    static_assert(YR == 1 || YR == 2 || YR == 4 || YR == 8, "y rounds: 1, 2, 4 or 8 (whole 32-column boxes)");
+    static_assert(ST >= 2, "at least two stages");
 };
 template <bool GU, int ST, int YR>
 __global__ void __launch_bounds__(PF_THREADS, 1)

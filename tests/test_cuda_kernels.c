@@ -419,6 +419,12 @@ int main(void) {
     // More tiles than SMs in both fused kernels (each CTA loops over several,
     // reusing its staging buffers): ~18 experts x ~2.5 row tiles x 4 column tiles
     prefill_case(24, 1024, 512, 600, JK_PREFILL_FUSED);
+    // The fixtures' small shapes on the fused kernels: hidden and expert widths
+    // under one K block / column tile (H 48-96, I 24-48), a handful of rows
+    {
+        static const int shp[][4] = {{6, 96, 40, 30}, {12, 48, 24, 20}, {8, 64, 48, 40}, {6, 80, 40, 200}, {10, 72, 24, 70}};
+        for (int i = 0; i < 5; i++) prefill_case(shp[i][0], shp[i][1], shp[i][2], shp[i][3], JK_PREFILL_FUSED);
+    }
     prefill_case(600, 64, 32, 3, JK_PREFILL_GROUPED); // more active experts than one grouped call takes: loop
     prefill_case(600, 64, 32, 3, JK_PREFILL_FUSED);   // more than one fused call takes: cuBLAS loop
     prefill_case(4, 64, 32, 0, JK_PREFILL_AUTO);      // no rows at all

@@ -160,7 +160,6 @@ int main(int argc, char **argv) {
             CHK(cudaEventSynchronize(ev[2]));
             if (it >= 0) { CHK(cudaEventElapsedTime(&t1[it], ev[0], ev[1])); CHK(cudaEventElapsedTime(&t2[it], ev[1], ev[2])); }
             CHK(cudaEventRecord(ev[0]));
-            CHK(cudaEventRecord(ev[0]));
             pf_gate_up_ss_kernel<<<tiles1 < sms ? tiles1 : sms, PF_THREADS, PF_SMEM1B>>>(txb, twgu, tact_st, act, fg, H, I, tiles1);
             CHK(cudaGetLastError());
             CHK(cudaEventRecord(ev[1]));

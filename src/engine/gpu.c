@@ -91,6 +91,7 @@ struct janus_gpu {
     void *pf_ws;                        // prefill expert GEMM scratch
     size_t pf_ws_bytes;
     int prefill_rows;                   // an expert with this many rows or more: tensor-core GEMMs (0: never)
+    int prefill_mode;                   // JK_PREFILL_AUTO, or the path JANUS_GPU_PREFILL_MODE forces
     bool splitk;                        // split-K decode attention (JANUS_GPU_ATTN=plain: the one-block kernel)
     // One micro-batch, every expert local (forward_layers): the combine writes
     // the next layer's normed bf16 input (xb_ready: the layer xb holds it for,
@@ -260,9 +261,10 @@ janus_gpu *janus_gpu_init_opts(const janus_model *m, const janus_gpu_opts *o) {
             janus_die(NULL,
                       "the KV cache (%.1f GB: %d blocks of %d positions, %d layers) and the weights "
                       "(%.1f GB) exceed GPU %d's free memory (%.1f of %.1f GB); lower the KV cache budget "
-                      "(--kv-cache-mb) to at most %.0f MiB",
+                      "(janus generate: --kv-cache-mb) below %.0f MiB, less the step buffers (which grow with "
+                      "--max-step-tokens)",
                       kv / 1e9, o->kv_blocks, o->block_size, c->n_layers, need / 1e9, o->device % ndev, free_b / 1e9,
-                      total_b / 1e9, free_b > need ? (free_b - need) * 0.9 / (1 << 20) : 0.0);
+                      total_b / 1e9, free_b > need ? (free_b - need) / 1048576.0 : 0.0);
     }
     janus_gpu *g = xcalloc(1, sizeof *g);
     g->m = m;
@@ -403,9 +405,19 @@ janus_gpu *janus_gpu_init_opts(const janus_model *m, const janus_gpu_opts *o) {
         if (cublasSetWorkspace(g->blas, g->blas_ws, wsb) != CUBLAS_STATUS_SUCCESS) janus_die(NULL, "cuBLAS: cannot set the workspace");
     }
     g->graphs = !(getenv("JANUS_GPU_GRAPH") && !strcmp(getenv("JANUS_GPU_GRAPH"), "0"));
-    // Experts with many rows (prefill chunks) go through cuBLAS tensor-core
-    // GEMMs; the decode kernel streams weights for a handful of rows.
+    // Experts with many rows (prefill chunks) go through tensor-core GEMMs
+    // (moe_prefill.h); the decode kernel streams weights for a handful of rows.
+    // JANUS_GPU_PREFILL_ROWS (rows that take the GEMMs) and _MODE (auto, fused,
+    // grouped, loop) are for tests and measurements.
     g->prefill_rows = getenv("JANUS_GPU_PREFILL_ROWS") ? atoi(getenv("JANUS_GPU_PREFILL_ROWS")) : 64;
+    g->prefill_mode = JK_PREFILL_AUTO;
+    if (getenv("JANUS_GPU_PREFILL_MODE")) {
+        static const char *const modes[] = {"auto", "grouped", "loop", "fused"};
+        int k = 0;
+        while (k < 4 && strcmp(getenv("JANUS_GPU_PREFILL_MODE"), modes[k])) k++;
+        if (k == 4) janus_die(NULL, "JANUS_GPU_PREFILL_MODE: \"%s\" is not auto, fused, grouped or loop", getenv("JANUS_GPU_PREFILL_MODE"));
+        g->prefill_mode = k; // the JK_PREFILL_* values, in that order
+    }
     if (g->prefill_rows > 0 && xr > 0) {
         g->pf_ws_bytes = jk_moe_prefill_ws_bytes((int)xr, H, c->moe_inter);
         g->pf_ws = janus_cuda_alloc(g->pf_ws_bytes);
@@ -634,7 +646,7 @@ static void run_experts(janus_gpu *g, int l, const int32_t *h_seg, int max_rows,
     }
     if (prefill_path(g, max_rows)) {
         jk_moe_prefill_args a = {xs, ls, G->w_gu, G->w_down, ys, G->n_loc, c->hidden, c->moe_inter,
-                                 g->pf_ws, g->pf_ws_bytes, JK_PREFILL_AUTO, xbs};
+                                 g->pf_ws, g->pf_ws_bytes, g->prefill_mode, xbs};
         int rc = jk_moe_ffn_prefill(&a, g->blas, g->st);
         if (rc >= JK_PREFILL_CUBLAS_ERR) janus_die(NULL, "cuBLAS: prefill expert GEMM failed (status %d)", rc - JK_PREFILL_CUBLAS_ERR);
         CK(rc);
