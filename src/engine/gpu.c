@@ -249,15 +249,16 @@ janus_gpu *janus_gpu_init_opts(const janus_model *m, const janus_gpu_opts *o) {
     { // a model (or KV cache) larger than the GPU: say so before the first allocation fails
         size_t free_b = 0, total_b = 0;
         const size_t need = weights_held(c, o);
-        const size_t kv = o->attn ? (size_t)2 * 2 * o->kv_blocks * o->block_size * c->n_kv_heads * c->head_dim * c->n_layers : 0;
-        if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess && need > free_b)
+        const size_t kv = o->attn ? (size_t)o->kv_blocks * janus_gpu_kv_block_bytes(c, o->block_size) : 0;
+        if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) free_b = SIZE_MAX, (void)cudaGetLastError(); // unknown: the allocations will say
+        if (need > free_b)
             janus_die(c->dir,
                       "the weights this rank's GPU %d is to hold (%.1f GB of bf16: %s%s) exceed its free memory "
                       "(%.1f of %.1f GB); spread the model over more GPUs (more MoE ranks: --moe-ranks, or a plan "
                       "from `janus plan`)",
                       o->device % ndev, need / 1e9, o->attn ? "attention side" : "",
                       o->experts ? (o->attn ? " and experts" : "experts") : "", free_b / 1e9, total_b / 1e9);
-        if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess && need + kv > free_b)
+        if (need + kv > free_b)
             janus_die(NULL,
                       "the KV cache (%.1f GB: %d blocks of %d positions, %d layers) and the weights "
                       "(%.1f GB) exceed GPU %d's free memory (%.1f of %.1f GB); lower the KV cache budget "
