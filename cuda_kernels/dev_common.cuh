@@ -1,7 +1,8 @@
 // cuda_kernels/dev_common.cuh: device helpers shared by the kernel files: bf16
 // bits <-> f32 (round to nearest even, as src/common.h's f32_to_bf16), warp
 // reductions over all 32 lanes, cp.async (16 bytes, global -> shared, not kept
-// in L1) and ldmatrix x4; programmatic dependent launch (the wait, the
+// in L1; a zero-filling form), ldmatrix x4 (plain and transposed), the bf16
+// mma.sync m16n8k16; programmatic dependent launch (the wait, the
 // trigger, and the host-side launch helper).
 #ifndef JANUS_CUDA_DEV_COMMON_CUH
 #define JANUS_CUDA_DEV_COMMON_CUH
@@ -44,6 +45,26 @@ __device__ __forceinline__ void ldsm4(uint32_t *r, const void *smem) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                  : "r"(a));
+}
+
+// ldsm4 transposed (ldmatrix .trans): the B fragments of a row-major [k][n] tile.
+__device__ __forceinline__ void ldsm4t(uint32_t *r, const void *smem) {
+    const unsigned a = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(a));
+}
+// cp.async of 16 bytes that reads only `bytes` of them (0: none) and zero-fills the rest.
+__device__ __forceinline__ void cp_async16_zfill(void *smem, const void *gmem, int bytes) {
+    const unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(bytes) : "memory");
+}
+// d += A (16x16 bf16, row) B (16x8 bf16, col), f32 accumulators (mma.sync m16n8k16).
+__device__ __forceinline__ void mma16816(float *d, const uint32_t *a, uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
 // Programmatic dependent launch: a kernel launched as a dependent may start

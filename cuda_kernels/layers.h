@@ -67,6 +67,27 @@ int jk_attention_splitk_with(int kernel, float *out, uint16_t *out_b, const floa
 // Bytes of ws that jk_attention_splitk(_with) needs for any call with T <= max_T tokens
 // and max_blocks * bs <= max_ctx (0 when no shape up to there needs any).
 size_t jk_attention_ws_bytes(int max_T, int nh, int nkv, int hd, int max_ctx);
+// Prompt-chunk (prefill) attention on tensor cores (attn_prefill.cu): the
+// result of jk_attention for tokens that come in runs of consecutive positions
+// of one sequence, each K/V tile read once per tile of 64 query rows instead
+// of once per token. Q and P are rounded to bf16 (~3e-3 relative).
+//   jk_attn_prefill_plan: from the step's positions pos [T] and each token's
+//   block-table pointer bt [T] (tokens of one sequence share it), the runs of
+//   at least min_run tokens cut into tiles (tiles [T][4] = {t0, n, p0, 0},
+//   returns their number, longest contexts first); the tokens outside them lie
+//   in [*d0, *d1) (empty: 0, 0), for jk_attention(_splitk) on that range
+//   (which may also cover tokens of tiles: both write the same result).
+//   jk_attention_prefill: out [T, nh, hd] (and out_b, its bf16 rounding, when
+//   not NULL) for the tiles' tokens; tiles in device memory; bt as
+//   jk_attention's dense [T, max_blocks]. Head sizes 16, 32, 64 and 128
+//   (jk_attn_prefill_supported); nh % nkv == 0.
+int jk_attn_prefill_supported(int nh, int nkv, int hd);
+int jk_attn_prefill_tokens_per_tile(int nh, int nkv);
+int jk_attn_prefill_plan(int32_t *tiles, int *d0, int *d1, const int32_t *pos, const int32_t *const *bt, int T, int nh,
+                         int nkv, int min_run);
+int jk_attention_prefill(float *out, uint16_t *out_b, const float *q, const uint16_t *kc, const uint16_t *vc,
+                         const int32_t *bt, int max_blocks, const int32_t *tiles, int n_tiles, int nh, int nkv, int hd,
+                         int bs, void *stream);
 // logits: [T, E] -> ids, w: [T, k] (softmax, top-k, optional renorm) (twin: cpu_router_topk)
 int jk_router_topk(int32_t *ids, float *w, const float *logits, int T, int E, int k, int renorm, void *stream);
 // dst: [n, H] = src[idx[i] / div]  (gather rows; div = k to go from pair to token)

@@ -228,6 +228,122 @@ static void attn_case_cfgs(const char *what, int T, int nh, int nkv, int hd, int
     free(got_b), free(perm), free(bt), free(pos), free(kb), free(vb), free(kf), free(vf), free(q), free(ref), free(got), free(btp);
 }
 
+// Prompt-chunk attention (jk_attn_prefill_plan + jk_attention_prefill, the
+// per-token kernels on the range the plan leaves, as the engine runs them)
+// against cpu_attention. The step: n_dec decode tokens (own sequences,
+// contexts 1..1500), then runs of run_len[i] consecutive prompt tokens of one
+// sequence starting at position run_p0[i] (each token's block-table row holds
+// the blocks up to its own position only, as the engine's, the rest far
+// outside the pool); a decode token after the runs too
+// when dec_last (the range the plan leaves then covers the runs). All block
+// tables are drawn from one shuffled pool; outputs start as NaN; tolerance
+// 1e-2 (Q and P in bf16); the bf16 copy must be the rounding of the f32 output.
+static void attn_prefill_case(const char *what, int nh, int nkv, int hd, int bs, int n_dec, int n_runs, const int *run_len,
+                              const int *run_p0, int min_run, int dec_last) {
+    const int kv_dim = nkv * hd;
+    const int n_seq = n_dec + n_runs + (dec_last ? 1 : 0);
+    int *slen = malloc(sizeof(int) * n_seq), T = 0; // each sequence's context after this step
+    for (int s = 0; s < n_seq; s++) {
+        const int run = s >= n_dec && s < n_dec + n_runs;
+        slen[s] = run ? run_p0[s - n_dec] + run_len[s - n_dec] : 1 + rnd(1500);
+        T += run ? run_len[s - n_dec] : 1;
+    }
+    int maxb = 1, nb = 3;
+    for (int s = 0; s < n_seq; s++) {
+        const int b = (slen[s] + bs - 1) / bs;
+        maxb = b > maxb ? b : maxb, nb += b;
+    }
+    int32_t *perm = malloc(sizeof(int32_t) * nb), *stab = malloc(sizeof(int32_t) * (size_t)n_seq * maxb);
+    for (int i = 0; i < nb; i++) perm[i] = i;
+    for (int i = nb - 1; i > 0; i--) { int j = rnd(i + 1), tmp = perm[i]; perm[i] = perm[j]; perm[j] = tmp; }
+    for (int s = 0, next = 0; s < n_seq; s++)
+        for (int k = 0; k < maxb; k++) stab[(size_t)s * maxb + k] = k < (slen[s] + bs - 1) / bs ? perm[next++] : 1 << 30;
+    int32_t *pos = malloc(sizeof(int32_t) * T), *bt = malloc(sizeof(int32_t) * (size_t)T * maxb);
+    const int32_t **btp = malloc(sizeof(int32_t *) * T);
+    for (int s = 0, t = 0; s < n_seq; s++) {
+        const int run = s >= n_dec && s < n_dec + n_runs, n = run ? run_len[s - n_dec] : 1;
+        for (int j = 0; j < n; j++, t++) {
+            pos[t] = run ? run_p0[s - n_dec] + j : slen[s] - 1;
+            btp[t] = stab + (size_t)s * maxb;
+            // as the engine: a token's row holds the blocks up to its own position, then poison
+            for (int k = 0; k < maxb; k++) bt[(size_t)t * maxb + k] = k <= pos[t] / bs ? btp[t][k] : 1 << 30;
+        }
+    }
+    const size_t ncache = (size_t)nb * bs * kv_dim, nq = (size_t)T * nh * hd;
+    uint16_t *kb = malloc(2 * ncache), *vb = malloc(2 * ncache), *got_b = malloc(2 * nq);
+    float *kf = malloc(sizeof(float) * ncache), *vf = malloc(sizeof(float) * ncache);
+    float *q = malloc(sizeof(float) * nq), *ref = malloc(sizeof(float) * nq), *got = malloc(sizeof(float) * nq);
+    for (size_t i = 0; i < ncache; i++) {
+        kb[i] = f32_to_bf16(2.0f * frnd()), kf[i] = bf16_to_f32(kb[i]);
+        vb[i] = f32_to_bf16(frnd()), vf[i] = bf16_to_f32(vb[i]);
+    }
+    for (size_t i = 0; i < nq; i++) q[i] = 2.0f * frnd();
+    janus_kv kv = {kf, vf, 1, nb, bs, kv_dim};
+    cpu_attention(ref, q, &kv, 0, btp, pos, T, nh, nkv, hd);
+
+    int32_t *tiles = malloc(16 * (size_t)T);
+    int d0, d1;
+    const int n_tiles = jk_attn_prefill_plan(tiles, &d0, &d1, pos, btp, T, nh, nkv, min_run);
+    // The plan on its own: every token once in a tile or in [d0, d1), tiles within one run.
+    int plan_bad = 0, *cover = calloc((size_t)T, sizeof(int));
+    const int tpb = jk_attn_prefill_tokens_per_tile(nh, nkv);
+    for (int i = 0; i < n_tiles; i++) {
+        const int t0 = tiles[4 * i], n = tiles[4 * i + 1];
+        plan_bad += n < 1 || n > tpb || t0 < 0 || t0 + n > T || tiles[4 * i + 2] != pos[t0];
+        for (int t = t0; t < t0 + n && t < T; t++) cover[t]++, plan_bad += btp[t] != btp[t0] || pos[t] != pos[t0] + (t - t0);
+        if (i) plan_bad += tiles[4 * i - 2] + tiles[4 * i - 3] < tiles[4 * i + 2] + tiles[4 * i + 1]; // longest first
+    }
+    for (int t = 0; t < T; t++) plan_bad += cover[t] > 1 || (!cover[t] && (t < d0 || t >= d1));
+    uint16_t *dk, *dv, *dout_b;
+    float *dq, *dout, *dws = NULL;
+    int32_t *dbt, *dpos, *dtiles;
+    const size_t ws_bytes = jk_attention_ws_bytes(T, nh, nkv, hd, maxb * bs);
+    CK(cudaMalloc((void **)&dk, 2 * ncache));
+    CK(cudaMalloc((void **)&dv, 2 * ncache));
+    CK(cudaMalloc((void **)&dq, sizeof(float) * nq));
+    CK(cudaMalloc((void **)&dout, sizeof(float) * nq));
+    CK(cudaMalloc((void **)&dout_b, 2 * nq));
+    CK(cudaMalloc((void **)&dbt, sizeof(int32_t) * (size_t)T * maxb));
+    CK(cudaMalloc((void **)&dpos, sizeof(int32_t) * T));
+    CK(cudaMalloc((void **)&dtiles, 16 * (size_t)T));
+    if (ws_bytes) CK(cudaMalloc((void **)&dws, ws_bytes));
+    CK(cudaMemcpy(dk, kb, 2 * ncache, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(dv, vb, 2 * ncache, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(dq, q, sizeof(float) * nq, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(dbt, bt, sizeof(int32_t) * (size_t)T * maxb, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(dpos, pos, sizeof(int32_t) * T, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(dtiles, tiles, 16 * (size_t)T, cudaMemcpyHostToDevice));
+    CK(cudaMemset(dout, 0xff, sizeof(float) * nq));
+    CK(cudaMemset(dout_b, 0xff, 2 * nq));
+    if (d1 > d0) {
+        const size_t o = (size_t)d0 * nh * hd;
+        CK(jk_attention_splitk_with(JK_ATTN_AUTO, dout + o, dout_b + o, dq + o, dk, dv, dbt + (size_t)d0 * maxb, maxb,
+                                    dpos + d0, d1 - d0, nh, nkv, hd, bs, dws, ws_bytes, NULL));
+    }
+    CK(jk_attention_prefill(dout, dout_b, dq, dk, dv, dbt, maxb, dtiles, n_tiles, nh, nkv, hd, bs, NULL));
+    CK(cudaDeviceSynchronize());
+    CK(cudaMemcpy(got, dout, sizeof(float) * nq, cudaMemcpyDeviceToHost));
+    CK(cudaMemcpy(got_b, dout_b, 2 * nq, cudaMemcpyDeviceToHost));
+    long bad_b = 0;
+    for (size_t i = 0; i < nq; i++) bad_b += got_b[i] != f32_to_bf16(got[i]);
+    const cmp_t c = compare(got, ref, (long)nq, 2e-2);
+    const double tol = 1e-2;
+    const int ok = c.nan == 0 && c.rel < tol && bad_b == 0 && plan_bad == 0 && n_tiles > 0;
+    printf("%s attention_prefill %s: T=%d nh=%d nkv=%d hd=%d bs=%d, %d tiles of <= %d tokens, per-token range [%d, %d): "
+           "rel err %.2e (tolerance %.0e), unwritten %ld, bf16 copy off %ld, plan errors %d\n",
+           ok ? "ok  " : "FAIL", what, T, nh, nkv, hd, bs, n_tiles, tpb, d0, d1, c.rel, tol, c.nan, bad_b, plan_bad);
+    if (c.first >= 0) {
+        const long i = c.first, t = i / ((long)nh * hd);
+        printf("     first mismatch: token %ld (pos %d) head %ld dim %ld: gpu %.6g cpu %.6g\n", t, pos[t], i / hd % nh, i % hd,
+               got[i], ref[i]);
+    }
+    ok ? passed++ : failed++;
+    cudaFree(dk), cudaFree(dv), cudaFree(dq), cudaFree(dout), cudaFree(dout_b), cudaFree(dbt), cudaFree(dpos), cudaFree(dtiles);
+    if (dws) cudaFree(dws);
+    free(slen), free(perm), free(stab), free(pos), free(bt), free(btp), free(kb), free(vb), free(got_b), free(kf), free(vf);
+    free(q), free(ref), free(got), free(tiles), free(cover);
+}
+
 static void attn_case(const char *what, int T, int nh, int nkv, int hd, int bs, const int *ctx, int same_seq, int no_ws) {
     attn_case_cfgs(what, T, nh, nkv, hd, bs, ctx, same_seq, no_ws, 0);
 }
@@ -368,6 +484,28 @@ int main(void) {
     attn_random_case("many tokens, few chunks", 200, 8, 2, 128, 600);
     attn_random_case("many tokens, one chunk", 600, 8, 2, 128, 300);
     attn_random_case("hd 96 (jk_attention fallback)", 3, 8, 2, 96, 500);
+    // Prompt-chunk attention: Qwen3 heads (8 per kv head: 8 tokens per tile),
+    // Mixtral (4), 6 (2 heads per tile), 1, 16 and 32; head sizes 128, 64, 32, 16;
+    // chunks at position 0 and continuing a prompt, lengths off the tile and
+    // the 64-position K/V tile, block sizes 16 and 24; runs under min_run go
+    // to the per-token kernels.
+    {
+        static const int l1[1] = {1024}, z1[1] = {0};
+        static const int l3[3] = {200, 77, 64}, p3[3] = {0, 1000, 63};
+        static const int l4[4] = {130, 5, 64, 300}, p4[4] = {70, 9, 0, 2000};
+        attn_prefill_case("Qwen3 heads, one prompt", 32, 4, 128, 16, 0, 1, l1, z1, 64, 0);
+        attn_prefill_case("Qwen3 heads, decode + chunks", 32, 4, 128, 16, 23, 3, l3, p3, 64, 0);
+        attn_prefill_case("Qwen3 heads, a short run and a decode token last", 32, 4, 128, 24, 5, 4, l4, p4, 64, 1);
+        attn_prefill_case("Mixtral heads", 32, 8, 128, 16, 7, 3, l3, p3, 64, 0);
+        attn_prefill_case("6 heads per kv head", 12, 2, 128, 16, 3, 4, l4, p4, 64, 0);
+        attn_prefill_case("one head per kv head", 4, 4, 128, 16, 3, 3, l3, p3, 64, 0);
+        attn_prefill_case("16 heads per kv head", 32, 2, 128, 16, 3, 3, l3, p3, 64, 0);
+        attn_prefill_case("32 heads per kv head", 32, 1, 128, 16, 2, 3, l3, p3, 64, 0);
+        attn_prefill_case("hd 64", 32, 4, 64, 16, 4, 4, l4, p4, 64, 0);
+        attn_prefill_case("hd 32 (the fixtures' sizes)", 4, 1, 32, 16, 4, 4, l4, p4, 64, 0);
+        attn_prefill_case("hd 16, 2 heads per kv head", 4, 2, 16, 16, 4, 3, l3, p3, 2, 0);
+        attn_prefill_case("min run 2: every run a tile", 32, 4, 128, 16, 6, 4, l4, p4, 2, 0);
+    }
     attn_case("no workspace", 1, 8, 2, 128, 16, long1, 0, 1);
     // Qwen3-30B-A3B heads (32/4/128: 8 query heads per kv head, the tensor-core
     // kernel's full tile) at the decode shapes of janus bench kernels, every

@@ -332,6 +332,111 @@ static void bench_attention(bk *b) {
     }
 }
 
+// ---- prompt-chunk (prefill) attention ---------------------------------------------
+// S sequences of n prompt tokens each, the chunk at positions p0 .. p0 + n - 1:
+// jk_attention_prefill over the plan's tiles (attn-prefill), and the
+// per-token split-K path over the same tokens (attn-prefill-pertoken: what the
+// engine ran for prompts before). FLOPs: 4 hd nh (pos + 1) per token (Q K^T and
+// P V, causal).
+typedef struct {
+    attn_arg a;
+    const int32_t *tiles;
+    int n_tiles;
+} pattn_arg;
+static int run_attn_prefill(void *p) {
+    pattn_arg *x = p;
+    const attn_arg *a = &x->a;
+    return jk_attention_prefill(a->out, NULL, a->q, a->kc, a->vc, a->bt, a->maxb, x->tiles, x->n_tiles, a->nh, a->nkv,
+                                a->hd, a->bs, NULL);
+}
+
+static void bench_attn_prefill(bk *b) {
+    if (!bk_want(b, "attn-prefill")) return;
+    struct { const char *name; int nh, nkv, hd; } models[] = {{"qwen3-30b-a3b", 32, 4, 128}, {"mixtral", 32, 8, 128}};
+    struct { int S, n, p0; } cases[] = {{16, 1024, 0}, {2, 8192, 0}, {4, 512, 7680}};
+    const int bs = 16, maxT = 16384, maxC = 8192, maxb = maxC / bs;
+    for (size_t mi = 0; mi < sizeof models / sizeof models[0]; mi++) {
+        const int nh = models[mi].nh, nkv = models[mi].nkv, hd = models[mi].hd, kv_dim = nkv * hd;
+        const size_t pool = (size_t)16 * 1024 * kv_dim > (size_t)4 * maxC * kv_dim ? (size_t)16 * 1024 * kv_dim
+                                                                                  : (size_t)4 * maxC * kv_dim;
+        uint16_t *kc, *vc;
+        float *q, *out, *ws;
+        int32_t *bt, *pos, *tiles;
+        const size_t ws_bytes = jk_attention_ws_bytes(maxT, nh, nkv, hd, maxC);
+        CK(cudaMalloc((void **)&kc, 2 * pool));
+        CK(cudaMalloc((void **)&vc, 2 * pool));
+        CK(cudaMalloc((void **)&q, sizeof(float) * maxT * nh * hd));
+        CK(cudaMalloc((void **)&out, sizeof(float) * maxT * nh * hd));
+        CK(cudaMalloc((void **)&ws, ws_bytes ? ws_bytes : 16));
+        CK(cudaMalloc((void **)&bt, sizeof(int32_t) * maxT * maxb));
+        CK(cudaMalloc((void **)&pos, sizeof(int32_t) * maxT));
+        CK(cudaMalloc((void **)&tiles, 16 * (size_t)maxT));
+        CK(jk_fill_bf16(kc, pool, 41 + mi, 1.0f, NULL));
+        CK(jk_fill_bf16(vc, pool, 51 + mi, 1.0f, NULL));
+        CK(jk_fill_f32(q, (size_t)maxT * nh * hd, 61 + mi, 1.0f, NULL));
+        for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+            const int S = cases[ci].S, n = cases[ci].n, p0 = cases[ci].p0, T = S * n, ctx = p0 + n;
+            const int sb = (ctx + bs - 1) / bs; // blocks of one sequence: s * sb .. s * sb + sb - 1
+            if (b->quick && ci == 1) continue;
+            int32_t *hbt = xcalloc((size_t)T * maxb, sizeof(int32_t)), *hpos = xmalloc(sizeof(int32_t) * T);
+            int32_t *stab = xmalloc(sizeof(int32_t) * (size_t)S * maxb), *htiles = xmalloc(16 * (size_t)T);
+            const int32_t **btp = xmalloc(sizeof(int32_t *) * T);
+            double flops = 0;
+            for (int sq = 0; sq < S; sq++)
+                for (int k = 0; k < maxb; k++) stab[(size_t)sq * maxb + k] = k < sb ? sq * sb + k : 0;
+            for (int t = 0; t < T; t++) {
+                hpos[t] = p0 + t % n, btp[t] = stab + (size_t)(t / n) * maxb;
+                memcpy(hbt + (size_t)t * maxb, btp[t], sizeof(int32_t) * maxb);
+                flops += 4.0 * hd * nh * (hpos[t] + 1);
+            }
+            int d0, d1;
+            const int n_tiles = jk_attn_prefill_plan(htiles, &d0, &d1, hpos, btp, T, nh, nkv, 64);
+            CK(cudaMemcpy(bt, hbt, sizeof(int32_t) * T * maxb, cudaMemcpyHostToDevice));
+            CK(cudaMemcpy(pos, hpos, sizeof(int32_t) * T, cudaMemcpyHostToDevice));
+            CK(cudaMemcpy(tiles, htiles, 16 * (size_t)T, cudaMemcpyHostToDevice));
+            char shape[96];
+            snprintf(shape, sizeof shape, "%s %d/%d/%d %dx%d at %d", models[mi].name, nh, nkv, hd, S, n, p0);
+            pattn_arg x = {{out, q, ws, kc, vc, bt, pos, T, nh, nkv, hd, bs, maxb, ws_bytes, ctx, 1, JK_ATTN_AUTO}, tiles,
+                           n_tiles};
+            for (int v = 0; v < 2; v++) {
+                const char *kname = v ? "attn-prefill-pertoken" : "attn-prefill";
+                if (!bk_want(b, kname)) continue;
+                bk_fn fn = v ? run_attn_splitk : run_attn_prefill;
+                void *arg = v ? (void *)&x.a : (void *)&x;
+                const double us = bk_time_us(b, fn, arg);
+                CK(cudaMemset(out, 0xff, sizeof(float) * T * nh * hd));
+                CK(fn(arg));
+                CK(cudaDeviceSynchronize());
+                // check the first, a middle and the last token of the last sequence against cpu_attention
+                const int nrow = nh * hd, toks[3] = {T - n, T - n / 2, T - 1};
+                const size_t per_seq = (size_t)sb * bs * kv_dim;
+                uint16_t *kb = xmalloc(2 * per_seq), *vb = xmalloc(2 * per_seq);
+                float *kf = xmalloc(sizeof(float) * per_seq), *vf = xmalloc(sizeof(float) * per_seq);
+                float *hq = xmalloc(sizeof(float) * nrow), *ref = xmalloc(sizeof(float) * 3 * nrow), *got = xmalloc(sizeof(float) * 3 * nrow);
+                int32_t *ltbl = xmalloc(sizeof(int32_t) * sb);
+                for (int k = 0; k < sb; k++) ltbl[k] = k;
+                const int32_t *lbtp[1] = {ltbl};
+                CK(cudaMemcpy(kb, kc + (size_t)(S - 1) * per_seq, 2 * per_seq, cudaMemcpyDeviceToHost));
+                CK(cudaMemcpy(vb, vc + (size_t)(S - 1) * per_seq, 2 * per_seq, cudaMemcpyDeviceToHost));
+                for (size_t j = 0; j < per_seq; j++) kf[j] = bf16_to_f32(kb[j]), vf[j] = bf16_to_f32(vb[j]);
+                janus_kv kv = {kf, vf, 1, sb, bs, kv_dim};
+                for (int i = 0; i < 3; i++) {
+                    CK(cudaMemcpy(hq, q + (size_t)toks[i] * nrow, sizeof(float) * nrow, cudaMemcpyDeviceToHost));
+                    CK(cudaMemcpy(got + (size_t)i * nrow, out + (size_t)toks[i] * nrow, sizeof(float) * nrow,
+                                  cudaMemcpyDeviceToHost));
+                    cpu_attention(ref + (size_t)i * nrow, hq, &kv, 0, lbtp, &hpos[toks[i]], 1, nh, nkv, hd);
+                }
+                double rel;
+                const long wrong = bk_wrong(got, ref, 3L * nrow, v ? 1e-3 : 2e-2, &rel);
+                bk_row(b, kname, shape, us, flops, 1, wrong, 3L * nrow, rel, 0);
+                free(kb), free(vb), free(kf), free(vf), free(hq), free(ref), free(got), free(ltbl);
+            }
+            free(hbt), free(hpos), free(stab), free(htiles), free(btp);
+        }
+        cudaFree(kc), cudaFree(vc), cudaFree(q), cudaFree(out), cudaFree(ws), cudaFree(bt), cudaFree(pos), cudaFree(tiles);
+    }
+}
+
 // ---- grouped expert FFN, decode (the moe-layer path) and prefill (cuBLAS, fused wgmma) --
 typedef struct {
     jk_moe_ffn_args d;
@@ -600,13 +705,15 @@ int bench_kernels(int argc, char **argv) {
                  "GB/s for memory-bound kernels against the device copy bandwidth measured now\n"
                  "and the data-sheet HBM peak (attention and decode expert FFN also against\n"
                  "a plain read kernel of the same bytes: %read, the roofline of a launch of\n"
-                 "that size), TFLOP/s for the prefill expert GEMM against a\n"
+                 "that size), TFLOP/s for the prefill expert GEMM and prompt attention against a\n"
                  "cuBLAS 8192^3 bf16 GEMM measured now and the data-sheet dense bf16 peak.\n"
                  "#wrong: checked elements off by more than tol * (|ref| + rms(ref)).\n"
                  "\n"
                  "  --only NAME   kernels whose name contains NAME: attn-splitk (the engine's\n"
                  "                split-K attention), attn-splitk-fma (its FP32 kernel forced),\n"
-                 "                attn-gqa, moe-decode, moe-prefill, rmsnorm, rope\n"
+                 "                attn-gqa, attn-prefill (prompt chunks; attn-prefill-pertoken:\n"
+                 "                the per-token kernels on the same tokens), moe-decode,\n"
+                 "                moe-prefill, rmsnorm, rope\n"
                  "  --quick       fewer shapes\n"
                  "  --attn-configs  also every launch configuration of the tensor-core split-K\n"
                  "                attention kernel (attn-splitk-mma0 .. mma4; 0 is the default)\n"
@@ -659,6 +766,7 @@ int bench_kernels(int argc, char **argv) {
                 b.sheet_flops / 1e12);
     }
     bench_attention(&b);
+    bench_attn_prefill(&b);
     bench_experts(&b);
     bench_elementwise(&b);
     if (b.jf) fprintf(b.jf, "\n]}\n"), fclose(b.jf);

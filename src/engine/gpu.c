@@ -48,6 +48,8 @@ typedef struct {
     int32_t *topi, *tok, *pos, *rows;   // [T, K], [T], [T], [n_out]
     int32_t *bt, *h_bt;                 // [T, maxb] block tables (device, host staging)
     int bt_cap, maxb, T;
+    int32_t *pft, *h_pft;               // [T, 4] prompt-chunk attention tiles (device, pinned host)
+    int pf_n, dec0, dec1;               // tiles this step; tokens [dec0, dec1) take the decode kernels
 } gpu_mb;
 
 // A captured decode step (the layers of one micro-batch), by its shape.
@@ -93,6 +95,7 @@ struct janus_gpu {
     int prefill_rows;                   // an expert with this many rows or more: tensor-core GEMMs (0: never)
     int prefill_mode;                   // JK_PREFILL_AUTO, or the path JANUS_GPU_PREFILL_MODE forces
     bool splitk;                        // split-K decode attention (JANUS_GPU_ATTN=plain: the one-block kernel)
+    int pf_attn_min;                    // runs of this many prompt tokens or more: the prefill attention kernel (0: never)
     // One micro-batch, every expert local (forward_layers): the combine writes
     // the next layer's normed bf16 input (xb_ready: the layer xb holds it for,
     // -1: none; JANUS_GPU_FUSE=0: never).
@@ -366,6 +369,10 @@ janus_gpu *janus_gpu_init_opts(const janus_model *m, const janus_gpu_opts *o) {
             gpu_mb *b = &g->mb[i];
             b->x = janus_cuda_alloc(4 * T * H), b->h = janus_cuda_alloc(4 * T * H), b->topw = janus_cuda_alloc(4 * T * K);
             b->topi = janus_cuda_alloc(4 * T * K), b->tok = janus_cuda_alloc(4 * T), b->pos = janus_cuda_alloc(4 * T), b->rows = janus_cuda_alloc(4 * T);
+            if (jk_attn_prefill_supported(c->n_heads, c->n_kv_heads, hd)) {
+                b->pft = janus_cuda_alloc(16 * T);
+                CK(cudaMallocHost((void **)&b->h_pft, 16 * (T ? T : 1)));
+            }
         }
         g->q = janus_cuda_alloc(4 * T * nq), g->k = janus_cuda_alloc(4 * T * kv_dim), g->v = janus_cuda_alloc(4 * T * kv_dim), g->att = janus_cuda_alloc(4 * T * nq);
         g->qkv = janus_cuda_alloc(4 * T * (nq + 2 * kv_dim));
@@ -425,6 +432,11 @@ janus_gpu *janus_gpu_init_opts(const janus_model *m, const janus_gpu_opts *o) {
     }
     const char *attn_kind = getenv("JANUS_GPU_ATTN");
     g->splitk = A && !(attn_kind && !strcmp(attn_kind, "plain"));
+    // Prompt runs of 64 tokens or more: the prefill attention kernel (shorter
+    // ones, and decode tokens: the per-token kernels). JANUS_GPU_ATTN_PREFILL_MIN
+    // (0: never) is for tests and measurements.
+    g->pf_attn_min = A && jk_attn_prefill_supported(c->n_heads, c->n_kv_heads, hd) ? 64 : 0;
+    if (g->pf_attn_min && getenv("JANUS_GPU_ATTN_PREFILL_MIN")) g->pf_attn_min = atoi(getenv("JANUS_GPU_ATTN_PREFILL_MIN"));
     g->fuse_layers = !(getenv("JANUS_GPU_FUSE") && !strcmp(getenv("JANUS_GPU_FUSE"), "0"));
     g->xb_ready = -1;
     if (g->splitk) {
@@ -466,7 +478,10 @@ void janus_gpu_free(janus_gpu *g) {
     cudaStreamSynchronize(g->st);
     // Device memory goes with the context at exit; host staging here.
     if (g->mb)
-        for (int i = 0; i < g->o.n_mb; i++) free(g->mb[i].h_bt);
+        for (int i = 0; i < g->o.n_mb; i++) {
+            free(g->mb[i].h_bt);
+            if (g->mb[i].h_pft) cudaFreeHost(g->mb[i].h_pft);
+        }
     free(g->mb);
     for (int l = 0; l < g->m->cfg.n_layers; l++) free(g->L[l].loc);
     free(g->h_topi), free(g->h_order), free(g->h_slot), free(g->h_seg), free(g->fill), free(g->lseg), free(g->L);
@@ -541,6 +556,14 @@ static void mb_begin(janus_gpu *g, int i, const janus_batch *b) {
     CK(cudaMemcpyAsync(M->bt, M->h_bt, 4 * (size_t)T * maxb, cudaMemcpyHostToDevice, st));
     CK(cudaMemcpyAsync(M->tok, b->tok, 4 * T, cudaMemcpyHostToDevice, st));
     CK(cudaMemcpyAsync(M->pos, b->pos, 4 * T, cudaMemcpyHostToDevice, st));
+    // Prompt runs long enough for the prefill attention kernel, as tiles.
+    M->pf_n = 0, M->dec0 = 0, M->dec1 = T;
+    if (g->pf_attn_min > 0 && M->pft && T >= g->pf_attn_min) {
+        M->pf_n = jk_attn_prefill_plan(M->h_pft, &M->dec0, &M->dec1, b->pos, b->bt, T, c->n_heads, c->n_kv_heads,
+                                       g->pf_attn_min);
+        if (M->pf_n) CK(cudaMemcpyAsync(M->pft, M->h_pft, 16 * (size_t)M->pf_n, cudaMemcpyHostToDevice, st));
+        else M->dec0 = 0, M->dec1 = T;
+    }
     CK(jk_embed(M->x, g->embed, M->tok, T, c->hidden, st));
     mark(g, 7);
 }
@@ -587,12 +610,20 @@ static void mb_attention(janus_gpu *g, int l, int i) {
     // Split-K pays from a few hundred positions on (docs/gpu.md: at 64-128
     // its combine kernel costs more than it saves).
     // The split-K kernels write att's bf16 copy (the o-projection's input) too.
+    // Prompt runs (tiles) take the prefill kernel, the rest [dec0, dec1) the
+    // per-token ones; both write the bf16 copy where att_b says.
     const bool att_b = g->splitk && M->maxb * g->bs >= 256;
-    if (att_b)
-        CK(jk_attention_splitk_with(JK_ATTN_AUTO, g->att, g->xb, g->q, kc, vc, M->bt, M->maxb, M->pos, T, nh, nkv, hd,
-                                    g->bs, g->att_ws, g->att_ws_bytes, st));
-    else
-        CK(jk_attention(g->att, g->q, kc, vc, M->bt, M->maxb, M->pos, T, nh, nkv, hd, g->bs, st));
+    const int d0 = M->dec0, dn = M->dec1 - M->dec0;
+    const size_t qo = (size_t)d0 * nq;
+    if (dn > 0 && att_b)
+        CK(jk_attention_splitk_with(JK_ATTN_AUTO, g->att + qo, g->xb + qo, g->q + qo, kc, vc, M->bt + (size_t)d0 * M->maxb,
+                                    M->maxb, M->pos + d0, dn, nh, nkv, hd, g->bs, g->att_ws, g->att_ws_bytes, st));
+    else if (dn > 0)
+        CK(jk_attention(g->att + qo, g->q + qo, kc, vc, M->bt + (size_t)d0 * M->maxb, M->maxb, M->pos + d0, dn, nh, nkv,
+                        hd, g->bs, st));
+    if (M->pf_n)
+        CK(jk_attention_prefill(g->att, att_b ? g->xb : NULL, g->q, kc, vc, M->bt, M->maxb, M->pft, M->pf_n, nh, nkv, hd,
+                                g->bs, st));
     mark(g, 1);
     // x += att Wo^T straight from cuBLAS (beta 1); then the FFN norm, in f32 for
     // the experts and in bf16 for the router / dense FFN projections
@@ -802,7 +833,7 @@ void janus_gpu_forward(janus_gpu *g, const janus_batch *b, float *logits, int32_
     // layers: they run as a CUDA graph, captured the second time a (tokens,
     // block-table width) pair comes in a row and replayed while it lasts.
     const gpu_mb *M = &g->mb[0];
-    const bool graphable = g->graphs && !g->profile && g->d_counts &&
+    const bool graphable = g->graphs && !g->profile && g->d_counts && M->pf_n == 0 && // (tiles: a launch shape per step)
                            janus_ffn_variant_rows((int64_t)M->T * c->top_k, M->T, c->n_experts, -1) >= 0;
     cudaGraphExec_t ex = NULL;
     if (graphable) {
