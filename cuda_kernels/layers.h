@@ -74,7 +74,8 @@ size_t jk_attention_ws_bytes(int max_T, int nh, int nkv, int hd, int max_ctx);
 //   jk_attn_prefill_plan: from the step's positions pos [T] and each token's
 //   block-table pointer bt [T] (tokens of one sequence share it), the runs of
 //   at least min_run tokens cut into tiles (tiles [T][4] = {t0, n, p0, 0},
-//   returns their number, longest contexts first); the tokens outside them lie
+//   returns their number, longest contexts first; none when those runs hold
+//   fewer than 2 min_run tokens in all); the tokens outside them lie
 //   in [*d0, *d1) (empty: 0, 0), for jk_attention(_splitk) on that range
 //   (which may also cover tokens of tiles: both write the same result).
 //   jk_attention_prefill: out [T, nh, hd] (and out_b, its bf16 rounding, when

@@ -237,9 +237,10 @@ static void attn_case_cfgs(const char *what, int T, int nh, int nkv, int hd, int
 // outside the pool); a decode token after the runs too
 // when dec_last (the range the plan leaves then covers the runs). All block
 // tables are drawn from one shuffled pool; outputs start as NaN; tolerance
-// 1e-2 (Q and P in bf16); the bf16 copy must be the rounding of the f32 output.
+// 1e-2 (Q and P in bf16); the bf16 copy must be the rounding of the f32 output;
+// the plan must make tiles exactly when want_tiles.
 static void attn_prefill_case(const char *what, int nh, int nkv, int hd, int bs, int n_dec, int n_runs, const int *run_len,
-                              const int *run_p0, int min_run, int dec_last) {
+                              const int *run_p0, int min_run, int dec_last, int want_tiles) {
     const int kv_dim = nkv * hd;
     const int n_seq = n_dec + n_runs + (dec_last ? 1 : 0);
     int *slen = malloc(sizeof(int) * n_seq), T = 0; // each sequence's context after this step
@@ -328,7 +329,7 @@ static void attn_prefill_case(const char *what, int nh, int nkv, int hd, int bs,
     for (size_t i = 0; i < nq; i++) bad_b += got_b[i] != f32_to_bf16(got[i]);
     const cmp_t c = compare(got, ref, (long)nq, 2e-2);
     const double tol = 1e-2;
-    const int ok = c.nan == 0 && c.rel < tol && bad_b == 0 && plan_bad == 0 && n_tiles > 0;
+    const int ok = c.nan == 0 && c.rel < tol && bad_b == 0 && plan_bad == 0 && (n_tiles > 0) == want_tiles;
     printf("%s attention_prefill %s: T=%d nh=%d nkv=%d hd=%d bs=%d, %d tiles of <= %d tokens, per-token range [%d, %d): "
            "rel err %.2e (tolerance %.0e), unwritten %ld, bf16 copy off %ld, plan errors %d\n",
            ok ? "ok  " : "FAIL", what, T, nh, nkv, hd, bs, n_tiles, tpb, d0, d1, c.rel, tol, c.nan, bad_b, plan_bad);
@@ -493,18 +494,20 @@ int main(void) {
         static const int l1[1] = {1024}, z1[1] = {0};
         static const int l3[3] = {200, 77, 64}, p3[3] = {0, 1000, 63};
         static const int l4[4] = {130, 5, 64, 300}, p4[4] = {70, 9, 0, 2000};
-        attn_prefill_case("Qwen3 heads, one prompt", 32, 4, 128, 16, 0, 1, l1, z1, 64, 0);
-        attn_prefill_case("Qwen3 heads, decode + chunks", 32, 4, 128, 16, 23, 3, l3, p3, 64, 0);
-        attn_prefill_case("Qwen3 heads, a short run and a decode token last", 32, 4, 128, 24, 5, 4, l4, p4, 64, 1);
-        attn_prefill_case("Mixtral heads", 32, 8, 128, 16, 7, 3, l3, p3, 64, 0);
-        attn_prefill_case("6 heads per kv head", 12, 2, 128, 16, 3, 4, l4, p4, 64, 0);
-        attn_prefill_case("one head per kv head", 4, 4, 128, 16, 3, 3, l3, p3, 64, 0);
-        attn_prefill_case("16 heads per kv head", 32, 2, 128, 16, 3, 3, l3, p3, 64, 0);
-        attn_prefill_case("32 heads per kv head", 32, 1, 128, 16, 2, 3, l3, p3, 64, 0);
-        attn_prefill_case("hd 64", 32, 4, 64, 16, 4, 4, l4, p4, 64, 0);
-        attn_prefill_case("hd 32 (the fixtures' sizes)", 4, 1, 32, 16, 4, 4, l4, p4, 64, 0);
-        attn_prefill_case("hd 16, 2 heads per kv head", 4, 2, 16, 16, 4, 3, l3, p3, 2, 0);
-        attn_prefill_case("min run 2: every run a tile", 32, 4, 128, 16, 6, 4, l4, p4, 2, 0);
+        attn_prefill_case("Qwen3 heads, one prompt", 32, 4, 128, 16, 0, 1, l1, z1, 64, 0, 1);
+        attn_prefill_case("Qwen3 heads, decode + chunks", 32, 4, 128, 16, 23, 3, l3, p3, 64, 0, 1);
+        attn_prefill_case("Qwen3 heads, a short run and a decode token last", 32, 4, 128, 24, 5, 4, l4, p4, 64, 1, 1);
+        attn_prefill_case("Mixtral heads", 32, 8, 128, 16, 7, 3, l3, p3, 64, 0, 1);
+        attn_prefill_case("6 heads per kv head", 12, 2, 128, 16, 3, 4, l4, p4, 64, 0, 1);
+        attn_prefill_case("one head per kv head", 4, 4, 128, 16, 3, 3, l3, p3, 64, 0, 1);
+        attn_prefill_case("16 heads per kv head", 32, 2, 128, 16, 3, 3, l3, p3, 64, 0, 1);
+        attn_prefill_case("32 heads per kv head", 32, 1, 128, 16, 2, 3, l3, p3, 64, 0, 1);
+        attn_prefill_case("hd 64", 32, 4, 64, 16, 4, 4, l4, p4, 64, 0, 1);
+        attn_prefill_case("hd 32 (the fixtures' sizes)", 4, 1, 32, 16, 4, 4, l4, p4, 64, 0, 1);
+        attn_prefill_case("hd 16, 2 heads per kv head", 4, 2, 16, 16, 4, 3, l3, p3, 2, 0, 1);
+        attn_prefill_case("min run 2: every run a tile", 32, 4, 128, 16, 6, 4, l4, p4, 2, 0, 1);
+        static const int l64[1] = {64}, p64[1] = {3000};
+        attn_prefill_case("one run of 64 (under 2 x min run: per token)", 32, 4, 128, 16, 5, 1, l64, p64, 64, 0, 0);
     }
     attn_case("no workspace", 1, 8, 2, 128, 16, long1, 0, 1);
     // Qwen3-30B-A3B heads (32/4/128: 8 query heads per kv head, the tensor-core

@@ -334,18 +334,26 @@ static void bench_attention(bk *b) {
 
 // ---- prompt-chunk (prefill) attention ---------------------------------------------
 // S sequences of n prompt tokens each, the chunk at positions p0 .. p0 + n - 1:
-// jk_attention_prefill over the plan's tiles (attn-prefill), and the
-// per-token split-K path over the same tokens (attn-prefill-pertoken: what the
-// engine ran for prompts before). FLOPs: 4 hd nh (pos + 1) per token (Q K^T and
+// what the engine runs for them (attn-prefill: jk_attention_prefill over the
+// plan's tiles, the per-token kernels over what the plan leaves, as for a lone
+// run of 64 tokens), and the per-token split-K path over all of them
+// (attn-prefill-pertoken: what the engine ran for prompts before). FLOPs: 4 hd nh (pos + 1) per token (Q K^T and
 // P V, causal).
 typedef struct {
     attn_arg a;
     const int32_t *tiles;
-    int n_tiles;
+    int n_tiles, d0, d1; // the plan: tiles, and the tokens [d0, d1) it leaves to the per-token kernels
 } pattn_arg;
-static int run_attn_prefill(void *p) {
+static int run_attn_prefill(void *p) { // what the engine runs for these tokens
     pattn_arg *x = p;
     const attn_arg *a = &x->a;
+    if (x->d1 > x->d0) {
+        const size_t o = (size_t)x->d0 * a->nh * a->hd;
+        const int rc = jk_attention_splitk_with(JK_ATTN_AUTO, a->out + o, NULL, a->q + o, a->kc, a->vc,
+                                                a->bt + (size_t)x->d0 * a->maxb, a->maxb, a->pos + x->d0, x->d1 - x->d0,
+                                                a->nh, a->nkv, a->hd, a->bs, a->ws, a->ws_bytes, NULL);
+        if (rc) return rc;
+    }
     return jk_attention_prefill(a->out, NULL, a->q, a->kc, a->vc, a->bt, a->maxb, x->tiles, x->n_tiles, a->nh, a->nkv,
                                 a->hd, a->bs, NULL);
 }
@@ -353,7 +361,10 @@ static int run_attn_prefill(void *p) {
 static void bench_attn_prefill(bk *b) {
     if (!bk_want(b, "attn-prefill")) return;
     struct { const char *name; int nh, nkv, hd; } models[] = {{"qwen3-30b-a3b", 32, 4, 128}, {"mixtral", 32, 8, 128}};
-    struct { int S, n, p0; } cases[] = {{16, 1024, 0}, {2, 8192, 0}, {4, 512, 7680}};
+    // whole prompts; chunks continuing long prompts; one short chunk late in a
+    // long prompt (few blocks: where the per-token kernels can win)
+    struct { int S, n, p0; } cases[] = {{16, 1024, 0}, {2, 8192, 0}, {4, 512, 7680}, {1, 512, 7680}, {1, 256, 7936},
+                                        {1, 128, 8064}, {1, 64, 8128}, {8, 64, 8128}};
     const int bs = 16, maxT = 16384, maxC = 8192, maxb = maxC / bs;
     for (size_t mi = 0; mi < sizeof models / sizeof models[0]; mi++) {
         const int nh = models[mi].nh, nkv = models[mi].nkv, hd = models[mi].hd, kv_dim = nkv * hd;
@@ -377,7 +388,7 @@ static void bench_attn_prefill(bk *b) {
         for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
             const int S = cases[ci].S, n = cases[ci].n, p0 = cases[ci].p0, T = S * n, ctx = p0 + n;
             const int sb = (ctx + bs - 1) / bs; // blocks of one sequence: s * sb .. s * sb + sb - 1
-            if (b->quick && ci == 1) continue;
+            if (b->quick && ci != 0 && ci != 2) continue;
             int32_t *hbt = xcalloc((size_t)T * maxb, sizeof(int32_t)), *hpos = xmalloc(sizeof(int32_t) * T);
             int32_t *stab = xmalloc(sizeof(int32_t) * (size_t)S * maxb), *htiles = xmalloc(16 * (size_t)T);
             const int32_t **btp = xmalloc(sizeof(int32_t *) * T);
@@ -397,7 +408,7 @@ static void bench_attn_prefill(bk *b) {
             char shape[96];
             snprintf(shape, sizeof shape, "%s %d/%d/%d %dx%d at %d", models[mi].name, nh, nkv, hd, S, n, p0);
             pattn_arg x = {{out, q, ws, kc, vc, bt, pos, T, nh, nkv, hd, bs, maxb, ws_bytes, ctx, 1, JK_ATTN_AUTO}, tiles,
-                           n_tiles};
+                           n_tiles, d0, d1};
             for (int v = 0; v < 2; v++) {
                 const char *kname = v ? "attn-prefill-pertoken" : "attn-prefill";
                 if (!bk_want(b, kname)) continue;
