@@ -3,12 +3,12 @@
 //
 // The decode kernels (layers.cu, attn_decode.cu) score one token against its
 // context; a prompt chunk of n tokens would read and score its context n
-// times with 8 of 16 mma rows live. Here one block takes a tile of 64 query
-// rows: TPB = 64 / HB consecutive tokens of one sequence times HB query heads
-// of one kv head (HB: the largest power of two <= 64 dividing nh / nkv, so a
-// K/V tile in shared memory serves HB heads at once). Row r of the tile is
-// token r / HB, head r % HB of the block's head group; warp w owns rows
-// 16w .. 16w + 15.
+// times with 8 of 16 mma rows live. Here one block takes a tile of BM = 16
+// PA_WARPS query rows (96): TPB = BM / HB consecutive tokens of one sequence
+// times HB query heads of one kv head (HB: the largest power of two <= 64
+// dividing nh / nkv and BM, so a K/V tile in shared memory serves HB heads at
+// once; Qwen3: 8 heads x 12 tokens). Row r of the tile is token r / HB, head
+// r % HB of the block's head group; warp w owns rows 16w .. 16w + 15.
 //
 // The block walks its context in tiles of 64 positions (positions 0 .. the
 // last token's), K and V through a 2-stage cp.async ring (rows padded by 16
@@ -16,13 +16,14 @@
 // zero-filled). Per tile and warp:
 //   S = Q K^T    A = Q (bf16, scaled by log2(e) / sqrt(hd), in registers for
 //                the whole walk), B = K rows (ldmatrix), 8 n-tiles of 8 positions;
-//   mask         position > the row's own position: -inf (causal; rows past the
-//                chunk's end are masked everywhere and never stored);
+//   mask         position > the row's own position: -inf (causal; only in the
+//                tiles past the first token's position; rows past the chunk's
+//                end score Q = 0 at the last position and are never stored);
 //   online softmax per row: the 4 lanes of a quad hold a row's 64 scores;
 //                P = 2^(S - m), the running sum and output rescaled by 2^(m_old - m);
 //   O += P V     A = P rounded to bf16 straight from the S accumulators
 //                (flash-attention's register reuse), B = V (ldmatrix.trans).
-// Q and P in bf16 cost ~3e-3 relative against the f32 reference (the decode
+// Q and P in bf16 cost ~2e-3 relative against the f32 reference (the decode
 // kernels keep ~f32 with a hi/lo split; here that would double the work).
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -33,11 +34,17 @@
 #include "dev_common.cuh"
 #include "layers.h"
 
-#define PA_BM 64      // query rows per block (4 warps x 16)
+#ifndef PA_WARPS
+#define PA_WARPS 6    // warps per block, 16 query rows each (-DPA_WARPS=4 or 8: experiments)
+#endif
+#define PA_BM (16 * PA_WARPS) // query rows per block
 #define PA_BN 64      // positions per K/V tile
-#define PA_THREADS 128
+#define PA_THREADS (32 * PA_WARPS)
+// Blocks per SM the registers must allow: 168 registers at hd 128 either way.
+// H100, Qwen3 16 x 1024 prompt tokens: 6 warps x 2 blocks 781 us, 4 x 3 837,
+// 4 x 2 (213 registers) 950, 8 x 1 (203) 884.
 #ifndef PA_MINB
-#define PA_MINB 3 // blocks per SM the registers must allow: 168 at hd 128 (1 and 2: 211-213, ~10% slower; H100)
+#define PA_MINB (PA_WARPS == 4 ? 3 : PA_WARPS == 6 ? 2 : 1)
 #endif
 
 __device__ __forceinline__ float pa_ex2(float x) {
@@ -95,14 +102,18 @@ __global__ void __launch_bounds__(PA_THREADS, PA_MINB)
     cp_async_commit();
 
     // This thread's two rows: r = 16 warp + lane / 4 (+ 8).
+    // Rows past the chunk's end (valid false) score Q = 0 as if at the last
+    // position, and are never stored: no tile but the diagonal ones needs a mask.
     int rpos[2];
+    bool valid[2];
     size_t qoff[2];
 #pragma unroll
     for (int i = 0; i < 2; i++) {
         const int r = warp * 16 + (lane >> 2) + 8 * i, tok = r / hb;
         const int head = kvh * G + hg * hb + r % hb;
-        rpos[i] = tok < ntok ? p0 + tok : -1;
-        qoff[i] = ((size_t)(t0 + (tok < ntok ? tok : 0)) * nh + head) * HD;
+        valid[i] = tok < ntok;
+        rpos[i] = valid[i] ? p0 + tok : p_last;
+        qoff[i] = ((size_t)(t0 + (valid[i] ? tok : 0)) * nh + head) * HD;
     }
     uint32_t qa[KS][4];
 #pragma unroll
@@ -112,7 +123,7 @@ __global__ void __launch_bounds__(PA_THREADS, PA_MINB)
 #pragma unroll
             for (int i = 0; i < 2; i++) {
                 float2 v = make_float2(0.f, 0.f);
-                if (rpos[i] >= 0) v = *(const float2 *)(q + qoff[i] + kk * 16 + h * 8 + quad * 2);
+                if (valid[i]) v = *(const float2 *)(q + qoff[i] + kk * 16 + h * 8 + quad * 2);
                 qa[kk][2 * h + i] = pa_pack(v.x * qscale, v.y * qscale);
             }
         }
@@ -145,20 +156,23 @@ __global__ void __launch_bounds__(PA_THREADS, PA_MINB)
                 mma16816(s[2 * np + 1], qa[kk], b[2], b[3]);
             }
         }
-        // causal mask, then the online softmax of rows i = 0, 1 (registers c = 2i, 2i + 1)
-        const int j0 = it * PA_BN + quad * 2;
+        // causal mask (tiles reaching past the first token's position only),
+        // then the online softmax of rows i = 0, 1 (registers c = 2i, 2i + 1)
+        if ((it + 1) * PA_BN - 1 > p0) {
+            const int j0 = it * PA_BN + quad * 2;
+#pragma unroll
+            for (int i = 0; i < 2; i++)
+#pragma unroll
+                for (int n = 0; n < 8; n++)
+#pragma unroll
+                    for (int c = 0; c < 2; c++)
+                        if (j0 + n * 8 + c > rpos[i]) s[n][2 * i + c] = -INFINITY;
+        }
 #pragma unroll
         for (int i = 0; i < 2; i++) {
             float mx = -INFINITY;
 #pragma unroll
-            for (int n = 0; n < 8; n++)
-#pragma unroll
-                for (int c = 0; c < 2; c++) {
-                    const int j = j0 + n * 8 + c;
-                    float &v = s[n][2 * i + c];
-                    v = j <= rpos[i] ? v : -INFINITY;
-                    mx = fmaxf(mx, v);
-                }
+            for (int n = 0; n < 8; n++) mx = fmaxf(mx, fmaxf(s[n][2 * i], s[n][2 * i + 1]));
             mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
             mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
             const float mn = fmaxf(m[i], mx), base = mn == -INFINITY ? 0.f : mn;
@@ -196,7 +210,7 @@ __global__ void __launch_bounds__(PA_THREADS, PA_MINB)
     for (int i = 0; i < 2; i++) {
         l[i] += __shfl_xor_sync(0xffffffffu, l[i], 1);
         l[i] += __shfl_xor_sync(0xffffffffu, l[i], 2);
-        if (rpos[i] < 0) continue;
+        if (!valid[i]) continue;
         const float inv = 1.0f / l[i];
 #pragma unroll
         for (int d = 0; d < DT; d++) {
@@ -210,8 +224,8 @@ __global__ void __launch_bounds__(PA_THREADS, PA_MINB)
 
 static int pa_heads_per_block(int nh, int nkv) {
     const int G = nh / nkv;
-    for (int b = PA_BM; b > 1; b >>= 1)
-        if (G % b == 0) return b;
+    for (int b = 64; b > 1; b >>= 1)
+        if (G % b == 0 && PA_BM % b == 0) return b;
     return 1;
 }
 

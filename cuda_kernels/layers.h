@@ -69,8 +69,9 @@ int jk_attention_splitk_with(int kernel, float *out, uint16_t *out_b, const floa
 size_t jk_attention_ws_bytes(int max_T, int nh, int nkv, int hd, int max_ctx);
 // Prompt-chunk (prefill) attention on tensor cores (attn_prefill.cu): the
 // result of jk_attention for tokens that come in runs of consecutive positions
-// of one sequence, each K/V tile read once per tile of 64 query rows instead
-// of once per token. Q and P are rounded to bf16 (~3e-3 relative).
+// of one sequence, each K/V tile read once per tile of 96 query rows (tokens
+// x the query heads of one kv head) instead of once per token. Q and P are
+// rounded to bf16 (~2e-3 relative).
 //   jk_attn_prefill_plan: from the step's positions pos [T] and each token's
 //   block-table pointer bt [T] (tokens of one sequence share it), the runs of
 //   at least min_run tokens cut into tiles (tiles [T][4] = {t0, n, p0, 0},
