@@ -5,8 +5,8 @@
 // context; a prompt chunk of n tokens would read and score its context n
 // times with 8 of 16 mma rows live. Here one block takes a tile of BM = 16
 // PA_WARPS query rows (96): TPB = BM / HB consecutive tokens of one sequence
-// times HB query heads of one kv head (HB: the largest power of two <= 64
-// dividing nh / nkv and BM, so a K/V tile in shared memory serves HB heads at
+// times HB query heads of one kv head (HB: the largest power of two dividing
+// nh / nkv and BM, <= 32 at 96 rows, so a K/V tile in shared memory serves HB heads at
 // once; Qwen3: 8 heads x 12 tokens). Row r of the tile is token r / HB, head
 // r % HB of the block's head group; warp w owns rows 16w .. 16w + 15.
 //
@@ -241,10 +241,10 @@ static int pa_cmp_desc(const void *a, const void *b) { // by last position, long
     return ex != ey ? (ey > ex ? 1 : -1) : (x[0] > y[0]) - (x[0] < y[0]);
 }
 
-extern "C" int jk_attn_prefill_plan(int32_t *tiles, int *d0, int *d1, const int32_t *pos, const int32_t *const *bt, int T,
-                                    int nh, int nkv, int min_run) {
+extern "C" int jk_attn_prefill_plan(int32_t *tiles, int32_t *ranges, int *n_ranges, const int32_t *pos,
+                                    const int32_t *const *bt, int T, int nh, int nkv, int min_run) {
     const int tpb = jk_attn_prefill_tokens_per_tile(nh, nkv);
-    int n = 0, lo = T, hi = 0;
+    int n = 0, nr = 0;
     if (min_run < 1) min_run = 1;
     for (int t = 0; t < T;) {
         int e = t + 1;
@@ -254,24 +254,34 @@ extern "C" int jk_attn_prefill_plan(int32_t *tiles, int *d0, int *d1, const int3
                 tiles[4 * n] = s, tiles[4 * n + 1] = e - s < tpb ? e - s : tpb, tiles[4 * n + 2] = pos[s];
                 tiles[4 * n + 3] = 0;
             }
+        } else if (nr && ranges[2 * nr - 1] == t) {
+            ranges[2 * nr - 1] = e; // continues the last per-token range
         } else {
-            lo = t < lo ? t : lo, hi = e > hi ? e : hi;
+            if (nr == JK_ATTN_PREFILL_MAX_RANGES) { // full: merge the two ranges closest together
+                int best = 0;
+                for (int i = 1; i < nr - 1; i++)
+                    if (ranges[2 * i + 2] - ranges[2 * i + 1] < ranges[2 * best + 2] - ranges[2 * best + 1]) best = i;
+                ranges[2 * best + 1] = ranges[2 * best + 3];
+                for (int i = best + 1; i < nr - 1; i++) ranges[2 * i] = ranges[2 * i + 2], ranges[2 * i + 1] = ranges[2 * i + 3];
+                nr--;
+            }
+            ranges[2 * nr] = t, ranges[2 * nr + 1] = e, nr++;
         }
         t = e;
     }
-    // Under 2 min_run tokens in all: the per-token kernels. One block per 64
-    // rows walks the whole context alone, so a lone short run late in a long
-    // prompt is faster token by token (H100, Qwen3 heads, one run at position
+    // Under 2 min_run tokens in all: the per-token kernels. One block walks its
+    // whole context alone, so a lone short run late in a long prompt is faster
+    // token by token (H100, Qwen3 heads, 4-warp blocks, one run at position
     // ~8100: 64 tokens 383 us here vs 217 us per token, 128 tokens 380 vs 426,
     // 256 tokens 383 vs 831; 8 runs of 64: 456 vs 1622).
     int in_tiles = 0;
     for (int i = 0; i < n; i++) in_tiles += tiles[4 * i + 1];
     if (n && in_tiles < 2 * min_run) {
-        *d0 = 0, *d1 = T;
+        ranges[0] = 0, ranges[1] = T, *n_ranges = 1;
         return 0;
     }
     qsort(tiles, (size_t)n, 4 * sizeof(int32_t), pa_cmp_desc); // long contexts start first
-    *d0 = lo < hi ? lo : 0, *d1 = lo < hi ? hi : 0;
+    *n_ranges = nr;
     return n;
 }
 
@@ -280,8 +290,12 @@ static int pa_launch(float *out, uint16_t *out_b, const float *q, const uint16_t
                      const int32_t *bt, int max_blocks, const int32_t *tiles, int n_tiles, int nh, int nkv, int bs,
                      cudaStream_t st) {
     const size_t smem = pa_shape<HD>::SMEM;
-    cudaError_t e = cudaFuncSetAttribute(attn_prefill_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
-    if (e != cudaSuccess) return (int)e;
+    static bool attr_set; // once per head size (and process: one device per rank)
+    if (!attr_set) {
+        cudaError_t e = cudaFuncSetAttribute(attn_prefill_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        if (e != cudaSuccess) return (int)e;
+        attr_set = true;
+    }
     const int hb = pa_heads_per_block(nh, nkv);
     const long blocks = (long)n_tiles * nkv * (nh / nkv / hb);
     const float qscale = 1.4426950408889634f / sqrtf((float)HD); // scores in log2 units

@@ -76,17 +76,20 @@ size_t jk_attention_ws_bytes(int max_T, int nh, int nkv, int hd, int max_ctx);
 //   block-table pointer bt [T] (tokens of one sequence share it), the runs of
 //   at least min_run tokens cut into tiles (tiles [T][4] = {t0, n, p0, 0},
 //   returns their number, longest contexts first; none when those runs hold
-//   fewer than 2 min_run tokens in all); the tokens outside them lie
-//   in [*d0, *d1) (empty: 0, 0), for jk_attention(_splitk) on that range
-//   (which may also cover tokens of tiles: both write the same result).
+//   fewer than 2 min_run tokens in all); the tokens outside them lie in the
+//   *n_ranges <= JK_ATTN_PREFILL_MAX_RANGES ranges [ranges[2i], ranges[2i+1])
+//   for jk_attention(_splitk) (past that many, the two closest are merged: a
+//   range may then also cover tokens of tiles, which both write alike).
 //   jk_attention_prefill: out [T, nh, hd] (and out_b, its bf16 rounding, when
 //   not NULL) for the tiles' tokens; tiles in device memory; bt as
-//   jk_attention's dense [T, max_blocks]. Head sizes 16, 32, 64 and 128
-//   (jk_attn_prefill_supported); nh % nkv == 0.
+//   jk_attention's dense [T, max_blocks] (each token's row read up to its own
+//   position). Head sizes 16, 32, 64 and 128 (jk_attn_prefill_supported);
+//   nh % nkv == 0.
+#define JK_ATTN_PREFILL_MAX_RANGES 4
 int jk_attn_prefill_supported(int nh, int nkv, int hd);
 int jk_attn_prefill_tokens_per_tile(int nh, int nkv);
-int jk_attn_prefill_plan(int32_t *tiles, int *d0, int *d1, const int32_t *pos, const int32_t *const *bt, int T, int nh,
-                         int nkv, int min_run);
+int jk_attn_prefill_plan(int32_t *tiles, int32_t *ranges, int *n_ranges, const int32_t *pos, const int32_t *const *bt,
+                         int T, int nh, int nkv, int min_run);
 int jk_attention_prefill(float *out, uint16_t *out_b, const float *q, const uint16_t *kc, const uint16_t *vc,
                          const int32_t *bt, int max_blocks, const int32_t *tiles, int n_tiles, int nh, int nkv, int hd,
                          int bs, void *stream);

@@ -237,8 +237,9 @@ static void attn_case_cfgs(const char *what, int T, int nh, int nkv, int hd, int
 // outside the pool); a decode token after the runs too
 // when dec_last (the range the plan leaves then covers the runs). All block
 // tables are drawn from one shuffled pool; outputs start as NaN; tolerance
-// 1e-2 (Q and P in bf16); the bf16 copy must be the rounding of the f32 output;
-// the plan must make tiles exactly when want_tiles.
+// 1e-2 (Q and P in bf16) and per element; the bf16 copy must be the rounding
+// of the f32 output; the plan must make tiles exactly when want_tiles, and
+// under its range cap leave no tile token to the per-token kernels.
 static void attn_prefill_case(const char *what, int nh, int nkv, int hd, int bs, int n_dec, int n_runs, const int *run_len,
                               const int *run_p0, int min_run, int dec_last, int want_tiles) {
     const int kv_dim = nkv * hd;
@@ -282,11 +283,18 @@ static void attn_prefill_case(const char *what, int nh, int nkv, int hd, int bs,
     janus_kv kv = {kf, vf, 1, nb, bs, kv_dim};
     cpu_attention(ref, q, &kv, 0, btp, pos, T, nh, nkv, hd);
 
-    int32_t *tiles = malloc(16 * (size_t)T);
-    int d0, d1;
-    const int n_tiles = jk_attn_prefill_plan(tiles, &d0, &d1, pos, btp, T, nh, nkv, min_run);
-    // The plan on its own: every token once in a tile or in [d0, d1), tiles within one run.
-    int plan_bad = 0, *cover = calloc((size_t)T, sizeof(int));
+    int32_t *tiles = malloc(16 * (size_t)T), ranges[2 * JK_ATTN_PREFILL_MAX_RANGES];
+    int n_ranges = -1;
+    const int n_tiles = jk_attn_prefill_plan(tiles, ranges, &n_ranges, pos, btp, T, nh, nkv, min_run);
+    // The plan on its own: every token once in a tile or in a range (under the
+    // range cap, not both), tiles within one run.
+    int plan_bad = n_ranges < 0 || n_ranges > JK_ATTN_PREFILL_MAX_RANGES, *cover = calloc((size_t)T, sizeof(int));
+    int *in_range = calloc((size_t)T, sizeof(int)), overlap = 0;
+    for (int r = 0; r < n_ranges && !plan_bad; r++) {
+        plan_bad += ranges[2 * r] < 0 || ranges[2 * r + 1] > T || ranges[2 * r] >= ranges[2 * r + 1] ||
+                    (r && ranges[2 * r] < ranges[2 * r - 1]);
+        for (int t = ranges[2 * r]; t < ranges[2 * r + 1] && t < T && t >= 0; t++) in_range[t] = 1;
+    }
     const int tpb = jk_attn_prefill_tokens_per_tile(nh, nkv);
     for (int i = 0; i < n_tiles; i++) {
         const int t0 = tiles[4 * i], n = tiles[4 * i + 1];
@@ -294,7 +302,8 @@ static void attn_prefill_case(const char *what, int nh, int nkv, int hd, int bs,
         for (int t = t0; t < t0 + n && t < T; t++) cover[t]++, plan_bad += btp[t] != btp[t0] || pos[t] != pos[t0] + (t - t0);
         if (i) plan_bad += tiles[4 * i - 2] + tiles[4 * i - 3] < tiles[4 * i + 2] + tiles[4 * i + 1]; // longest first
     }
-    for (int t = 0; t < T; t++) plan_bad += cover[t] > 1 || (!cover[t] && (t < d0 || t >= d1));
+    for (int t = 0; t < T; t++) plan_bad += cover[t] > 1 || (!cover[t] && !in_range[t]), overlap += cover[t] && in_range[t];
+    if (n_ranges < JK_ATTN_PREFILL_MAX_RANGES && n_tiles) plan_bad += overlap;
     uint16_t *dk, *dv, *dout_b;
     float *dq, *dout, *dws = NULL;
     int32_t *dbt, *dpos, *dtiles;
@@ -313,13 +322,20 @@ static void attn_prefill_case(const char *what, int nh, int nkv, int hd, int bs,
     CK(cudaMemcpy(dq, q, sizeof(float) * nq, cudaMemcpyHostToDevice));
     CK(cudaMemcpy(dbt, bt, sizeof(int32_t) * (size_t)T * maxb, cudaMemcpyHostToDevice));
     CK(cudaMemcpy(dpos, pos, sizeof(int32_t) * T, cudaMemcpyHostToDevice));
-    CK(cudaMemcpy(dtiles, tiles, 16 * (size_t)T, cudaMemcpyHostToDevice));
+    if (n_tiles) CK(cudaMemcpy(dtiles, tiles, 16 * (size_t)n_tiles, cudaMemcpyHostToDevice));
     CK(cudaMemset(dout, 0xff, sizeof(float) * nq));
     CK(cudaMemset(dout_b, 0xff, 2 * nq));
-    if (d1 > d0) {
+    for (int r = 0; r < n_ranges; r++) {
+        const int d0 = ranges[2 * r], d1 = ranges[2 * r + 1];
         const size_t o = (size_t)d0 * nh * hd;
         CK(jk_attention_splitk_with(JK_ATTN_AUTO, dout + o, dout_b + o, dq + o, dk, dv, dbt + (size_t)d0 * maxb, maxb,
                                     dpos + d0, d1 - d0, nh, nkv, hd, bs, dws, ws_bytes, NULL));
+    }
+    // Tile tokens that a merged range also covered: poisoned again, so the prompt kernel must write them.
+    for (int i = 0; i < n_tiles; i++) {
+        const size_t o = (size_t)tiles[4 * i] * nh * hd, len = (size_t)tiles[4 * i + 1] * nh * hd;
+        CK(cudaMemset(dout + o, 0xff, sizeof(float) * len));
+        CK(cudaMemset(dout_b + o, 0xff, 2 * len));
     }
     CK(jk_attention_prefill(dout, dout_b, dq, dk, dv, dbt, maxb, dtiles, n_tiles, nh, nkv, hd, bs, NULL));
     CK(cudaDeviceSynchronize());
@@ -327,12 +343,15 @@ static void attn_prefill_case(const char *what, int nh, int nkv, int hd, int bs,
     CK(cudaMemcpy(got_b, dout_b, 2 * nq, cudaMemcpyDeviceToHost));
     long bad_b = 0;
     for (size_t i = 0; i < nq; i++) bad_b += got_b[i] != f32_to_bf16(got[i]);
-    const cmp_t c = compare(got, ref, (long)nq, 2e-2);
+    // Relative L2 error under 1e-2 over all, and no element off by more than
+    // 6e-2 (|ref| + rms(ref)) (bf16 Q and P: ~2e-3 typical), so that one wrong
+    // row cannot hide in the average.
+    const cmp_t c = compare(got, ref, (long)nq, 6e-2);
     const double tol = 1e-2;
-    const int ok = c.nan == 0 && c.rel < tol && bad_b == 0 && plan_bad == 0 && (n_tiles > 0) == want_tiles;
-    printf("%s attention_prefill %s: T=%d nh=%d nkv=%d hd=%d bs=%d, %d tiles of <= %d tokens, per-token range [%d, %d): "
-           "rel err %.2e (tolerance %.0e), unwritten %ld, bf16 copy off %ld, plan errors %d\n",
-           ok ? "ok  " : "FAIL", what, T, nh, nkv, hd, bs, n_tiles, tpb, d0, d1, c.rel, tol, c.nan, bad_b, plan_bad);
+    const int ok = c.nan == 0 && c.rel < tol && c.first < 0 && bad_b == 0 && plan_bad == 0 && (n_tiles > 0) == want_tiles;
+    printf("%s attention_prefill %s: T=%d nh=%d nkv=%d hd=%d bs=%d, %d tiles of <= %d tokens, %d per-token ranges "
+           "(%d tile tokens in them): rel err %.2e (tolerance %.0e), unwritten %ld, bf16 copy off %ld, plan errors %d\n",
+           ok ? "ok  " : "FAIL", what, T, nh, nkv, hd, bs, n_tiles, tpb, n_ranges, overlap, c.rel, tol, c.nan, bad_b, plan_bad);
     if (c.first >= 0) {
         const long i = c.first, t = i / ((long)nh * hd);
         printf("     first mismatch: token %ld (pos %d) head %ld dim %ld: gpu %.6g cpu %.6g\n", t, pos[t], i / hd % nh, i % hd,
@@ -342,7 +361,7 @@ static void attn_prefill_case(const char *what, int nh, int nkv, int hd, int bs,
     cudaFree(dk), cudaFree(dv), cudaFree(dq), cudaFree(dout), cudaFree(dout_b), cudaFree(dbt), cudaFree(dpos), cudaFree(dtiles);
     if (dws) cudaFree(dws);
     free(slen), free(perm), free(stab), free(pos), free(bt), free(btp), free(kb), free(vb), free(got_b), free(kf), free(vf);
-    free(q), free(ref), free(got), free(tiles), free(cover);
+    free(q), free(ref), free(got), free(tiles), free(cover), free(in_range);
 }
 
 static void attn_case(const char *what, int T, int nh, int nkv, int hd, int bs, const int *ctx, int same_seq, int no_ws) {
@@ -508,6 +527,12 @@ int main(void) {
         attn_prefill_case("min run 2: every run a tile", 32, 4, 128, 16, 6, 4, l4, p4, 2, 0, 1);
         static const int l64[1] = {64}, p64[1] = {3000};
         attn_prefill_case("one run of 64 (under 2 x min run: per token)", 32, 4, 128, 16, 5, 1, l64, p64, 64, 0, 0);
+        // short runs between long ones: more per-token ranges than the cap (merged)
+        static const int l9[9] = {100, 3, 100, 3, 100, 3, 100, 3, 100}, p9[9] = {0, 50, 200, 7, 64, 1000, 0, 33, 500};
+        attn_prefill_case("short runs between long ones (ranges merged)", 32, 4, 128, 16, 4, 9, l9, p9, 64, 1, 1);
+        // a step as generate builds it: decode tokens, a long chunk, a short one last
+        static const int l2[2] = {488, 21}, p2[2] = {300, 0};
+        attn_prefill_case("decode, a long chunk, a short chunk last", 32, 4, 128, 16, 3, 2, l2, p2, 64, 0, 1);
     }
     attn_case("no workspace", 1, 8, 2, 128, 16, long1, 0, 1);
     // Qwen3-30B-A3B heads (32/4/128: 8 query heads per kv head, the tensor-core

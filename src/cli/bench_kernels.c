@@ -342,16 +342,18 @@ static void bench_attention(bk *b) {
 typedef struct {
     attn_arg a;
     const int32_t *tiles;
-    int n_tiles, d0, d1; // the plan: tiles, and the tokens [d0, d1) it leaves to the per-token kernels
+    int n_tiles, n_ranges; // the plan: tiles, and the token ranges it leaves to the per-token kernels
+    int32_t ranges[2 * JK_ATTN_PREFILL_MAX_RANGES];
 } pattn_arg;
 static int run_attn_prefill(void *p) { // what the engine runs for these tokens
     pattn_arg *x = p;
     const attn_arg *a = &x->a;
-    if (x->d1 > x->d0) {
-        const size_t o = (size_t)x->d0 * a->nh * a->hd;
+    for (int r = 0; r < x->n_ranges; r++) {
+        const int d0 = x->ranges[2 * r], dn = x->ranges[2 * r + 1] - d0;
+        const size_t o = (size_t)d0 * a->nh * a->hd;
         const int rc = jk_attention_splitk_with(JK_ATTN_AUTO, a->out + o, NULL, a->q + o, a->kc, a->vc,
-                                                a->bt + (size_t)x->d0 * a->maxb, a->maxb, a->pos + x->d0, x->d1 - x->d0,
-                                                a->nh, a->nkv, a->hd, a->bs, a->ws, a->ws_bytes, NULL);
+                                                a->bt + (size_t)d0 * a->maxb, a->maxb, a->pos + d0, dn, a->nh, a->nkv,
+                                                a->hd, a->bs, a->ws, a->ws_bytes, NULL);
         if (rc) return rc;
     }
     return jk_attention_prefill(a->out, NULL, a->q, a->kc, a->vc, a->bt, a->maxb, x->tiles, x->n_tiles, a->nh, a->nkv,
@@ -368,8 +370,11 @@ static void bench_attn_prefill(bk *b) {
     const int bs = 16, maxT = 16384, maxC = 8192, maxb = maxC / bs;
     for (size_t mi = 0; mi < sizeof models / sizeof models[0]; mi++) {
         const int nh = models[mi].nh, nkv = models[mi].nkv, hd = models[mi].hd, kv_dim = nkv * hd;
-        const size_t pool = (size_t)16 * 1024 * kv_dim > (size_t)4 * maxC * kv_dim ? (size_t)16 * 1024 * kv_dim
-                                                                                  : (size_t)4 * maxC * kv_dim;
+        size_t pool = 0; // bf16 elements of K (and of V): every case's sequences, whole blocks
+        for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+            const size_t need = (size_t)cases[ci].S * ((cases[ci].p0 + cases[ci].n + bs - 1) / bs) * bs * kv_dim;
+            pool = need > pool ? need : pool;
+        }
         uint16_t *kc, *vc;
         float *q, *out, *ws;
         int32_t *bt, *pos, *tiles;
@@ -400,15 +405,14 @@ static void bench_attn_prefill(bk *b) {
                 memcpy(hbt + (size_t)t * maxb, btp[t], sizeof(int32_t) * maxb);
                 flops += 4.0 * hd * nh * (hpos[t] + 1);
             }
-            int d0, d1;
-            const int n_tiles = jk_attn_prefill_plan(htiles, &d0, &d1, hpos, btp, T, nh, nkv, 64);
+            pattn_arg x = {{out, q, ws, kc, vc, bt, pos, T, nh, nkv, hd, bs, maxb, ws_bytes, ctx, 1, JK_ATTN_AUTO}, tiles, 0, 0,
+                           {0}};
+            x.n_tiles = jk_attn_prefill_plan(htiles, x.ranges, &x.n_ranges, hpos, btp, T, nh, nkv, 64);
             CK(cudaMemcpy(bt, hbt, sizeof(int32_t) * T * maxb, cudaMemcpyHostToDevice));
             CK(cudaMemcpy(pos, hpos, sizeof(int32_t) * T, cudaMemcpyHostToDevice));
-            CK(cudaMemcpy(tiles, htiles, 16 * (size_t)T, cudaMemcpyHostToDevice));
+            if (x.n_tiles) CK(cudaMemcpy(tiles, htiles, 16 * (size_t)x.n_tiles, cudaMemcpyHostToDevice));
             char shape[96];
             snprintf(shape, sizeof shape, "%s %d/%d/%d %dx%d at %d", models[mi].name, nh, nkv, hd, S, n, p0);
-            pattn_arg x = {{out, q, ws, kc, vc, bt, pos, T, nh, nkv, hd, bs, maxb, ws_bytes, ctx, 1, JK_ATTN_AUTO}, tiles,
-                           n_tiles, d0, d1};
             for (int v = 0; v < 2; v++) {
                 const char *kname = v ? "attn-prefill-pertoken" : "attn-prefill";
                 if (!bk_want(b, kname)) continue;

@@ -49,7 +49,8 @@ typedef struct {
     int32_t *bt, *h_bt;                 // [T, maxb] block tables (device, host staging)
     int bt_cap, maxb, T;
     int32_t *pft, *h_pft;               // [T, 4] prompt-chunk attention tiles (device, pinned host)
-    int pf_n, dec0, dec1;               // tiles this step; tokens [dec0, dec1) take the decode kernels
+    int pf_n, n_dec;                    // tiles this step; ranges of tokens for the per-token kernels
+    int32_t dec[2 * JK_ATTN_PREFILL_MAX_RANGES]; // [dec[2i], dec[2i+1])
 } gpu_mb;
 
 // A captured decode step (the layers of one micro-batch), by its shape.
@@ -557,12 +558,11 @@ static void mb_begin(janus_gpu *g, int i, const janus_batch *b) {
     CK(cudaMemcpyAsync(M->tok, b->tok, 4 * T, cudaMemcpyHostToDevice, st));
     CK(cudaMemcpyAsync(M->pos, b->pos, 4 * T, cudaMemcpyHostToDevice, st));
     // Prompt runs long enough for the prefill attention kernel, as tiles.
-    M->pf_n = 0, M->dec0 = 0, M->dec1 = T;
+    M->pf_n = 0, M->n_dec = 1, M->dec[0] = 0, M->dec[1] = T;
     if (g->pf_attn_min > 0 && M->pft && T >= g->pf_attn_min) {
-        M->pf_n = jk_attn_prefill_plan(M->h_pft, &M->dec0, &M->dec1, b->pos, b->bt, T, c->n_heads, c->n_kv_heads,
+        M->pf_n = jk_attn_prefill_plan(M->h_pft, M->dec, &M->n_dec, b->pos, b->bt, T, c->n_heads, c->n_kv_heads,
                                        g->pf_attn_min);
         if (M->pf_n) CK(cudaMemcpyAsync(M->pft, M->h_pft, 16 * (size_t)M->pf_n, cudaMemcpyHostToDevice, st));
-        else M->dec0 = 0, M->dec1 = T;
     }
     CK(jk_embed(M->x, g->embed, M->tok, T, c->hidden, st));
     mark(g, 7);
@@ -610,17 +610,19 @@ static void mb_attention(janus_gpu *g, int l, int i) {
     // Split-K pays from a few hundred positions on (docs/gpu.md: at 64-128
     // its combine kernel costs more than it saves).
     // The split-K kernels write att's bf16 copy (the o-projection's input) too.
-    // Prompt runs (tiles) take the prefill kernel, the rest [dec0, dec1) the
-    // per-token ones; both write the bf16 copy where att_b says.
+    // Prompt runs (tiles) take the prefill kernel, the other tokens (the plan's
+    // ranges) the per-token ones; both write the bf16 copy where att_b says.
     const bool att_b = g->splitk && M->maxb * g->bs >= 256;
-    const int d0 = M->dec0, dn = M->dec1 - M->dec0;
-    const size_t qo = (size_t)d0 * nq;
-    if (dn > 0 && att_b)
-        CK(jk_attention_splitk_with(JK_ATTN_AUTO, g->att + qo, g->xb + qo, g->q + qo, kc, vc, M->bt + (size_t)d0 * M->maxb,
-                                    M->maxb, M->pos + d0, dn, nh, nkv, hd, g->bs, g->att_ws, g->att_ws_bytes, st));
-    else if (dn > 0)
-        CK(jk_attention(g->att + qo, g->q + qo, kc, vc, M->bt + (size_t)d0 * M->maxb, M->maxb, M->pos + d0, dn, nh, nkv,
-                        hd, g->bs, st));
+    for (int r = 0; r < M->n_dec; r++) {
+        const int d0 = M->dec[2 * r], dn = M->dec[2 * r + 1] - d0;
+        const size_t qo = (size_t)d0 * nq;
+        if (dn > 0 && att_b)
+            CK(jk_attention_splitk_with(JK_ATTN_AUTO, g->att + qo, g->xb + qo, g->q + qo, kc, vc, M->bt + (size_t)d0 * M->maxb,
+                                        M->maxb, M->pos + d0, dn, nh, nkv, hd, g->bs, g->att_ws, g->att_ws_bytes, st));
+        else if (dn > 0)
+            CK(jk_attention(g->att + qo, g->q + qo, kc, vc, M->bt + (size_t)d0 * M->maxb, M->maxb, M->pos + d0, dn, nh,
+                            nkv, hd, g->bs, st));
+    }
     if (M->pf_n)
         CK(jk_attention_prefill(g->att, att_b ? g->xb : NULL, g->q, kc, vc, M->bt, M->maxb, M->pft, M->pf_n, nh, nkv, hd,
                                 g->bs, st));
