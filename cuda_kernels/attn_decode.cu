@@ -32,11 +32,6 @@
 #define AD_MIN_TILES 2  // a split gives each warp at least this many tiles of max_ctx
 #define AD_MAX_SPLITS 1024
 
-__device__ __forceinline__ float ad_ex2(float x) {
-    float y;
-    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-    return y;
-}
 // (a, b) -> bf16x2 hi (a in the low half, as the mma fragments want) and the
 // bf16x2 of what rounding lost.
 __device__ __forceinline__ void ad_split(float a, float b, uint32_t &hi, uint32_t &lo) {
@@ -58,13 +53,6 @@ __device__ __forceinline__ void ad_ldm4t(uint32_t addr, uint32_t &r0, uint32_t &
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                  : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
                  : "r"(addr));
-}
-// d += A (16x16 bf16, row) * B (16x8 bf16, col), f32 accumulators.
-__device__ __forceinline__ void ad_mma(float *d, const uint32_t *a, uint32_t b0, uint32_t b1) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-                 "{%0,%1,%2,%3};\n"
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
 // Shared memory of one block: NW warps x NS stages x (K tile, V tile), rows of HD + 8 bf16.
@@ -179,8 +167,8 @@ __global__ void __launch_bounds__(NW * 32, ad_shape<HD, NW, NS>::MINB)
             for (int kk = 0; kk < HD / 32; kk++) {
                 uint32_t b0, b1, b2, b3;
                 ad_ldm4(sb + k_lane + (uint32_t)((nt * 8 * KSTR + kk * 32) * 2), b0, b1, b2, b3);
-                ad_mma(sc[nt], qa[2 * kk], b0, b1);
-                ad_mma(sc[nt], qa[2 * kk + 1], b2, b3);
+                mma16816(sc[nt], qa[2 * kk], b0, b1);
+                mma16816(sc[nt], qa[2 * kk + 1], b2, b3);
             }
         float x[4] = {sc[0][0] + sc[0][2], sc[0][1] + sc[0][3], sc[1][0] + sc[1][2], sc[1][1] + sc[1][3]};
         if (rows < AD_TP) {
@@ -193,7 +181,7 @@ __global__ void __launch_bounds__(NW * 32, ad_shape<HD, NW, NS>::MINB)
         mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, 2));
         const float mn = fmaxf(m, mt); // finite: every tile has a live row, padded heads score 0
         if (__any_sync(0xffffffffu, mn > m)) { // rescale only when some head's max grew
-            const float corr = ad_ex2(m - mn); // 0 on the first tile (m = -inf)
+            const float corr = ex2_approx(m - mn); // 0 on the first tile (m = -inf)
             l *= corr;
 #pragma unroll
             for (int nt = 0; nt < NT; nt++) acc[nt][0] *= corr, acc[nt][1] *= corr, acc[nt][2] *= corr, acc[nt][3] *= corr;
@@ -201,7 +189,7 @@ __global__ void __launch_bounds__(NW * 32, ad_shape<HD, NW, NS>::MINB)
         }
         float p[4];
 #pragma unroll
-        for (int j = 0; j < 4; j++) p[j] = ad_ex2(x[j] - m);
+        for (int j = 0; j < 4; j++) p[j] = ex2_approx(x[j] - m);
         l += (p[0] + p[1]) + (p[2] + p[3]);
         uint32_t pa[4];
         ad_split(p[0], p[1], pa[0], pa[1]);
@@ -210,8 +198,8 @@ __global__ void __launch_bounds__(NW * 32, ad_shape<HD, NW, NS>::MINB)
         for (int dt = 0; dt < HD / 16; dt++) {
             uint32_t v0, v1, v2, v3;
             ad_ldm4t(sb + v_lane + (uint32_t)(dt * 16 * 2), v0, v1, v2, v3);
-            ad_mma(acc[2 * dt], pa, v0, v1);
-            ad_mma(acc[2 * dt + 1], pa, v2, v3);
+            mma16816(acc[2 * dt], pa, v0, v1);
+            mma16816(acc[2 * dt + 1], pa, v2, v3);
         }
         __syncwarp(); // every lane has read stage i % NS before it is refilled
     }
@@ -223,7 +211,7 @@ __global__ void __launch_bounds__(NW * 32, ad_shape<HD, NW, NS>::MINB)
     float M = -INFINITY;
 #pragma unroll
     for (int w = 0; w < NW; w++) M = fmaxf(M, m_s[w][g]);
-    const float f = ad_ex2(m - M); // warp 0 always has a tile: M is finite
+    const float f = ex2_approx(m - M); // warp 0 always has a tile: M is finite
     // red: [NW][AD_GB][HD] f32, this warp's output rescaled to the block's max.
     float *red = (float *)ad_smem;
 #pragma unroll
@@ -237,7 +225,7 @@ __global__ void __launch_bounds__(NW * 32, ad_shape<HD, NW, NS>::MINB)
 #pragma unroll
         for (int w = 0; w < NW; w++) Mg = fmaxf(Mg, m_s[w][gg]);
 #pragma unroll
-        for (int w = 0; w < NW; w++) v += red[(w * AD_GB + gg) * HD + d], L += l_s[w][gg] * ad_ex2(m_s[w][gg] - Mg);
+        for (int w = 0; w < NW; w++) v += red[(w * AD_GB + gg) * HD + d], L += l_s[w][gg] * ex2_approx(m_s[w][gg] - Mg);
         if (splits == 1) {
             const float r = v / L;
             out[(row0 + gg) * HD + d] = r;
@@ -252,7 +240,7 @@ __global__ void __launch_bounds__(NW * 32, ad_shape<HD, NW, NS>::MINB)
 #pragma unroll
         for (int w = 0; w < NW; w++) Mg = fmaxf(Mg, m_s[w][tid]);
 #pragma unroll
-        for (int w = 0; w < NW; w++) L += l_s[w][tid] * ad_ex2(m_s[w][tid] - Mg);
+        for (int w = 0; w < NW; w++) L += l_s[w][tid] * ex2_approx(m_s[w][tid] - Mg);
         ml_part[((row0 + tid) * splits + split) * 2] = Mg * 0.6931471805599453f; // log2 -> natural units
         ml_part[((row0 + tid) * splits + split) * 2 + 1] = L;
     }

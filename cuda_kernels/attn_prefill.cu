@@ -47,15 +47,6 @@
 #define PA_MINB (PA_WARPS == 4 ? 3 : PA_WARPS == 6 ? 2 : 1)
 #endif
 
-__device__ __forceinline__ float pa_ex2(float x) {
-    float y;
-    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-    return y;
-}
-__device__ __forceinline__ uint32_t pa_pack(float a, float b) {
-    const __nv_bfloat162 h = __floats2bfloat162_rn(a, b);
-    return *(const uint32_t *)&h;
-}
 
 template <int HD> struct pa_shape {
     static constexpr int KSTR = HD + 8;              // bf16 per shared row
@@ -124,7 +115,7 @@ __global__ void __launch_bounds__(PA_THREADS, PA_MINB)
             for (int i = 0; i < 2; i++) {
                 float2 v = make_float2(0.f, 0.f);
                 if (valid[i]) v = *(const float2 *)(q + qoff[i] + kk * 16 + h * 8 + quad * 2);
-                qa[kk][2 * h + i] = pa_pack(v.x * qscale, v.y * qscale);
+                qa[kk][2 * h + i] = pack_bf16(v.x * qscale, v.y * qscale);
             }
         }
     }
@@ -176,7 +167,7 @@ __global__ void __launch_bounds__(PA_THREADS, PA_MINB)
             mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
             mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
             const float mn = fmaxf(m[i], mx), base = mn == -INFINITY ? 0.f : mn;
-            const float corr = pa_ex2(m[i] - base);
+            const float corr = ex2_approx(m[i] - base);
             m[i] = mn;
             float sum = 0.f;
 #pragma unroll
@@ -184,7 +175,7 @@ __global__ void __launch_bounds__(PA_THREADS, PA_MINB)
 #pragma unroll
                 for (int c = 0; c < 2; c++) {
                     float &v = s[n][2 * i + c];
-                    v = pa_ex2(v - base);
+                    v = ex2_approx(v - base);
                     sum += v;
                 }
             l[i] = l[i] * corr + sum;
@@ -193,9 +184,9 @@ __global__ void __launch_bounds__(PA_THREADS, PA_MINB)
         }
 #pragma unroll
         for (int kp = 0; kp < 4; kp++) {
-            const uint32_t a[4] = {pa_pack(s[2 * kp][0], s[2 * kp][1]), pa_pack(s[2 * kp][2], s[2 * kp][3]),
-                                   pa_pack(s[2 * kp + 1][0], s[2 * kp + 1][1]),
-                                   pa_pack(s[2 * kp + 1][2], s[2 * kp + 1][3])};
+            const uint32_t a[4] = {pack_bf16(s[2 * kp][0], s[2 * kp][1]), pack_bf16(s[2 * kp][2], s[2 * kp][3]),
+                                   pack_bf16(s[2 * kp + 1][0], s[2 * kp + 1][1]),
+                                   pack_bf16(s[2 * kp + 1][2], s[2 * kp + 1][3])};
 #pragma unroll
             for (int dp = 0; dp < DT / 2; dp++) {
                 uint32_t b[4];

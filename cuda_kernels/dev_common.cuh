@@ -2,7 +2,7 @@
 // bits <-> f32 (round to nearest even, as src/common.h's f32_to_bf16), warp
 // reductions over all 32 lanes, cp.async (16 bytes, global -> shared, not kept
 // in L1; a zero-filling form), ldmatrix x4 (plain and transposed), the bf16
-// mma.sync m16n8k16; programmatic dependent launch (the wait, the
+// mma.sync m16n8k16, 2^x and bf16x2 packing; programmatic dependent launch (the wait, the
 // trigger, and the host-side launch helper).
 #ifndef JANUS_CUDA_DEV_COMMON_CUH
 #define JANUS_CUDA_DEV_COMMON_CUH
@@ -58,6 +58,17 @@ __device__ __forceinline__ void ldsm4t(uint32_t *r, const void *smem) {
 __device__ __forceinline__ void cp_async16_zfill(void *smem, const void *gmem, int bytes) {
     const unsigned s = (unsigned)__cvta_generic_to_shared(smem);
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(bytes) : "memory");
+}
+// 2^x (ex2.approx.ftz): the softmaxes keep scores in log2 units.
+__device__ __forceinline__ float ex2_approx(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}
+// Two f32 -> one bf16x2 word (lo in the low half, as mma fragments want).
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+    const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *(const uint32_t *)&v;
 }
 // d += A (16x16 bf16, row) B (16x8 bf16, col), f32 accumulators (mma.sync m16n8k16).
 __device__ __forceinline__ void mma16816(float *d, const uint32_t *a, uint32_t b0, uint32_t b1) {

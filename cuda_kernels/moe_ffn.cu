@@ -229,10 +229,6 @@ __global__ void __launch_bounds__(WARPS * 32) grouped_gemv_kernel(const float *_
 // tasks of KS warps each.
 #define TC_WARPS 4
 
-__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
-    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-    return *(uint32_t *)&v;
-}
 
 __device__ __forceinline__ void mma_bf16(float *c, uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
                                          uint32_t b1) {

@@ -120,6 +120,14 @@ static cmp_t compare(const float *got, const float *ref, long n, double eltol) {
     return c;
 }
 
+// Random bf16 K (in [-2, 2)) and V (in [-1, 1)) cache contents, and their f32 values.
+static void random_kv(uint16_t *kb, uint16_t *vb, float *kf, float *vf, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        kb[i] = f32_to_bf16(2.0f * frnd()), kf[i] = bf16_to_f32(kb[i]);
+        vb[i] = f32_to_bf16(frnd()), vf[i] = bf16_to_f32(vb[i]);
+    }
+}
+
 // Attention over a paged bf16 KV cache against cpu_attention: jk_attention_splitk
 // (ws as jk_attention_ws_bytes says, or none: the fallback), each of its kernels
 // forced through jk_attention_splitk_with (the FP32 one, the tensor-core one;
@@ -156,10 +164,7 @@ static void attn_case_cfgs(const char *what, int T, int nh, int nkv, int hd, int
     uint16_t *kb = malloc(2 * ncache), *vb = malloc(2 * ncache);
     float *kf = malloc(sizeof(float) * ncache), *vf = malloc(sizeof(float) * ncache);
     float *q = malloc(sizeof(float) * nq), *ref = malloc(sizeof(float) * nq), *got = malloc(sizeof(float) * nq);
-    for (size_t i = 0; i < ncache; i++) {
-        kb[i] = f32_to_bf16(2.0f * frnd()), kf[i] = bf16_to_f32(kb[i]);
-        vb[i] = f32_to_bf16(frnd()), vf[i] = bf16_to_f32(vb[i]);
-    }
+    random_kv(kb, vb, kf, vf, ncache);
     for (size_t i = 0; i < nq; i++) q[i] = 2.0f * frnd();
     const int32_t **btp = malloc(sizeof(int32_t *) * T);
     for (int t = 0; t < T; t++) btp[t] = bt + (size_t)t * maxb;
@@ -275,10 +280,7 @@ static void attn_prefill_case(const char *what, int nh, int nkv, int hd, int bs,
     uint16_t *kb = malloc(2 * ncache), *vb = malloc(2 * ncache), *got_b = malloc(2 * nq);
     float *kf = malloc(sizeof(float) * ncache), *vf = malloc(sizeof(float) * ncache);
     float *q = malloc(sizeof(float) * nq), *ref = malloc(sizeof(float) * nq), *got = malloc(sizeof(float) * nq);
-    for (size_t i = 0; i < ncache; i++) {
-        kb[i] = f32_to_bf16(2.0f * frnd()), kf[i] = bf16_to_f32(kb[i]);
-        vb[i] = f32_to_bf16(frnd()), vf[i] = bf16_to_f32(vb[i]);
-    }
+    random_kv(kb, vb, kf, vf, ncache);
     for (size_t i = 0; i < nq; i++) q[i] = 2.0f * frnd();
     janus_kv kv = {kf, vf, 1, nb, bs, kv_dim};
     cpu_attention(ref, q, &kv, 0, btp, pos, T, nh, nkv, hd);
