@@ -382,6 +382,63 @@ static void attn_random_case(const char *what, int T, int nh, int nkv, int hd, i
 // are rounded to bf16: tolerance 1e-2. ws starts as NaN, y too. xb_in: the rows
 // are given in bf16 (xb) and the f32 x handed beside them is all NaN, so a path
 // that read it instead would fail.
+// The path jk_moe_ffn_prefill takes for a mode (its own rule, restated).
+static int prefill_path(int mode, int active) {
+    if (mode == JK_PREFILL_AUTO || mode == JK_PREFILL_FUSED) {
+        if ((mode == JK_PREFILL_FUSED || active > JK_PREFILL_GROUPED_MIN) && active <= JK_PREFILL_MAX_GROUPS &&
+            jk_moe_prefill_fused_available())
+            return JK_PREFILL_FUSED;
+        mode = active > JK_PREFILL_GROUPED_MIN ? JK_PREFILL_GROUPED : JK_PREFILL_LOOP;
+    }
+    return active > JK_PREFILL_MAX_GROUPS ? JK_PREFILL_LOOP : mode;
+}
+
+static float rb(float v) { return bf16_to_f32(f32_to_bf16(v)); }
+
+// The fused kernels' FFN at their own rounding points, sums in double: x rounded
+// to bf16, gate and up in f32, act = bf16(silu(gate) * up), y in f32. Besides y
+// it gives, per element, how far the kernel may stand from it: its f32 sums
+// (4e-5 of sum |act w|), and for every act whose exact value lies so close to a
+// bf16 rounding boundary that the kernel's f32 gate/up (error ~2^-24 sqrt(H)
+// times the terms' L2 norm, taken 16 times over) may round it the other way,
+// one ulp of act times |w|.
+static void prefill_fused_strict(const float *x, const int32_t *seg, const uint16_t *wgu, const uint16_t *wd, float *y,
+                                 float *bound, int E, int H, int I, int *n_amb) {
+    float *xb = malloc(sizeof(float) * H), *act = malloc(sizeof(float) * I), *amb = malloc(sizeof(float) * I);
+    for (int e = 0; e < E; e++)
+        for (int r = seg[e]; r < seg[e + 1]; r++) {
+            for (int k = 0; k < H; k++) xb[k] = rb(x[(size_t)r * H + k]);
+            for (int n = 0; n < I; n++) {
+                const uint16_t *wg = wgu + ((size_t)e * 2 * I + n) * H, *wu = wgu + ((size_t)e * 2 * I + I + n) * H;
+                double g = 0, u = 0, g2 = 0, u2 = 0;
+                for (int k = 0; k < H; k++) {
+                    const double pg = (double)xb[k] * bf16_to_f32(wg[k]), pu = (double)xb[k] * bf16_to_f32(wu[k]);
+                    g += pg, u += pu, g2 += pg * pg, u2 += pu * pu;
+                }
+                // f32 sums of H terms: ~2^-24 sqrt(H) |terms|_2, taken 16 times over
+                const double eg = 16 * 0x1p-24 * sqrt((double)H * g2), eu = 16 * 0x1p-24 * sqrt((double)H * u2);
+                const double sg = 1.0 / (1.0 + exp(-g)), a = g * sg * u;
+                const double da = fabs(u * sg * (1 + g * (1 - sg))) * eg + fabs(g * sg) * eu + 1e-6 * fabs(a);
+                act[n] = rb((float)a);
+                // one ulp of bf16 at act's binade; the boundary is half an ulp from the rounded value
+                const double ulp = a != 0 ? ldexp(1.0, ilogb(fmax(fabs(a), fabs(act[n]))) - 7) : 0;
+                amb[n] = ulp / 2 - fabs(a - act[n]) <= da ? (float)ulp : 0.0f;
+                *n_amb += amb[n] != 0;
+            }
+            for (int h = 0; h < H; h++) {
+                const uint16_t *w = wd + ((size_t)e * H + h) * I;
+                double acc = 0, mag = 0, fl = 0;
+                for (int n = 0; n < I; n++) {
+                    const double wn = bf16_to_f32(w[n]);
+                    acc += act[n] * wn, mag += fabs(act[n] * wn), fl += amb[n] * fabs(wn);
+                }
+                y[(size_t)r * H + h] = (float)acc;
+                bound[(size_t)r * H + h] = (float)(4e-5 * mag + 1.01 * fl + 1e-30);
+            }
+        }
+    free(xb), free(act), free(amb);
+}
+
 static void prefill_case_in(int E, int H, int I, int max_rows, int mode, int xb_in) {
     int32_t *seg = malloc(sizeof(int32_t) * (E + 1));
     seg[0] = 0;
@@ -429,11 +486,36 @@ static void prefill_case_in(int E, int H, int I, int max_rows, int mode, int xb_
     const double tol = 1e-2;
     int active = 0, maxr = 0;
     for (int e = 0; e < E; e++) active += seg[e + 1] > seg[e], maxr = seg[e + 1] - seg[e] > maxr ? seg[e + 1] - seg[e] : maxr;
-    const int ok = c.nan == 0 && (R == 0 || c.rel < tol) && isnan(tail0);
+    // The fused kernels against their own rounding points: within summation
+    // order and one-ulp flips of act (prefill_fused_strict), element by element.
+    const int path = prefill_path(mode, active);
     static const char *names[] = {"auto", "grouped", "loop", "fused"};
-    printf("%s moe_ffn_prefill %s%s E=%d H=%d I=%d rows=%d (%d experts, max %d): rel err %.2e (tolerance %.0e), unwritten %ld%s\n",
-           ok ? "ok  " : "FAIL", names[mode], xb_in ? " bf16-in" : "", E, H, I, R, active, maxr, c.rel, tol, c.nan,
-           isnan(tail0) ? "" : ", wrote past row R");
+    char strict[160] = "";
+    int strict_ok = 1;
+    if (path == JK_PREFILL_FUSED && R > 0) {
+        float *sref = malloc(sizeof(float) * R * H), *bnd = malloc(sizeof(float) * R * H);
+        int n_amb = 0;
+        long off = 0, worst = 0;
+        double wr = 0;
+        prefill_fused_strict(x, seg, wgu, wd, sref, bnd, E, H, I, &n_amb);
+        for (long i = 0; i < (long)R * H; i++) {
+            const double d = fabs((double)y[i] - sref[i]), q = d / bnd[i];
+            off += !(d <= bnd[i]);
+            if (!(q <= wr)) wr = q, worst = i;
+        }
+        strict_ok = off == 0;
+        snprintf(strict, sizeof strict, ", own rounding: %ld elements off, worst %.2f of its bound (%d of %ld act near a rounding boundary)",
+                 off, wr, n_amb, (long)R * I);
+        if (off)
+            printf("     worst element: row %ld col %ld: gpu %.8g strict %.8g bound %.3g\n", worst / H, worst % H, y[worst],
+                   sref[worst], bnd[worst]);
+        free(sref), free(bnd);
+    }
+    const int ok = c.nan == 0 && (R == 0 || c.rel < tol) && strict_ok && isnan(tail0);
+    printf("%s moe_ffn_prefill %s (%s)%s E=%d H=%d I=%d rows=%d (%d experts, max %d): rel err %.2e (tolerance %.0e)%s, "
+           "unwritten %ld%s\n",
+           ok ? "ok  " : "FAIL", names[mode], names[path], xb_in ? " bf16-in" : "", E, H, I, R, active, maxr, c.rel, tol,
+           strict, c.nan, isnan(tail0) ? "" : ", wrote past row R");
     if (c.first >= 0) {
         const long i = c.first;
         int e = 0;

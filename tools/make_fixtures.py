@@ -11,7 +11,10 @@ Run on a machine with torch + transformers (the GPU machine has both in
 For every model it writes DIR/NAME/: config.json, generation_config.json,
 *.safetensors (+ index when sharded), requests.h5 (janus-requests format) and
 expected.json (per request: id,: prompt, greedy tokens, logprobs, finish reason, the
-smallest top-1/top-2 logit margin and the smallest router top-k gap seen).
+smallest top-1/top-2 logit margin and the smallest router top-k gap seen;
+router_gaps: per generated token, the smallest router top-k gap over the layers
+at the position that picked it). `--annotate DIR...` adds router_gaps to
+existing fixtures without remaking them (the oracle is recomputed and must agree).
 
 Sets:
   dev/      the fixtures the engine is developed against (tests use them freely)
@@ -192,22 +195,32 @@ class RouterWatch:
     def hook(self, mod, inp, out):
         logits = out[0] if isinstance(out, tuple) else out
         s = torch.sort(logits.double(), dim=-1, descending=True).values
-        gap = (s[..., self.top_k - 1] - s[..., self.top_k]).min().item()
-        self.min_gap = min(self.min_gap, gap)
+        g = s[..., self.top_k - 1] - s[..., self.top_k]
+        self.min_gap = min(self.min_gap, g.min().item())
+        # the last position (batch 1): the one whose logits pick the next token
+        self.last_gap = min(self.last_gap, g.reshape(-1)[-1].item())
+
+    last_gap = float("inf")
 
 
-def greedy(model, prompt, max_new, eos):
-    """The oracle: full recomputation each step (no cache), f32, raw logits."""
+def greedy(model, prompt, max_new, eos, watch=None, gaps=None):
+    """The oracle: full recomputation each step (no cache), f32, raw logits.
+    With watch and gaps: appends each step's router gap at the position that
+    picks the token (smallest over layers)."""
     ids = list(prompt)
     toks, lps, margins = [], [], []
     finish = 0
     for _ in range(max_new):
+        if watch is not None:
+            watch.last_gap = float("inf")
         with torch.no_grad():
             logits = model(torch.tensor([ids]), use_cache=False).logits[0, -1].double()
         lp = torch.log_softmax(logits, dim=-1)
         top2 = torch.topk(logits, 2)
         t = int(top2.indices[0])
         margins.append(float(top2.values[0] - top2.values[1]))
+        if gaps is not None:
+            gaps.append(watch.last_gap)
         toks.append(t)
         lps.append(float(lp[t]))
         ids.append(t)
@@ -327,14 +340,49 @@ def make(name, setname, kw, opts, outroot, seed):
           flush=True)
 
 
+def annotate(fixture):
+    """Adds router_gaps to an existing fixture's expected.json: per generated
+    token, the smallest gap between the k-th and (k+1)-th router logit over the
+    layers at the position whose logits picked it (where bf16 rounding may
+    route that position to another expert, and move its logprob). The oracle's
+    tokens and logprobs are recomputed from the saved checkpoint and must agree."""
+    path = os.path.join(fixture, "expected.json")
+    if not os.path.exists(path):
+        path = os.path.join(fixture, "..", "expected.json")
+    exp = json.load(open(path))
+    model = AutoModelForCausalLM.from_pretrained(fixture, dtype=torch.float32)
+    model.eval()
+    watch = RouterWatch(model, model.config.num_experts_per_tok)
+    if not watch.hooks:
+        raise SystemExit(f"{fixture}: no router modules found")
+    worst = []
+    for r in exp["requests"]:
+        gaps = []
+        toks, lps, _, _ = greedy(model, r["prompt"], r["max_new_tokens"], exp["eos"], watch, gaps)
+        assert toks == r["tokens"], f"{fixture}: request {r['id']}: tokens {toks} != {r['tokens']}"
+        assert max(abs(a - b) for a, b in zip(lps, r["logprobs"])) < 1e-5, f"{fixture}: request {r['id']}: logprobs differ"
+        r["router_gaps"] = [round(g, 6) for g in gaps]
+        worst.append(min(gaps))
+    with open(path, "w") as f:
+        json.dump(exp, f, indent=1)
+    print(f"{fixture}: router gaps at the picking positions, smallest per request: "
+          f"{' '.join(f'{g:.4f}' for g in worst)}", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--annotate", nargs="+", metavar="DIR",
+                    help="only add router_gaps to these existing fixtures' expected.json")
     ap.add_argument("--out", default="tests/fixtures", help="fixtures root (dev/ and holdout/ below it)")
     ap.add_argument("--inputs", default="inputs", help="where the bundled default model goes")
     ap.add_argument("--only", nargs="*", help="model names to make (default: all)")
     ap.add_argument("--seed", type=int, default=1234)
     a = ap.parse_args()
     print(f"transformers {transformers.__version__}, torch {torch.__version__}", flush=True)
+    if a.annotate:
+        for d in a.annotate:
+            annotate(d)
+        return
     for i, (name, (setname, kw, opts)) in enumerate(MODELS.items()):
         if a.only and name not in a.only:
             continue
