@@ -363,6 +363,86 @@ extern "C" int jk_group_pairs(const int32_t *topi, int P, int E, int32_t *seg, i
     return (int)cudaGetLastError();
 }
 
+// Prompt-sized: chunks of GPL_CHUNK pairs, one warp each, in three launches.
+// 1. each chunk's pairs per expert (bc [chunk][E]); 2. one block turns them
+// into each chunk's first grouped position per expert (experts in order, then
+// chunks in order) and seg; 3. each chunk places its pairs in order, 32 at a
+// time (match.any ranks the lanes of one expert). Stable, as the kernels above.
+#define GPL_CHUNK 1024
+__global__ void __launch_bounds__(32) group_pairs_count_kernel(const int32_t *__restrict__ topi, int P, int E,
+                                                                int32_t *__restrict__ bc) {
+    extern __shared__ int gpl_cnt[];
+    const int lane = threadIdx.x, p0 = blockIdx.x * GPL_CHUNK;
+    for (int e = lane; e < E; e += 32) gpl_cnt[e] = 0;
+    __syncwarp();
+    for (int r = 0; r < GPL_CHUNK / 32; r++) {
+        const int p = p0 + r * 32 + lane;
+        const int e = p < P ? topi[p] : -1;
+        const unsigned peers = __match_any_sync(0xffffffffu, e);
+        if (e >= 0 && (peers & ((1u << lane) - 1u)) == 0) gpl_cnt[e] += __popc(peers);
+        __syncwarp();
+    }
+    for (int e = lane; e < E; e += 32) bc[(size_t)blockIdx.x * E + e] = gpl_cnt[e];
+}
+
+__global__ void __launch_bounds__(GP_THREADS) group_pairs_scan_kernel(int32_t *bc, int nb, int E, int32_t *seg,
+                                                                       unsigned long long *counts) {
+    __shared__ int tot[GP_MAX_E + 1];
+    const int tid = threadIdx.x;
+    for (int e = tid; e < E; e += GP_THREADS) {
+        int run = 0;
+        for (int b = 0; b < nb; b++) {
+            const int v = bc[(size_t)b * E + e];
+            bc[(size_t)b * E + e] = run, run += v;
+        }
+        tot[e] = run;
+        if (counts && run) counts[e] += (unsigned long long)run;
+    }
+    __syncthreads();
+    if (tid < 32) warp_exclusive_scan(tot, seg, E);
+    __syncthreads();
+    for (int e = tid; e < E; e += GP_THREADS)
+        for (int b = 0; b < nb; b++) bc[(size_t)b * E + e] += tot[e];
+}
+
+__global__ void __launch_bounds__(32) group_pairs_place_kernel(const int32_t *__restrict__ topi, int P, int E,
+                                                                const int32_t *__restrict__ bc, int32_t *__restrict__ order,
+                                                                int32_t *__restrict__ slot) {
+    extern __shared__ int gpl_cnt[];
+    const int lane = threadIdx.x, p0 = blockIdx.x * GPL_CHUNK;
+    for (int e = lane; e < E; e += 32) gpl_cnt[e] = bc[(size_t)blockIdx.x * E + e];
+    __syncwarp();
+    for (int r = 0; r < GPL_CHUNK / 32; r++) {
+        const int p = p0 + r * 32 + lane;
+        const int e = p < P ? topi[p] : -1;
+        const unsigned peers = __match_any_sync(0xffffffffu, e);
+        const int rank = __popc(peers & ((1u << lane) - 1u));
+        if (e >= 0) {
+            const int at = gpl_cnt[e] + rank;
+            order[at] = p, slot[p] = at;
+        }
+        __syncwarp();
+        if (e >= 0 && rank == 0) gpl_cnt[e] += __popc(peers);
+        __syncwarp();
+    }
+}
+
+extern "C" size_t jk_group_pairs_ws_bytes(int P, int E) {
+    return (size_t)4 * (size_t)(((P > 0 ? P : 0) + GPL_CHUNK - 1) / GPL_CHUNK) * (size_t)(E > 0 ? E : 0);
+}
+
+extern "C" int jk_group_pairs_large(const int32_t *topi, int P, int E, int32_t *seg, int32_t *order, int32_t *slot,
+                                    unsigned long long *counts, void *ws, size_t ws_bytes, void *s) {
+    if (E <= 0 || E > GP_MAX_E || P < 0) return (int)cudaErrorInvalidValue;
+    if (ws_bytes < jk_group_pairs_ws_bytes(P, E) || (P > 0 && !ws)) return (int)cudaErrorInvalidValue;
+    const int nb = (P + GPL_CHUNK - 1) / GPL_CHUNK;
+    int32_t *bc = (int32_t *)ws;
+    if (nb) group_pairs_count_kernel<<<nb, 32, 4 * E, ST(s)>>>(topi, P, E, bc);
+    group_pairs_scan_kernel<<<1, GP_THREADS, 0, ST(s)>>>(bc, nb, E, seg, counts);
+    if (nb) group_pairs_place_kernel<<<nb, 32, 4 * E, ST(s)>>>(topi, P, E, bc, order, slot);
+    return (int)cudaGetLastError();
+}
+
 // ---- greedy choice over a wide vocabulary -------------------------------------------
 // One block of 1024 threads per row, one pass: every thread keeps the first
 // maximum of its elements and the sum of exp(l - its max), rescaled when the

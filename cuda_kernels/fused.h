@@ -39,6 +39,13 @@ int jk_combine_add(float *x, const float *y, const int32_t *slot, const int32_t 
 // [E] (may be NULL) += pairs per expert. E <= 4096.
 int jk_group_pairs(const int32_t *topi, int P, int E, int32_t *seg, int32_t *order, int32_t *slot,
                    unsigned long long *counts, void *stream);
+// The same for prompt-sized P (tens of thousands of pairs): chunks of 1024
+// pairs over many blocks, three launches, ws of jk_group_pairs_ws_bytes(P, E)
+// bytes (device). Same results as jk_group_pairs. E <= 4096.
+#define JK_GROUP_MAX_E 4096
+size_t jk_group_pairs_ws_bytes(int P, int E);
+int jk_group_pairs_large(const int32_t *topi, int P, int E, int32_t *seg, int32_t *order, int32_t *slot,
+                         unsigned long long *counts, void *ws, size_t ws_bytes, void *stream);
 
 // jk_combine_add, then the RMSNorm of the new x with weight norm_w [H] into
 // its bf16 copy yb [T, H] (as jk_rmsnorm_rows(NULL, yb, x, norm_w, ...): the

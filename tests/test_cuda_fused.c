@@ -7,7 +7,8 @@
 //     jk_rmsnorm, jk_rope, jk_kv_store), which do the same arithmetic: equal to
 //     the bit;
 //   - jk_combine_add: janus_combine + add on the CPU (1e-6);
-//   - jk_group_pairs: a stable counting sort on the CPU (exact), counts summed;
+//   - jk_group_pairs, jk_group_pairs_large: a stable counting sort on the CPU
+//     (exact), counts summed;
 //   - jk_combine_add_norm: equal to the bit to the kernels it fuses
 //     (jk_combine_add + jk_rmsnorm_rows), themselves checked against the CPU
 //     above.
@@ -233,7 +234,7 @@ static void combine_case(int T, int k, int E, int H) {
     cudaFree(dx), cudaFree(dys), cudaFree(dw), cudaFree(dids), cudaFree(dslot);
 }
 
-static void group_case(int P, int E, int skew) {
+static void group_case_in(int P, int E, int skew, int large) {
     int32_t *topi = malloc(4 * (P ? P : 1));
     for (int p = 0; p < P; p++) topi[p] = skew ? (rnd(4) ? rnd(1 + E / 16) : rnd(E)) : rnd(E);
     // CPU: stable counting sort
@@ -246,17 +247,38 @@ static void group_case(int P, int E, int skew) {
     for (int e = 0; e < E; e++) cnt0[e] = (unsigned long long)rnd(1000);
     int32_t *dt = dev(topi, 4 * (P ? P : 1)), *ds = dev(NULL, 4 * (E + 1)), *dor = dev(NULL, 4 * (P ? P : 1)), *dsl = dev(NULL, 4 * (P ? P : 1));
     unsigned long long *dc = dev(cnt0, 8 * E);
-    CK(jk_group_pairs(dt, P, E, ds, dor, dsl, dc, NULL));
-    CK(jk_group_pairs(dt, P, E, ds, dor, dsl, dc, NULL)); // twice: counts add up, the rest is rewritten
+    if (large) { // chunked over many blocks; a workspace poisoned first
+        const size_t wb = jk_group_pairs_ws_bytes(P, E);
+        void *ws = NULL;
+        if (wb) {
+            CK(cudaMalloc(&ws, wb));
+            CK(cudaMemset(ws, 0xff, wb));
+        }
+        CK(cudaMemset(ds, 0xff, 4 * (E + 1)));
+        CK(jk_group_pairs_large(dt, P, E, ds, dor, dsl, dc, ws, wb, NULL));
+        CK(jk_group_pairs_large(dt, P, E, ds, dor, dsl, dc, ws, wb, NULL)); // twice: counts add up, the rest is rewritten
+        if (P > 0 && jk_group_pairs_large(dt, P, E, ds, dor, dsl, dc, ws, wb - 4, NULL) == 0)
+            report("group_pairs_large: a workspace 4 bytes short", 0, "accepted (%.0f)", 0);
+        cudaFree(ws);
+    } else {
+        CK(jk_group_pairs(dt, P, E, ds, dor, dsl, dc, NULL));
+        CK(jk_group_pairs(dt, P, E, ds, dor, dsl, dc, NULL)); // twice: counts add up, the rest is rewritten
+    }
     int32_t *gs = host(ds, 4 * (E + 1)), *go = host(dor, 4 * (P ? P : 1)), *gl = host(dsl, 4 * (P ? P : 1));
     unsigned long long *gc = host(dc, 8 * E);
     int ok = !memcmp(gs, seg, 4 * (E + 1)) && !memcmp(go, order, 4 * P) && !memcmp(gl, slot, 4 * P);
     for (int e = 0; e < E; e++) ok &= gc[e] == cnt0[e] + 2ull * (unsigned long long)(seg[e + 1] - seg[e]);
     char what[96];
-    snprintf(what, sizeof what, "group_pairs P=%d E=%d%s", P, E, skew ? " skewed" : "");
+    snprintf(what, sizeof what, "group_pairs%s P=%d E=%d%s", large ? "_large" : "", P, E, skew ? " skewed" : "");
     report(what, ok, "exact: %.0f", ok);
     free(topi), free(seg), free(order), free(slot), free(fill), free(cnt0), free(gs), free(go), free(gl), free(gc);
     cudaFree(dt), cudaFree(ds), cudaFree(dor), cudaFree(dsl), cudaFree(dc);
+}
+
+// Both kernels against the CPU's stable counting sort.
+static void group_case(int P, int E, int skew) {
+    group_case_in(P, E, skew, 0);
+    group_case_in(P, E, skew, 1);
 }
 
 // jk_combine_add_norm against jk_combine_add + jk_rmsnorm_rows (the bf16 copy
@@ -365,6 +387,13 @@ int main(void) {
     group_case(1025, 256, 0); // just past them
     group_case(1000, 257, 1);
     group_case(33, 1, 0);
+    // prompt-sized steps (the chunked kernel): 16384 tokens x top-8 of 128,
+    // a partial last chunk, DeepSeek-sized expert counts, all pairs on one expert
+    group_case_in(131072, 128, 0, 1);
+    group_case_in(131072, 128, 1, 1);
+    group_case_in(100003, 256, 1, 1);
+    group_case_in(50000, 4096, 0, 1);
+    group_case_in(3000, 1, 0, 1);
     combine_norm_case(64, 8, 128, 2048); // Qwen3-30B-A3B
     combine_norm_case(5, 2, 8, 4096);    // Mixtral
     combine_norm_case(3, 4, 16, 260);    // a row that does not fill the block's float4s

@@ -92,6 +92,8 @@ struct janus_gpu {
     float *att_ws;                      // split-K attention partials
     size_t att_ws_bytes;
     void *pf_ws;                        // prefill expert GEMM scratch
+    void *grp_ws;                       // prompt-sized steps: the device grouping's per-chunk counts
+    size_t grp_ws_bytes;
     size_t pf_ws_bytes;
     int prefill_rows;                   // an expert with this many rows or more: tensor-core GEMMs (0: never)
     int prefill_mode;                   // JK_PREFILL_AUTO, or the path JANUS_GPU_PREFILL_MODE forces
@@ -382,6 +384,10 @@ janus_gpu *janus_gpu_init_opts(const janus_model *m, const janus_gpu_opts *o) {
             g->d_counts = janus_cuda_alloc(sizeof(unsigned long long) * LE);
             CK(cudaMemset(g->d_counts, 0, sizeof(unsigned long long) * LE));
             CK(cudaMallocHost((void **)&g->h_counts, sizeof(unsigned long long) * LE));
+            if (E <= JK_GROUP_MAX_E) {
+                g->grp_ws_bytes = jk_group_pairs_ws_bytes((int)(T * K), E);
+                g->grp_ws = janus_cuda_alloc(g->grp_ws_bytes ? g->grp_ws_bytes : 4);
+            }
         }
         g->fused_qkv = c->head_dim % 64 == 0 && c->head_dim <= 256 && c->desc->qk_norm != QK_NORM_FULL &&
                        !(getenv("JANUS_GPU_FUSED") && !strcmp(getenv("JANUS_GPU_FUSED"), "0"));
@@ -695,8 +701,10 @@ static void run_experts(janus_gpu *g, int l, const int32_t *h_seg, int max_rows,
     CK(jk_moe_ffn_decode(&a, g->st)); // no sync: a pageable H2D copy has read ls when it returns
 }
 
-// All experts local: group the pairs by expert on the host (as the exchange
-// does across ranks), run them, leave outputs in ys with slot[pair] its row.
+// All experts local: group the pairs by expert on the device (decode-sized
+// steps: no host round trip at all; larger ones: only the segment offsets come
+// back; JANUS_GPU_GROUP=host: on the host, as the exchange does across ranks),
+// run them, leave outputs in ys with slot[pair] its row.
 static void mb_experts_local(janus_gpu *g, int l, int i, int64_t *expert_counts) {
     const janus_config *c = &g->m->cfg;
     gpu_mb *M = &g->mb[i];
@@ -717,25 +725,38 @@ static void mb_experts_local(janus_gpu *g, int l, int i, int64_t *expert_counts)
         mark(g, 3);
         return;
     }
-    CK(cudaMemcpyAsync(g->h_topi, M->topi, 4 * (size_t)P, cudaMemcpyDeviceToHost, st));
-    CK(cudaStreamSynchronize(st));
-    memset(g->h_seg, 0, 4 * (E + 1));
-    for (int p = 0; p < P; p++) g->h_seg[g->h_topi[p] + 1]++;
     int maxr = 0;
-    for (int e = 0; e < E; e++) {
-        maxr = g->h_seg[e + 1] > maxr ? g->h_seg[e + 1] : maxr;
-        expert_counts[(size_t)l * E + e] += g->h_seg[e + 1];
-        g->h_seg[e + 1] += g->h_seg[e];
+    if (g->grp_ws && g->L[l].n_loc == E) {
+        // Prompt-sized: grouped on the device too; only the segment offsets
+        // come back (E + 1 ints), for the GEMMs' shapes and the statistics.
+        CK(jk_group_pairs_large(M->topi, P, E, g->seg, g->order, g->slot, NULL, g->grp_ws, g->grp_ws_bytes, st));
+        CK(cudaMemcpyAsync(g->h_seg, g->seg, 4 * (size_t)(E + 1), cudaMemcpyDeviceToHost, st));
+        CK(cudaStreamSynchronize(st));
+        for (int e = 0; e < E; e++) {
+            const int n = g->h_seg[e + 1] - g->h_seg[e];
+            maxr = n > maxr ? n : maxr;
+            expert_counts[(size_t)l * E + e] += n;
+        }
+    } else {
+        CK(cudaMemcpyAsync(g->h_topi, M->topi, 4 * (size_t)P, cudaMemcpyDeviceToHost, st));
+        CK(cudaStreamSynchronize(st));
+        memset(g->h_seg, 0, 4 * (E + 1));
+        for (int p = 0; p < P; p++) g->h_seg[g->h_topi[p] + 1]++;
+        for (int e = 0; e < E; e++) {
+            maxr = g->h_seg[e + 1] > maxr ? g->h_seg[e + 1] : maxr;
+            expert_counts[(size_t)l * E + e] += g->h_seg[e + 1];
+            g->h_seg[e + 1] += g->h_seg[e];
+        }
+        int *fill = g->fill;
+        memcpy(fill, g->h_seg, sizeof(int) * (E + 1));
+        for (int p = 0; p < P; p++) {
+            int at = fill[g->h_topi[p]]++;
+            g->h_order[at] = p;
+            g->h_slot[p] = at;
+        }
+        CK(cudaMemcpyAsync(g->order, g->h_order, 4 * (size_t)P, cudaMemcpyHostToDevice, st));
+        CK(cudaMemcpyAsync(g->slot, g->h_slot, 4 * (size_t)P, cudaMemcpyHostToDevice, st));
     }
-    int *fill = g->fill;
-    memcpy(fill, g->h_seg, sizeof(int) * (E + 1));
-    for (int p = 0; p < P; p++) {
-        int at = fill[g->h_topi[p]]++;
-        g->h_order[at] = p;
-        g->h_slot[p] = at;
-    }
-    CK(cudaMemcpyAsync(g->order, g->h_order, 4 * (size_t)P, cudaMemcpyHostToDevice, st));
-    CK(cudaMemcpyAsync(g->slot, g->h_slot, 4 * (size_t)P, cudaMemcpyHostToDevice, st));
     mark(g, 2);
     const int vr = janus_ffn_variant_rows(P, T, E, maxr);
     if (prefill_path(g, vr)) { // the GEMMs read bf16: round in the gather (half the bytes written and read)
