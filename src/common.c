@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 int janus_verbosity = 1;
+const char *janus_cuda_alloc_hint = NULL;
 
 // The rank and the cleanup list are process facts the error path needs even
 // when it is reached from deep inside a library call; they are set once.

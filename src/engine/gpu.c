@@ -347,6 +347,15 @@ janus_gpu *janus_gpu_init_opts(const janus_model *m, const janus_gpu_opts *o) {
     if (c->shared_inter > inter) inter = c->shared_inter;
     const size_t T = A ? o->max_tokens : 0;
     g->max_tokens = (int)T;
+    // From here on: the KV cache and the step buffers (activations of up to T
+    // tokens, their expert rows and the GEMMs' scratch).
+    static char hint[320];
+    snprintf(hint, sizeof hint,
+             "allocating the KV cache (%.1f GB) and the step buffers for %zu tokens per step after %.1f GB of weights: "
+             "lower --kv-cache-mb or --max-step-tokens (janus generate)",
+             A ? (double)o->kv_blocks * janus_gpu_kv_block_bytes(c, o->block_size) / 1e9 : 0.0, T,
+             (double)weights_held(c, o) / 1e9);
+    janus_cuda_alloc_hint = hint;
     g->seg = janus_cuda_alloc(4 * (E + 1));
     g->h_seg = xmalloc(4 * (E + 1));
     g->fill = xmalloc(sizeof(int) * (E + 1));
@@ -455,6 +464,7 @@ janus_gpu *janus_gpu_init_opts(const janus_model *m, const janus_gpu_opts *o) {
     g->profile = getenv("JANUS_GPU_PROFILE") && atoi(getenv("JANUS_GPU_PROFILE")) > 0;
     CK(cudaStreamSynchronize(g->st));
     g->o.expert_mask = NULL; // the caller's; not kept
+    janus_cuda_alloc_hint = NULL;
     return g;
 }
 
