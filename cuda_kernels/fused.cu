@@ -278,7 +278,7 @@ __device__ __forceinline__ int warp_exclusive_scan(int *v, int32_t *seg, int E) 
 }
 
 #define GP_THREADS 1024
-#define GP_MAX_E 4096
+#define GP_MAX_E JK_GROUP_MAX_E
 __global__ void __launch_bounds__(GP_THREADS) group_pairs_kernel(const int32_t *topi, int P, int E, int32_t *seg,
                                                                   int32_t *order, int32_t *slot,
                                                                   unsigned long long *counts) {

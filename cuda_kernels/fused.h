@@ -36,13 +36,13 @@ int jk_combine_add(float *x, const float *y, const int32_t *slot, const int32_t 
 // The P = T*k pairs grouped by expert on the device (a stable counting sort):
 // seg [E+1] (expert e's grouped positions seg[e] .. seg[e+1]), order [P] (pair
 // at each grouped position), slot [P] (grouped position of each pair); counts
-// [E] (may be NULL) += pairs per expert. E <= 4096.
+// [E] (may be NULL) += pairs per expert. E <= JK_GROUP_MAX_E.
+#define JK_GROUP_MAX_E 4096
 int jk_group_pairs(const int32_t *topi, int P, int E, int32_t *seg, int32_t *order, int32_t *slot,
                    unsigned long long *counts, void *stream);
 // The same for prompt-sized P (tens of thousands of pairs): chunks of 1024
 // pairs over many blocks, three launches, ws of jk_group_pairs_ws_bytes(P, E)
-// bytes (device). Same results as jk_group_pairs. E <= 4096.
-#define JK_GROUP_MAX_E 4096
+// bytes (device). Same results as jk_group_pairs. E <= JK_GROUP_MAX_E.
 size_t jk_group_pairs_ws_bytes(int P, int E);
 int jk_group_pairs_large(const int32_t *topi, int P, int E, int32_t *seg, int32_t *order, int32_t *slot,
                          unsigned long long *counts, void *ws, size_t ws_bytes, void *stream);

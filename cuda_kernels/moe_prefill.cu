@@ -760,6 +760,22 @@ static int fused_run(const jk_moe_prefill_args *a, __nv_bfloat16 *act, cudaStrea
     return 0;
 }
 
+extern "C" int jk_moe_prefill_path(const jk_moe_prefill_args *a) {
+    int active = 0;
+    for (int e = 0; e < a->E; e++) active += a->h_seg[e + 1] > a->h_seg[e];
+    int mode = a->mode;
+    if (mode == JK_PREFILL_AUTO || mode == JK_PREFILL_FUSED) {
+        // auto: few active experts (Mixtral's 8) make large GEMMs that cuBLAS runs better
+        const int aligned =
+            (((uintptr_t)a->x | (uintptr_t)a->xb | (uintptr_t)a->y | (uintptr_t)a->w_gu | (uintptr_t)a->w_down) & 15) == 0;
+        if ((mode == JK_PREFILL_FUSED || active > JK_PREFILL_GROUPED_MIN) && active <= JK_PREFILL_MAX_GROUPS && aligned &&
+            jk_moe_prefill_fused_available())
+            return JK_PREFILL_FUSED;
+        mode = active > JK_PREFILL_GROUPED_MIN ? JK_PREFILL_GROUPED : JK_PREFILL_LOOP;
+    }
+    return active > JK_PREFILL_MAX_GROUPS ? JK_PREFILL_LOOP : mode;
+}
+
 extern "C" int jk_moe_ffn_prefill(const jk_moe_prefill_args *a, void *cublas_handle, void *stream) {
     const int E = a->E, H = a->H, I = a->I;
     const int R = a->h_seg[E];
@@ -773,19 +789,8 @@ extern "C" int jk_moe_ffn_prefill(const jk_moe_prefill_args *a, void *cublas_han
                   *act = (__nv_bfloat16 *)(ws + l.act);
     const __nv_bfloat16 *w_gu = (const __nv_bfloat16 *)a->w_gu, *w_down = (const __nv_bfloat16 *)a->w_down;
 
-    int active = 0;
-    for (int e = 0; e < E; e++) active += a->h_seg[e + 1] > a->h_seg[e];
-    int mode = a->mode;
-    if (mode == JK_PREFILL_AUTO || mode == JK_PREFILL_FUSED) {
-        // auto: few active experts (Mixtral's 8) make large GEMMs that cuBLAS runs better
-        const int aligned =
-            (((uintptr_t)a->x | (uintptr_t)a->xb | (uintptr_t)a->y | (uintptr_t)a->w_gu | (uintptr_t)a->w_down) & 15) == 0;
-        if ((mode == JK_PREFILL_FUSED || active > JK_PREFILL_GROUPED_MIN) && active <= JK_PREFILL_MAX_GROUPS && aligned &&
-            jk_moe_prefill_fused_available())
-            return fused_run(a, act, st);
-        mode = active > JK_PREFILL_GROUPED_MIN ? JK_PREFILL_GROUPED : JK_PREFILL_LOOP;
-    }
-    if (active > JK_PREFILL_MAX_GROUPS) mode = JK_PREFILL_LOOP;
+    const int mode = jk_moe_prefill_path(a);
+    if (mode == JK_PREFILL_FUSED) return fused_run(a, act, st);
     cublasHandle_t hb = (cublasHandle_t)cublas_handle;
     BLAS_TRY(cublasSetStream(hb, st));
 

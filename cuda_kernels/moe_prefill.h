@@ -58,6 +58,10 @@ size_t jk_moe_prefill_ws_bytes(int R, int H, int I);
 #define JK_PREFILL_CUBLAS_ERR 1000
 int jk_moe_ffn_prefill(const jk_moe_prefill_args *a, void *cublas_handle, void *stream);
 
+// The implementation jk_moe_ffn_prefill runs for a (its mode, the experts with
+// rows, alignment and what this GPU has): JK_PREFILL_GROUPED, _LOOP or _FUSED.
+int jk_moe_prefill_path(const jk_moe_prefill_args *a);
+
 // 1 when JK_PREFILL_FUSED runs the wgmma kernels here (a build with sm_90a code
 // and a compute capability 9.0 device), else 0 (it falls back to cuBLAS).
 int jk_moe_prefill_fused_available(void);

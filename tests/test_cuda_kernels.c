@@ -377,22 +377,6 @@ static void attn_random_case(const char *what, int T, int nh, int nkv, int hd, i
     free(ctx);
 }
 
-// Prefill expert FFN (bf16 operands) against janus_moe_ffn_grouped_ref: x,
-// silu(gate) * up (and on the cuBLAS paths gate/up; y too on the grouped path)
-// are rounded to bf16: tolerance 1e-2. ws starts as NaN, y too. xb_in: the rows
-// are given in bf16 (xb) and the f32 x handed beside them is all NaN, so a path
-// that read it instead would fail.
-// The path jk_moe_ffn_prefill takes for a mode (its own rule, restated).
-static int prefill_path(int mode, int active) {
-    if (mode == JK_PREFILL_AUTO || mode == JK_PREFILL_FUSED) {
-        if ((mode == JK_PREFILL_FUSED || active > JK_PREFILL_GROUPED_MIN) && active <= JK_PREFILL_MAX_GROUPS &&
-            jk_moe_prefill_fused_available())
-            return JK_PREFILL_FUSED;
-        mode = active > JK_PREFILL_GROUPED_MIN ? JK_PREFILL_GROUPED : JK_PREFILL_LOOP;
-    }
-    return active > JK_PREFILL_MAX_GROUPS ? JK_PREFILL_LOOP : mode;
-}
-
 static float rb(float v) { return bf16_to_f32(f32_to_bf16(v)); }
 
 // The fused kernels' FFN at their own rounding points, sums in double: x rounded
@@ -439,6 +423,12 @@ static void prefill_fused_strict(const float *x, const int32_t *seg, const uint1
     free(xb), free(act), free(amb);
 }
 
+// Prefill expert FFN (bf16 operands) against janus_moe_ffn_grouped_ref: x,
+// silu(gate) * up (and on the cuBLAS paths gate/up; y too on the grouped path)
+// are rounded to bf16: tolerance 1e-2. ws starts as NaN, y too. xb_in: the rows
+// are given in bf16 (xb) and the f32 x handed beside them is all NaN, so a path
+// that read it instead would fail. Where the fused kernels run
+// (jk_moe_prefill_path), also prefill_fused_strict, element by element.
 static void prefill_case_in(int E, int H, int I, int max_rows, int mode, int xb_in) {
     int32_t *seg = malloc(sizeof(int32_t) * (E + 1));
     seg[0] = 0;
@@ -488,7 +478,7 @@ static void prefill_case_in(int E, int H, int I, int max_rows, int mode, int xb_
     for (int e = 0; e < E; e++) active += seg[e + 1] > seg[e], maxr = seg[e + 1] - seg[e] > maxr ? seg[e + 1] - seg[e] : maxr;
     // The fused kernels against their own rounding points: within summation
     // order and one-ulp flips of act (prefill_fused_strict), element by element.
-    const int path = prefill_path(mode, active);
+    const int path = jk_moe_prefill_path(&a);
     static const char *names[] = {"auto", "grouped", "loop", "fused"};
     char strict[160] = "";
     int strict_ok = 1;

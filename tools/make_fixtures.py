@@ -184,6 +184,7 @@ class RouterWatch:
 
     def __init__(self, model, top_k):
         self.min_gap = float("inf")
+        self.last_gap = float("inf")
         self.top_k = top_k
         self.hooks = []
         for name, mod in model.named_modules():
@@ -199,8 +200,6 @@ class RouterWatch:
         self.min_gap = min(self.min_gap, g.min().item())
         # the last position (batch 1): the one whose logits pick the next token
         self.last_gap = min(self.last_gap, g.reshape(-1)[-1].item())
-
-    last_gap = float("inf")
 
 
 def greedy(model, prompt, max_new, eos, watch=None, gaps=None):
@@ -302,9 +301,11 @@ def make(name, setname, kw, opts, outroot, seed):
     reqs = []
     for i, p in enumerate(prompts):
         watch.min_gap = float("inf")
-        toks, lps, fin, margin = greedy(model, p, opts["max_new"][i], eos_set)
+        gaps = []
+        toks, lps, fin, margin = greedy(model, p, opts["max_new"][i], eos_set, watch, gaps)
         reqs.append(dict(id=1000 + 7 * i, prompt=p, max_new_tokens=opts["max_new"][i], tokens=toks,
-                         logprobs=lps, finish_reason=fin, min_margin=margin, min_router_gap=watch.min_gap))
+                         logprobs=lps, finish_reason=fin, min_margin=margin, min_router_gap=watch.min_gap,
+                         router_gaps=[round(g, 6) for g in gaps]))
 
     if setname == "inputs":
         outdir = os.path.join(outroot, "model")

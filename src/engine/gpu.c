@@ -92,9 +92,9 @@ struct janus_gpu {
     float *att_ws;                      // split-K attention partials
     size_t att_ws_bytes;
     void *pf_ws;                        // prefill expert GEMM scratch
+    size_t pf_ws_bytes;
     void *grp_ws;                       // prompt-sized steps: the device grouping's per-chunk counts
     size_t grp_ws_bytes;
-    size_t pf_ws_bytes;
     int prefill_rows;                   // an expert with this many rows or more: tensor-core GEMMs (0: never)
     int prefill_mode;                   // JK_PREFILL_AUTO, or the path JANUS_GPU_PREFILL_MODE forces
     bool splitk;                        // split-K decode attention (JANUS_GPU_ATTN=plain: the one-block kernel)
@@ -395,7 +395,7 @@ janus_gpu *janus_gpu_init_opts(const janus_model *m, const janus_gpu_opts *o) {
             CK(cudaMallocHost((void **)&g->h_counts, sizeof(unsigned long long) * LE));
             if (E <= JK_GROUP_MAX_E) {
                 g->grp_ws_bytes = jk_group_pairs_ws_bytes((int)(T * K), E);
-                g->grp_ws = janus_cuda_alloc(g->grp_ws_bytes ? g->grp_ws_bytes : 4);
+                g->grp_ws = janus_cuda_alloc(g->grp_ws_bytes);
             }
         }
         g->fused_qkv = c->head_dim % 64 == 0 && c->head_dim <= 256 && c->desc->qk_norm != QK_NORM_FULL &&
