@@ -64,3 +64,33 @@ extern "C" int jk_read_probe(const void *p, size_t bytes, int blocks_per_sm, uns
         (const uint4 *)p, bytes / 16, sink);
     return (int)cudaGetLastError();
 }
+
+__global__ void __launch_bounds__(256) copy16_kernel(uint4 *__restrict__ d, const uint4 *__restrict__ s, size_t n) {
+    const size_t stride = (size_t)gridDim.x * blockDim.x;
+    size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    for (; i + 3 * stride < n; i += 4 * stride) { // 4 loads in flight before the stores
+        uint4 v0 = s[i], v1 = s[i + stride], v2 = s[i + 2 * stride], v3 = s[i + 3 * stride];
+        d[i] = v0, d[i + stride] = v1, d[i + 2 * stride] = v2, d[i + 3 * stride] = v3;
+    }
+    for (; i < n; i += stride) d[i] = s[i];
+}
+
+__global__ void copy1_kernel(unsigned char *d, const unsigned char *s, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) d[i] = s[i];
+}
+
+extern "C" int jk_copy_bytes(void *dst, const void *src, size_t bytes, void *stream) {
+    if (bytes == 0) return 0;
+    int dev = 0, sms = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+        return (int)cudaGetLastError();
+    const bool v16 = ((uintptr_t)dst | (uintptr_t)src | bytes) % 16 == 0;
+    const size_t n = v16 ? bytes / 16 : bytes;
+    size_t blocks = (n + 255) / 256;
+    if (blocks > (size_t)sms * 4) blocks = (size_t)sms * 4;
+    if (v16)
+        copy16_kernel<<<(unsigned)blocks, 256, 0, (cudaStream_t)stream>>>((uint4 *)dst, (const uint4 *)src, n);
+    else
+        copy1_kernel<<<(unsigned)blocks, 256, 0, (cudaStream_t)stream>>>((unsigned char *)dst, (const unsigned char *)src, n);
+    return (int)cudaGetLastError();
+}

@@ -1,5 +1,5 @@
 // cuda_kernels/util.h: small device helpers with a C API: deterministic random
-// fills (synthetic weights, benchmarks) and a read-bandwidth probe.
+// fills (synthetic weights, benchmarks), a read-bandwidth probe and an SM copy.
 #ifndef JANUS_CUDA_UTIL_H
 #define JANUS_CUDA_UTIL_H
 
@@ -20,6 +20,12 @@ int jk_fill_f32(float *dst, size_t n, uint64_t seed, float scale, void *stream);
 // of that size, ramp-up and drain included. blocks_per_sm blocks of 256
 // threads per SM, 4 independent 16-byte loads in flight per thread.
 int jk_read_probe(const void *p, size_t bytes, int blocks_per_sm, unsigned *sink, void *stream);
+
+// dst[0..bytes) = src[0..bytes) by the SMs (16-byte loads and stores where
+// both are 16-byte aligned and bytes a multiple of 16, else bytes): a copy
+// into a peer GPU's memory (CUDA IPC, peer access) as the exchange's kernels
+// store rows there, beside the copy engines' cudaMemcpy (janus bench exchange).
+int jk_copy_bytes(void *dst, const void *src, size_t bytes, void *stream);
 
 #ifdef __cplusplus
 }

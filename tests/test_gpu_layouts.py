@@ -28,6 +28,12 @@ give identical result files (tokens, finish reasons, expert counts, logprobs
 bit for bit), and the log must show that the default run did route on the
 GPUs and the host run did not.
 
+Where the machine has at least as many GPUs as a layout has ranks, the
+layouts in NCCL_EXACT and NCCL_RESHAPED run too, one GPU per rank with the
+payload over NCCL (--transport nccl: NCCL refuses two ranks on one GPU), with
+the same checks; on fewer GPUs each prints a "skip" line naming the GPUs it
+needs.
+
 Skips (exit 77) where no GPU is visible.
 """
 import json
@@ -56,15 +62,34 @@ RESHAPED = [
     ("2+2 hierarchical node 2", 4, ["--attn-ranks", "2", "--moe-ranks", "2", "--exchange", "hierarchical",
                                     "--node-size", "2"]),
 ]
+# One GPU per rank (the test's GPU count decides which run).
+NCCL_EXACT = [
+    ("1+1 nccl", 2, ["--attn-ranks", "1", "--moe-ranks", "1", "--transport", "nccl"]),
+    ("1+3 nccl", 4, ["--attn-ranks", "1", "--moe-ranks", "3", "--transport", "nccl"]),
+    ("1+3 replicas 2 nccl", 4, ["--attn-ranks", "1", "--moe-ranks", "3", "--expert-replicas", "2",
+                                "--transport", "nccl"]),
+]
+NCCL_RESHAPED = [
+    ("monolithic np2 nccl", 2, ["--transport", "nccl"]),
+    ("1+1 m2 nccl", 2, ["--attn-ranks", "1", "--moe-ranks", "1", "--micro-batches", "2", "--transport", "nccl"]),
+    ("2+2 nccl", 4, ["--attn-ranks", "2", "--moe-ranks", "2", "--transport", "nccl"]),
+    ("2+2 m2 nccl", 4, ["--attn-ranks", "2", "--moe-ranks", "2", "--micro-batches", "2", "--transport", "nccl"]),
+    ("monolithic np4 nccl", 4, ["--transport", "nccl"]),
+]
 SCHED_SAME = ["1+2", "1+3 replicas 2", "2+2 replicas 2 m2"]
 
 
-def gpu_visible():
+def gpus_visible():
+    """The number of GPUs this process may use (CUDA_VISIBLE_DEVICES, else nvidia-smi -L)."""
     try:
         p = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired):
-        return False
-    return p.returncode == 0 and "GPU" in p.stdout
+        return 0
+    n = sum(line.startswith("GPU ") for line in p.stdout.splitlines()) if p.returncode == 0 else 0
+    vis = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if vis is not None and n:
+        n = min(n, len([d for d in vis.split(",") if d.strip()]))
+    return n
 
 
 def run(janus, fixture, np_, extra, tmp, name, sched=None):
@@ -135,10 +160,12 @@ def main():
     if len(sys.argv) < 3:
         print(__doc__)
         return 2
-    if not gpu_visible():
+    n_gpus = gpus_visible()
+    if not n_gpus:
         print("SKIP: no GPU visible")
         return 77
     janus, fixtures = sys.argv[1], sys.argv[2:]
+    print(f"{n_gpus} GPU{'s' if n_gpus > 1 else ''} visible")
     passed = failed = 0
     for fx in fixtures:
         exp = json.load(open(os.path.join(fx, "expected.json")))
@@ -151,12 +178,17 @@ def main():
                 print(f"FAIL {os.path.basename(fx)} one rank: {err}")
                 failed += 1
                 continue
-            for layouts, exact in ((EXACT, True), (RESHAPED, False)):
+            for layouts, exact in ((EXACT, True), (RESHAPED, False), (NCCL_EXACT, True), (NCCL_RESHAPED, False)):
                 for name, np_, extra in layouts:
+                    if "nccl" in extra and np_ > n_gpus:
+                        print(f"skip {os.path.basename(fx)} {name}: needs {np_} GPUs, {n_gpus} visible")
+                        continue
                     same = name in SCHED_SAME
                     res, err, n_gpu = run(janus, fx, np_, extra, tmp, name, "gpu" if same else None)
                     errs = [err] if err else compare(base, res, reqs, exact)
-                    ok = tally(f"{os.path.basename(fx)} {name} ({np_} ranks on the GPU{'s' if np_ > 1 else ''})", errs)
+                    where = (f"{np_} ranks, one per GPU" if "nccl" in extra
+                             else f"{np_} ranks on {min(np_, n_gpus)} GPU{'s' if min(np_, n_gpus) > 1 else ''}")
+                    ok = tally(f"{os.path.basename(fx)} {name} ({where})", errs)
                     passed, failed = passed + ok, failed + (not ok)
                     if not same or err:
                         continue

@@ -9,7 +9,12 @@
 //   mpi     host buffers through MPI (the CPU backend's payload)
 //   staged  (CUDA) GPU buffers through the host: D2H, MPI, H2D (--transport mpi)
 //   ipc     (CUDA) GPU to GPU through CUDA IPC, a zero-byte MPI message as the
-//           signal (--transport ipc); both ranks of a pair on one node
+//           signal (--transport ipc); both ranks of a pair on one node; the
+//           copy engines (cudaMemcpy into the IPC-mapped peer buffer)
+//   ipc-kernel  the same, the SMs storing into the peer buffer (jk_copy_bytes),
+//           as the exchange's routing kernels store rows (jk_xchg_send_rows)
+//   nccl    (CUDA + NCCL) ncclSend/ncclRecv on a communicator of all ranks
+//           (--transport nccl); one GPU per rank
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
@@ -20,6 +25,11 @@
 #include "cli/cli.h"
 #ifdef JANUS_CUDA
 #include <cuda_runtime_api.h>
+
+#include "util.h"
+#endif
+#ifdef JANUS_NCCL
+#include <nccl.h>
 #endif
 
 static const char *HELP =
@@ -31,20 +41,26 @@ static const char *HELP =
     "(0-1, 2-3, ...) concurrently; min/avg/max over the pairs; every message checked on\n"
     "arrival (#wrong). Transports (comma-separated, default all this build and machine\n"
     "have): mpi (host memory), staged (GPU memory through the host), ipc (GPU to GPU\n"
-    "through CUDA IPC; the pair on one node).\n"
+    "through CUDA IPC by the copy engines; the pair on one node), ipc-kernel (the same,\n"
+    "the SMs storing into the peer's memory), nccl (ncclSend/ncclRecv; one GPU per rank).\n"
+    "The first lines say which GPU each rank took and whether it has peer access to its\n"
+    "partner's (without it CUDA IPC copies go through host memory).\n"
     "\n"
     "  --iters N          timed round trips per size (default: 200 small, fewer large)\n"
     "  --json FILE        the table as JSON\n"
     "  --calibration FILE latency = alpha + bytes / beta (alpha: the 8-byte latency, beta:\n"
-    "                     the largest message) of the last transport measured (ipc, else\n"
-    "                     staged, else mpi: the one janus uses for that link class);\n"
+    "                     the largest message) of the transport janus uses for that link\n"
+    "                     class, the first measured of: intra ipc, ipc-kernel, nccl, staged,\n"
+    "                     mpi; inter nccl, staged, mpi;\n"
     "                     write LINK_alpha_s, LINK_Bps into FILE (created, or updated\n"
     "                     when it exists: a file of janus bench decode --calibration)\n"
     "  --link L           which link class the pairs cross: intra (default: one node,\n"
     "                     NVLink/PCIe or shared memory) or inter (the network)\n";
 
-enum { T_MPI, T_STAGED, T_IPC, NT };
-static const char *TNAME[NT] = {"mpi", "staged", "ipc"};
+enum { T_MPI, T_STAGED, T_IPC, T_IPCK, T_NCCL, NT };
+static const char *TNAME[NT] = {"mpi", "staged", "ipc", "ipc-kernel", "nccl"};
+static const int FIT_INTRA[NT] = {T_IPC, T_IPCK, T_NCCL, T_STAGED, T_MPI}; // which fit --calibration writes
+static const int FIT_INTER[NT] = {T_NCCL, T_STAGED, T_MPI, -1, -1};
 
 typedef struct {
     int rank, size, peer;   // peer < 0: idle
@@ -52,6 +68,8 @@ typedef struct {
     int iters;
     char *h_buf, *h_chk;    // host buffers
     char *d_buf, *d_peer;   // device buffer, the peer's (IPC-mapped)
+    void *st;               // cudaStream_t: ipc-kernel and nccl
+    void *nccl;             // ncclComm_t of all ranks
 } bx;
 
 static uint8_t pattern(size_t i, int from, int it) { return (uint8_t)(i * 131u + (unsigned)from * 7u + (unsigned)it * 13u); }
@@ -107,15 +125,20 @@ static int64_t send_or_recv(bx *b, int t, size_t n, int from, int it, bool verif
         }
         return bad;
     }
-    if (t == T_IPC) {
+    if (t == T_IPC || t == T_IPCK) {
         if (me) {
             if (verify) {
                 fill(b->h_buf, n, from, it);
                 CKX(cudaMemcpy(b->d_buf, b->h_buf, n, cudaMemcpyHostToDevice));
             }
             // into the peer's buffer; its second half, so the two directions never overlap
-            CKX(cudaMemcpy(b->d_peer + b->max_bytes, b->d_buf, n, cudaMemcpyDefault));
-            CKX(cudaDeviceSynchronize()); // a device-to-device cudaMemcpy may return before the copy is done
+            if (t == T_IPC) {
+                CKX(cudaMemcpy(b->d_peer + b->max_bytes, b->d_buf, n, cudaMemcpyDefault));
+                CKX(cudaDeviceSynchronize()); // a device-to-device cudaMemcpy may return before the copy is done
+            } else {
+                CKX((cudaError_t)jk_copy_bytes(b->d_peer + b->max_bytes, b->d_buf, n, b->st));
+                CKX(cudaStreamSynchronize((cudaStream_t)b->st));
+            }
             MPI_Send(NULL, 0, MPI_BYTE, b->peer, 2, MPI_COMM_WORLD);
         } else {
             MPI_Recv(NULL, 0, MPI_BYTE, b->peer, 2, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
@@ -127,7 +150,40 @@ static int64_t send_or_recv(bx *b, int t, size_t n, int from, int it, bool verif
         return bad;
     }
 #endif
+#ifdef JANUS_NCCL
+    if (t == T_NCCL) {
+        ncclResult_t rc;
+        if (me) {
+            if (verify) {
+                fill(b->h_buf, n, from, it);
+                CKX(cudaMemcpy(b->d_buf, b->h_buf, n, cudaMemcpyHostToDevice));
+            }
+            rc = ncclSend(b->d_buf, n, ncclChar, b->peer, (ncclComm_t)b->nccl, (cudaStream_t)b->st);
+        } else {
+            rc = ncclRecv(b->d_buf + b->max_bytes, n, ncclChar, b->peer, (ncclComm_t)b->nccl, (cudaStream_t)b->st);
+        }
+        if (rc != ncclSuccess) janus_die(NULL, "bench exchange: NCCL: %s", ncclGetErrorString(rc));
+        CKX(cudaStreamSynchronize((cudaStream_t)b->st));
+        if (!me && verify) {
+            CKX(cudaMemcpy(b->h_chk, b->d_buf + b->max_bytes, n, cudaMemcpyDeviceToHost));
+            bad = check(b->h_chk, n, from, it);
+        }
+        return bad;
+    }
+#endif
     return 0;
+}
+
+// The transports named in LIST (comma-separated); dies on an unknown name.
+static void parse_transports(const char *list, bool *want) {
+    char *copy = xstrdup(list), *save = NULL;
+    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        int t = 0;
+        while (t < NT && strcmp(tok, TNAME[t])) t++;
+        if (t == NT) janus_die(NULL, "--transport: \"%s\" is not one of mpi, staged, ipc, ipc-kernel, nccl", tok);
+        want[t] = true;
+    }
+    free(copy);
 }
 
 int bench_exchange(int argc, char **argv) {
@@ -154,6 +210,11 @@ int bench_exchange(int argc, char **argv) {
         }
     }
     if (strcmp(link, "intra") && strcmp(link, "inter")) janus_die(NULL, "--link: \"%s\" is not intra or inter", link);
+    bool want[NT] = {false};
+    if (!tlist)
+        for (int t = 0; t < NT; t++) want[t] = true;
+    else
+        parse_transports(tlist, want);
     MPI_Init(NULL, NULL);
     bx b = {0};
     MPI_Comm_rank(MPI_COMM_WORLD, &b.rank);
@@ -163,10 +224,6 @@ int bench_exchange(int argc, char **argv) {
     b.peer = (b.rank ^ 1) < b.size ? (b.rank ^ 1) : -1;
     b.max_bytes = max_bytes;
     b.h_buf = xmalloc(max_bytes), b.h_chk = xmalloc(max_bytes);
-    bool want[NT] = {false, false, false};
-    if (!tlist) want[T_MPI] = want[T_STAGED] = want[T_IPC] = true;
-    else
-        for (int t = 0; t < NT; t++) want[t] = strstr(tlist, TNAME[t]) != NULL;
     bool have_gpu = false;
 #ifdef JANUS_CUDA
     int ndev = 0;
@@ -184,7 +241,26 @@ int bench_exchange(int argc, char **argv) {
     if (have_gpu) {
         CKX(cudaSetDevice(local_rank % ndev));
         CKX(cudaMalloc((void **)&b.d_buf, 2 * max_bytes));
-        if (want[T_IPC] && one_node) {
+        cudaStream_t st;
+        CKX(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+        b.st = st;
+        // which GPU each rank took, and whether it reaches its partner's by peer access
+        int mine[3] = {local_rank % ndev, -1, -1}, *all = b.rank == 0 ? xcalloc(3 * (size_t)b.size, sizeof(int)) : NULL;
+        if (b.peer >= 0)
+            MPI_Sendrecv(&mine[0], 1, MPI_INT, b.peer, 4, &mine[1], 1, MPI_INT, b.peer, 4, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+        if (b.peer >= 0 && one_node && mine[1] != mine[0]) CKX(cudaDeviceCanAccessPeer(&mine[2], mine[0], mine[1]));
+        MPI_Gather(mine, 3, MPI_INT, all, 3, MPI_INT, 0, MPI_COMM_WORLD);
+        if (b.rank == 0) {
+            for (int r = 0; r < b.size; r++)
+                printf("# rank %d: GPU %d%s%s\n", r, all[3 * r],
+                       all[3 * r + 1] < 0 ? "" : all[3 * r + 1] == all[3 * r] ? ", its partner's too (shared)" : "",
+                       all[3 * r + 1] < 0 || all[3 * r + 1] == all[3 * r] ? ""
+                       : all[3 * r + 2] > 0                             ? ", peer access to its partner's GPU: yes"
+                       : all[3 * r + 2] == 0                            ? ", peer access to its partner's GPU: NO"
+                                                                        : ", partner on another node");
+            free(all);
+        }
+        if ((want[T_IPC] || want[T_IPCK]) && one_node) {
             cudaIpcMemHandle_t mine, theirs;
             CKX(cudaIpcGetMemHandle(&mine, b.d_buf));
             if (b.peer >= 0)
@@ -193,9 +269,30 @@ int bench_exchange(int argc, char **argv) {
             if (b.peer >= 0) CKX(cudaIpcOpenMemHandle((void **)&b.d_peer, theirs, cudaIpcMemLazyEnablePeerAccess));
         }
     }
-    if (!one_node) want[T_IPC] = false;
+    if (!one_node) want[T_IPC] = want[T_IPCK] = false;
 #endif
-    if (!have_gpu) want[T_STAGED] = want[T_IPC] = false;
+#ifdef JANUS_NCCL
+    if (have_gpu && want[T_NCCL]) {
+        // NCCL refuses two ranks of one communicator on one GPU
+        int ok = local_size <= ndev;
+        MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+        if (!ok) {
+            if (b.rank == 0) printf("# nccl: left out, ranks share a GPU (NCCL needs one GPU per rank)\n");
+            want[T_NCCL] = false;
+        } else {
+            ncclUniqueId id;
+            if (b.rank == 0 && ncclGetUniqueId(&id) != ncclSuccess) janus_die(NULL, "bench exchange: ncclGetUniqueId failed");
+            MPI_Bcast(&id, (int)sizeof id, MPI_BYTE, 0, MPI_COMM_WORLD);
+            ncclComm_t comm;
+            ncclResult_t rc = ncclCommInitRank(&comm, b.size, id, b.rank);
+            if (rc != ncclSuccess) janus_die(NULL, "bench exchange: ncclCommInitRank: %s", ncclGetErrorString(rc));
+            b.nccl = comm;
+        }
+    }
+#else
+    want[T_NCCL] = false;
+#endif
+    if (!have_gpu) want[T_STAGED] = want[T_IPC] = want[T_IPCK] = want[T_NCCL] = false;
     if (b.rank == 0) {
         printf("# janus bench exchange: %d ranks in %d pairs, one-way latency = half a round trip; ", b.size, b.size / 2);
         printf("transports:");
@@ -212,8 +309,8 @@ int bench_exchange(int argc, char **argv) {
     }
     int first = 1;
     int64_t wrong_total = 0;
-    double fit_a = 0, fit_b = 0;
-    int fit_t = -1;
+    double fit_alpha[NT] = {0}, fit_beta[NT] = {0};
+    bool fitted[NT] = {false};
     for (int t = 0; t < NT; t++) {
         if (!want[t]) continue;
         // alpha: the smallest message's latency; beta: the largest's bytes over
@@ -262,10 +359,16 @@ int bench_exchange(int argc, char **argv) {
         if (b.rank == 0 && np >= 2) {
             const double beta = last_us > a_us ? last_n / ((last_us - a_us) * 1e-6) : last_n / (last_us * 1e-6);
             printf("# %s: alpha %.2f us (8 B), beta %.2f GB/s (%.0f B)\n", TNAME[t], a_us, beta / 1e9, last_n);
-            if (t > fit_t) fit_t = t, fit_a = a_us * 1e-6, fit_b = beta;
+            fitted[t] = true, fit_alpha[t] = a_us * 1e-6, fit_beta[t] = beta;
         }
     }
     if (jf) fprintf(jf, "\n]}\n"), fclose(jf);
+    int fit_t = -1;
+    for (int i = 0; i < NT && fit_t < 0; i++) {
+        const int t = (strcmp(link, "intra") ? FIT_INTER : FIT_INTRA)[i];
+        if (t >= 0 && fitted[t]) fit_t = t;
+    }
+    const double fit_a = fit_t >= 0 ? fit_alpha[fit_t] : 0, fit_b = fit_t >= 0 ? fit_beta[fit_t] : 0;
     if (calib && b.rank == 0 && fit_t >= 0) {
         json_error_t je;
         json_t *o = json_load_file(calib, 0, &je);
@@ -283,8 +386,12 @@ int bench_exchange(int argc, char **argv) {
         json_decref(o);
         printf("# wrote %s: %s link alpha %.2f us, %.2f GB/s (%s)\n", calib, link, fit_a * 1e6, fit_b / 1e9, TNAME[fit_t]);
     }
+#ifdef JANUS_NCCL
+    if (b.nccl) ncclCommDestroy((ncclComm_t)b.nccl);
+#endif
 #ifdef JANUS_CUDA
     if (b.d_peer) cudaIpcCloseMemHandle(b.d_peer);
+    if (b.st) cudaStreamDestroy((cudaStream_t)b.st);
     MPI_Barrier(MPI_COMM_WORLD);
     if (b.d_buf) cudaFree(b.d_buf);
 #endif
