@@ -91,6 +91,18 @@ static int64_t check(const char *b, size_t n, int from, int it) {
     } while (0)
 #endif
 
+#ifdef JANUS_CUDA
+// The checked pattern into the GPU buffer. Synchronised: a cudaMemcpy from
+// pageable memory may return before its DMA lands, and the ipc-kernel and nccl
+// transports read the buffer on a non-blocking stream, which does not wait for
+// the legacy default stream (the first run saw stale bytes at 512 KiB-2 MiB).
+static void put_pattern(bx *b, size_t n, int from, int it) {
+    fill(b->h_buf, n, from, it);
+    CKX(cudaMemcpy(b->d_buf, b->h_buf, n, cudaMemcpyHostToDevice));
+    CKX(cudaDeviceSynchronize());
+}
+#endif
+
 // One message of n bytes from `from` to the other rank of the pair, by
 // transport t, iteration it (the payload is a function of both, checked).
 static int64_t send_or_recv(bx *b, int t, size_t n, int from, int it, bool verify) {
@@ -110,8 +122,7 @@ static int64_t send_or_recv(bx *b, int t, size_t n, int from, int it, bool verif
     if (t == T_STAGED) {
         if (me) {
             if (verify) {
-                fill(b->h_buf, n, from, it);
-                CKX(cudaMemcpy(b->d_buf, b->h_buf, n, cudaMemcpyHostToDevice));
+                put_pattern(b, n, from, it);
             }
             CKX(cudaMemcpy(b->h_buf, b->d_buf, n, cudaMemcpyDeviceToHost));
             MPI_Send(b->h_buf, (int)n, MPI_BYTE, b->peer, 1, MPI_COMM_WORLD);
@@ -128,8 +139,7 @@ static int64_t send_or_recv(bx *b, int t, size_t n, int from, int it, bool verif
     if (t == T_IPC || t == T_IPCK) {
         if (me) {
             if (verify) {
-                fill(b->h_buf, n, from, it);
-                CKX(cudaMemcpy(b->d_buf, b->h_buf, n, cudaMemcpyHostToDevice));
+                put_pattern(b, n, from, it);
             }
             // into the peer's buffer; its second half, so the two directions never overlap
             if (t == T_IPC) {
@@ -155,8 +165,7 @@ static int64_t send_or_recv(bx *b, int t, size_t n, int from, int it, bool verif
         ncclResult_t rc;
         if (me) {
             if (verify) {
-                fill(b->h_buf, n, from, it);
-                CKX(cudaMemcpy(b->d_buf, b->h_buf, n, cudaMemcpyHostToDevice));
+                put_pattern(b, n, from, it);
             }
             rc = ncclSend(b->d_buf, n, ncclChar, b->peer, (ncclComm_t)b->nccl, (cudaStream_t)b->st);
         } else {
