@@ -6,7 +6,7 @@
 //   t_moe  = (activated experts per MoE GPU x bytes of one expert) / (HBM x eff)
 //            + expert FLOPs / peak + overhead, with the A b' k routed pairs
 //            spread over the MoE GPUs by the activation scheduler
-//   t_xchg = 2 (alpha + b' k H act_bytes / link bandwidth)   (there and back)
+//   t_xchg = 2 (alpha + b' k H payload_bytes / link bandwidth)   (there and back)
 // Disaggregated, ping-pong over m micro-batches:
 //   T_layer = m max(t_attn, t_xchg + t_moe) + min(t_attn, t_xchg + t_moe)
 // or, where one message exceeds hw->overlap_max_bytes (host MPI moves it only
@@ -15,7 +15,7 @@
 //   T_layer = t_attn(b) + t_xchg + t_moe(G b k pairs over G GPUs)
 // TPOT = sum over layers + lm_head (its read, and its FLOPs for every sequence).
 // Dense layers: attention + dense FFN. Activations and the KV cache take
-// hw->act_bytes per element (f32 on CPUs).
+// hw->act_bytes per element (f32 on CPUs); the exchange payload hw->payload_bytes.
 // Every rank on one GPU (hw->ranks_share_gpu): the driver time-slices the
 // processes, so per MoE layer and micro-batch the work of all of them adds up
 // (every attention rank's attention, one read of every activated expert, the
@@ -34,10 +34,11 @@
 static const janus_hw PRESETS[] = {
     // name   HBM B/s  eff    FLOP/s  memory   NVLink B/s alpha   network B/s alpha  layer overhead  GPUs/node
     //        activation bytes, overlap limit (CPU: Open MPI's shared-memory eager limit, 4 KiB),
-    //        ranks share one GPU (0: one GPU per rank) and its per-layer switch times
-    {"h100", 3.35e12, 0.80, 989e12, 80e9, 450e9, 5e-6, 50e9, 10e-6, 20e-6, 8, 2, 0, 0, 0, 0},
-    {"h200", 4.80e12, 0.80, 989e12, 141e9, 450e9, 5e-6, 50e9, 10e-6, 20e-6, 8, 2, 0, 0, 0, 0},
-    {"cpu", 30e9, 0.10, 100e9, 24e9, 10e9, 2e-6, 10e9, 20e-6, 50e-6, 2, 4, 4096, 0, 0, 0},
+    //        ranks share one GPU (0: one GPU per rank) and its per-layer switch times,
+    //        exchange payload bytes per element (f32 rows)
+    {"h100", 3.35e12, 0.80, 989e12, 80e9, 450e9, 5e-6, 50e9, 10e-6, 20e-6, 8, 2, 0, 0, 0, 0, 4},
+    {"h200", 4.80e12, 0.80, 989e12, 141e9, 450e9, 5e-6, 50e9, 10e-6, 20e-6, 8, 2, 0, 0, 0, 0, 4},
+    {"cpu", 30e9, 0.10, 100e9, 24e9, 10e9, 2e-6, 10e9, 20e-6, 50e-6, 2, 4, 4096, 0, 0, 0, 4},
 };
 
 const janus_hw *janus_hw_preset(const char *name) {
@@ -65,7 +66,7 @@ int janus_hw_load(const char *path, janus_hw *hw, janus_err *e) {
         {"inter_Bps", &hw->inter_Bps}, {"inter_alpha_s", &hw->inter_alpha_s}, {"layer_overhead_s", &hw->layer_overhead_s},
         {"act_bytes", &hw->act_bytes}, {"overlap_max_bytes", &hw->overlap_max_bytes},
         {"ranks_share_gpu", &hw->ranks_share_gpu}, {"shared_handoff_s", &hw->shared_handoff_s},
-        {"shared_attn_handoff_s", &hw->shared_attn_handoff_s}};
+        {"shared_attn_handoff_s", &hw->shared_attn_handoff_s}, {"payload_bytes", &hw->payload_bytes}};
     // The per-role constants of the first shared-GPU model: a file with them
     // was fitted to a different formula, so its numbers would mislead here.
     if (json_object_get(r, "shared_attn_rank_s") || json_object_get(r, "shared_moe_rank_s")) {
@@ -85,8 +86,8 @@ int janus_hw_load(const char *path, janus_hw *hw, janus_err *e) {
     json_t *g = json_object_get(r, "gpus_per_node");
     if (json_is_integer(g) && json_integer_value(g) > 0) hw->gpus_per_node = (int)json_integer_value(g);
     json_decref(r);
-    if (!(hw->hbm_Bps > 0 && hw->eff > 0 && hw->flops > 0 && hw->act_bytes > 0))
-        return janus_errf(e, "%s: hbm_Bps, eff, flops and act_bytes must be positive", path);
+    if (!(hw->hbm_Bps > 0 && hw->eff > 0 && hw->flops > 0 && hw->act_bytes > 0 && hw->payload_bytes > 0))
+        return janus_errf(e, "%s: hbm_Bps, eff, flops, act_bytes and payload_bytes must be positive", path);
     return 0;
 }
 
@@ -170,7 +171,7 @@ void janus_plan_eval(const janus_config *c, const janus_hw *hw, const janus_work
             const double pairs = (double)A * b * K;
             const double act = janus_expected_active(E, pairs, p); // one device reads every activated expert
             const double t_e = m * (act * expert_bytes / bw + pairs * expert_flops / hw->flops);
-            const double t_x = m * 2 * 2 * pairs * c->hidden * hw->act_bytes / bw; // rows there and back: read + write
+            const double t_x = m * 2 * 2 * pairs * c->hidden * hw->payload_bytes / bw; // rows there and back: read + write
             // Context hand-offs per micro-batch: one to each MoE process in turn
             // and, with one attention process, one back to it; with several
             // attention-side processes each gives the GPU away at its own
@@ -188,7 +189,7 @@ void janus_plan_eval(const janus_config *c, const janus_hw *hw, const janus_work
             double act = fmin((double)E / G + 1, janus_expected_active(E, pairs, p) / G);
             double t_a = ab / bw + af / hw->flops;
             double t_e = act * expert_bytes / bw + pairs / G * expert_flops / hw->flops;
-            double t_x = G > 1 ? 2 * link_time(hw, intra, (double)pl->batch * K * c->hidden * hw->act_bytes * (G - 1) / G) : 0;
+            double t_x = G > 1 ? 2 * link_time(hw, intra, (double)pl->batch * K * c->hidden * hw->payload_bytes * (G - 1) / G) : 0;
             tpot += t_a + t_e + t_x + 2 * hw->layer_overhead_s;
             ta1 = t_a, tm1 = t_e, tx1 = t_x, act1 = act;
             moe_layer = tpot - before;
@@ -201,12 +202,12 @@ void janus_plan_eval(const janus_config *c, const janus_hw *hw, const janus_work
         // the experts a MoE GPU holds.
         double act = fmin(ceil((double)E / M), ceil(janus_expected_active(E, pairs, p) / M - 1e-9));
         const double t_e = act * expert_bytes / bw + pairs / M * expert_flops / hw->flops + hw->layer_overhead_s;
-        const double t_x = 2 * link_time(hw, intra, bm * K * c->hidden * hw->act_bytes);
+        const double t_x = 2 * link_time(hw, intra, bm * K * c->hidden * hw->payload_bytes);
         const double stage = t_x + t_e;
         // Rows from one attention GPU to one MoE GPU per micro-batch: beyond the
         // overlap limit they wait for the sender's next MPI call, i.e. the end of
         // the next micro-batch's attention, and the pipeline runs serially.
-        const double msg = bm * K * c->hidden * hw->act_bytes / M;
+        const double msg = bm * K * c->hidden * hw->payload_bytes / M;
         if (hw->overlap_max_bytes > 0 && msg > hw->overlap_max_bytes) tpot += m * (t_a + stage);
         else tpot += m * fmax(t_a, stage) + fmin(t_a, stage);
         ta1 = t_a, tm1 = t_e, tx1 = t_x, act1 = act;

@@ -43,6 +43,10 @@ typedef struct {
     // A calibration file sets the three numbers from measured layouts
     // (tools/gpu-plan-check, docs/plan.md).
     double ranks_share_gpu, shared_handoff_s, shared_attn_handoff_s;
+    // Bytes per element of the exchange payload: janus moves f32 rows, one per
+    // (token, expert) pair, on every transport (4); act_bytes stays the KV
+    // cache's and the activations' element inside a GPU.
+    double payload_bytes;
 } janus_hw;
 
 // Data-sheet profiles ("h100", "h200", "cpu"); NULL if unknown.
@@ -50,7 +54,7 @@ const janus_hw *janus_hw_preset(const char *name);
 // A calibration file: JSON with any of the janus_hw fields by name (hbm_Bps,
 // eff, flops, mem_bytes, intra_Bps, intra_alpha_s, inter_Bps, inter_alpha_s,
 // layer_overhead_s, gpus_per_node, act_bytes, overlap_max_bytes, ranks_share_gpu,
-// shared_handoff_s, shared_attn_handoff_s) over the
+// shared_handoff_s, shared_attn_handoff_s, payload_bytes) over the
 // preset named by "base" (default h100); other keys are ignored. `janus bench
 // decode --calibration FILE` writes one for CPUs (plan/calib.h).
 int janus_hw_load(const char *path, janus_hw *hw, janus_err *e);
