@@ -12,8 +12,9 @@
 // NCCL group per direction, so no rank's send waits for a peer whose matching
 // receive is queued behind its own send.
 //
-// NOT YET RUN: no machine with several GPUs has been lent to this project;
-// `--transport nccl` is there to be tested on one (issue 8).
+// Run on two H200s of one node (tests/test_gpu_layouts.py: 1+1, 1+1 with two
+// micro-batches and monolithic 2 give one GPU's tokens; docs/results.md). Not
+// yet run across nodes, nor on four GPUs.
 #ifndef JANUS_COMM_NCCL_H
 #define JANUS_COMM_NCCL_H
 
