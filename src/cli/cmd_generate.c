@@ -522,7 +522,7 @@ int cmd_generate(int argc, char **argv) {
     janus_log("requests %s: %lld requests, %lld prompt tokens", a.requests, (long long)R.n,
               (long long)(R.n ? R.offsets[R.n] : 0));
     janus_log("layout: %s", layout);
-    {
+    if (!a.synthetic) { // synthetic weights: counted on the GPUs, below
         double mib = m.weight_bytes / 1048576.0, mx, mn;
         MPI_Allreduce(&mib, &mx, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
         MPI_Allreduce(&mib, &mn, 1, MPI_DOUBLE, MPI_MIN, MPI_COMM_WORLD);
@@ -605,6 +605,12 @@ int cmd_generate(int argc, char **argv) {
                       xc.dev ? xc.dev->name : "host-staged through MPI");
         janus_vlog("rank %d: GPU %d holds %.1f MiB of weights%s", rank, dev, janus_gpu_weight_bytes(gpu_h) / 1048576.0,
                    is_attn ? " and the KV cache" : "");
+        if (a.synthetic) {
+            double mib = janus_gpu_weight_bytes(gpu_h) / 1048576.0, mx, mn;
+            MPI_Allreduce(&mib, &mx, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+            MPI_Allreduce(&mib, &mn, 1, MPI_DOUBLE, MPI_MIN, MPI_COMM_WORLD);
+            janus_log("weights per rank: %.1f to %.1f MiB (synthetic, made on the GPUs; replicas included)", mn, mx);
+        }
         if (is_attn && rank == 0)
             janus_log("cuda: a %d-block KV cache (%.1f MiB) per attention GPU", kv_blocks, kv_blocks * block_bytes / 1048576.0);
     }

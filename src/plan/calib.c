@@ -93,7 +93,7 @@ int janus_calib_fit_decode(const janus_config *c, const janus_hw *base, const ja
             }
         }
         // Scale to O(1) so the elimination is well conditioned.
-        double sc[3];
+        double sc[3] = {1, 1, 1};
         for (int r = 0; r < k; r++) sc[r] = A[r][r] > 0 ? 1.0 / sqrt(A[r][r]) : 1;
         for (int r = 0; r < k; r++) {
             for (int q = 0; q < k; q++) A[r][q] *= sc[r] * sc[q];
