@@ -14,6 +14,7 @@
 // in shared memory, a running count per expert), which gives each pair its
 // index among this rank's pairs of its expert, hence its slot and row.
 #include <cuda_runtime.h>
+#include <limits.h>
 #include <stdint.h>
 
 #include "xchg.h"
@@ -241,5 +242,77 @@ extern "C" int jk_xchg_return_rows(float *const *peer, size_t base, const float 
                                    const int32_t *out_row, const int32_t *n, int n_max, int H, void *stream) {
     if (n_max <= 0) return 0;
     return_rows_kernel<<<n_max, ROW_THREADS, 0, (cudaStream_t)stream>>>(peer, base, y, out_a, out_row, n, H);
+    return (int)cudaGetLastError();
+}
+
+// ---- decode rows once per (token, MoE rank) ----------------------------------
+
+extern "C" size_t jk_xchg_dedup_ws_bytes(int T, int M) {
+    return sizeof(int32_t) * ((size_t)T + 1 + (size_t)(M > 0 ? M : 1));
+}
+
+__global__ void __launch_bounds__(XT) dedup_kernel(const int32_t *dst_m, const int32_t *dst_row, int T, int K, int M,
+                                                   int32_t *tok_dst, int32_t *pair_src, int32_t *ws) {
+    __shared__ int32_t sh[NW];
+    const int tid = threadIdx.x, P = T * K;
+    int32_t *scan = ws, *start = ws + T + 1;
+    for (int m = tid; m < M; m += XT) start[m] = INT_MAX;
+    for (int i = tid; i < T * M; i += XT) tok_dst[i] = -1;
+    __syncthreads();
+    for (int q = tid; q < P; q += XT) {
+        atomicMin(&start[dst_m[q]], dst_row[q]); // the region of this rank's rows for that MoE rank
+        tok_dst[(size_t)(q / K) * M + dst_m[q]] = 0;  // flag: token q / K goes there
+    }
+    __syncthreads();
+    for (int m = 0; m < M; m++) { // the flagged tokens of m, in token order, from the region's start
+        block_scan(T, [&](int t) { return tok_dst[(size_t)t * M + m] >= 0 ? 1 : 0; }, scan, sh);
+        for (int t = tid; t < T; t += XT)
+            if (tok_dst[(size_t)t * M + m] >= 0) tok_dst[(size_t)t * M + m] = start[m] + scan[t];
+        __syncthreads();
+    }
+    for (int q = tid; q < P; q += XT) pair_src[q] = tok_dst[(size_t)(q / K) * M + dst_m[q]];
+}
+
+extern "C" int jk_xchg_dedup(const int32_t *dst_m, const int32_t *dst_row, int T, int K, int M, int32_t *tok_dst,
+                             int32_t *pair_src, void *ws, void *stream) {
+    if (T <= 0 || M <= 0) return 0;
+    dedup_kernel<<<1, XT, 0, (cudaStream_t)stream>>>(dst_m, dst_row, T, K, M, tok_dst, pair_src, (int32_t *)ws);
+    return (int)cudaGetLastError();
+}
+
+__global__ void send_tokens_kernel(float *const *peer, size_t base, const float *x, const int32_t *tok_dst, int M,
+                                   int H) {
+    const int b = blockIdx.x, r = tok_dst[b];
+    if (r < 0) return;
+    copy_row(peer[b % M] + (base + (size_t)r) * H, x + (size_t)(b / M) * H, H);
+}
+
+__global__ void send_index_kernel(int32_t *const *peer_idx, size_t base, const int32_t *dst_m, const int32_t *dst_row,
+                                  const int32_t *pair_src, int P) {
+    const int q = blockIdx.x * blockDim.x + threadIdx.x;
+    if (q < P) peer_idx[dst_m[q]][base + (size_t)dst_row[q]] = pair_src[q];
+}
+
+__global__ void gather_rows_via_kernel(float *dst, const float *src, const int32_t *src_row, const int32_t *idx,
+                                       const int32_t *n, int H) {
+    const int g = blockIdx.x;
+    if (g >= *n) return;
+    copy_row(dst + (size_t)g * H, src + (size_t)src_row[idx[g]] * H, H);
+}
+
+extern "C" int jk_xchg_send_tokens(float *const *peer, int32_t *const *peer_idx, size_t base, const float *x,
+                                   const int32_t *tok_dst, const int32_t *dst_m, const int32_t *dst_row,
+                                   const int32_t *pair_src, int T, int K, int M, int H, void *stream) {
+    if (T <= 0 || M <= 0) return 0;
+    const int P = T * K;
+    send_index_kernel<<<(P + 255) / 256, 256, 0, (cudaStream_t)stream>>>(peer_idx, base, dst_m, dst_row, pair_src, P);
+    send_tokens_kernel<<<T * M, ROW_THREADS, 0, (cudaStream_t)stream>>>(peer, base, x, tok_dst, M, H);
+    return (int)cudaGetLastError();
+}
+
+extern "C" int jk_xchg_gather_rows_via(float *dst, const float *src, const int32_t *src_row, const int32_t *idx,
+                                       const int32_t *n, int n_max, int H, void *stream) {
+    if (n_max <= 0) return 0;
+    gather_rows_via_kernel<<<n_max, ROW_THREADS, 0, (cudaStream_t)stream>>>(dst, src, src_row, idx, n, H);
     return (int)cudaGetLastError();
 }

@@ -282,19 +282,61 @@ static int instance(int it) {
     }
 
     // ---- a whole exchange on this GPU ----
+    // Rows go once per pair (jk_xchg_send_rows) into d_in, and once per
+    // (token, MoE rank) (jk_xchg_dedup + jk_xchg_send_tokens) into d_in2,
+    // whose index part follows its 2 micro-batches of rows; each MoE rank's
+    // grouped rows must come out the same from both, and d_in2 must hold
+    // exactly one row per (token, MoE rank) that has a pair.
     {
         float **x = malloc(sizeof(float *) * A), **d_x = malloc(sizeof(float *) * A);
+        float **d_in2 = malloc(sizeof(float *) * M);
+        int32_t **h_pidx = malloc(sizeof(int32_t *) * M);
+        const size_t in2_bytes = (sizeof(float) * H + sizeof(int32_t)) * 2 * rows_moe;
+        for (int m = 0; m < M; m++) {
+            d_in2[m] = dmalloc(in2_bytes);
+            CK(cudaMemset(d_in2[m], 0xff, in2_bytes));
+            h_pidx[m] = (int32_t *)(d_in2[m] + 2 * rows_moe * H);
+        }
+        float **dpi2 = dup_to_dev(d_in2, sizeof(float *) * M);
+        int32_t **dpidx = dup_to_dev(h_pidx, sizeof(int32_t *) * M);
+        int64_t *want_rows = calloc(M, sizeof(int64_t)); // distinct (token, MoE rank) of the host's routing
         for (int a = 0; a < A; a++) {
             x[a] = malloc(sizeof(float) * (T[a] * H + 1));
             for (int t = 0; t < T[a] * H; t++) x[a][t] = (float)(next64() >> 40) / 16777216.0f;
             d_x[a] = dup_to_dev(x[a], sizeof(float) * T[a] * H);
             CK(jk_xchg_send_rows(dpi, (size_t)mb * rows_moe, d_x[a], d_dm[a], d_dr[a], K, T[a] * K, H, NULL));
+            int32_t *d_td = dmalloc(4 * ((size_t)T[a] * M + 1)), *d_ps = dmalloc(4 * ((size_t)T[a] * K + 1));
+            void *d_dws = dmalloc(jk_xchg_dedup_ws_bytes(T[a], M));
+            CK(jk_xchg_dedup(d_dm[a], d_dr[a], T[a], K, M, d_td, d_ps, d_dws, NULL));
+            CK(jk_xchg_send_tokens(dpi2, dpidx, (size_t)mb * rows_moe, d_x[a], d_td, d_dm[a], d_dr[a], d_ps, T[a], K, M,
+                                   H, NULL));
+            CK(cudaDeviceSynchronize());
+            cudaFree(d_td), cudaFree(d_ps), cudaFree(d_dws);
+            for (int t = 0; t < T[a]; t++)
+                for (int m = 0; m < M; m++) {
+                    int has = 0;
+                    for (int j = 0; j < K; j++) has |= r_dm[a][t * K + j] == m;
+                    want_rows[m] += has;
+                }
         }
         float *d_xs = dmalloc(sizeof(float) * rows_moe * H), *ys = malloc(sizeof(float) * (rows_moe + 1) * H);
+        float *ys2 = malloc(sizeof(float) * (rows_moe + 1) * H);
+        uint32_t *raw = malloc(sizeof(float) * (rows_moe + 1) * H);
         for (int m = 0; m < M; m++) {
+            to_host(raw, d_in2[m] + (size_t)mb * rows_moe * H, sizeof(float) * rows_moe * H);
+            int64_t written = 0;
+            for (size_t r = 0; r < rows_moe; r++) written += raw[r * H] != 0xffffffffu;
+            EXPECT(written == want_rows[m], "dedup: MoE %d holds %lld token rows, want %lld (one per token with a pair here)",
+                   m, (long long)written, (long long)want_rows[m]);
+            CK(cudaMemset(d_xs, 0xff, sizeof(float) * rows_moe * H));
+            CK(jk_xchg_gather_rows_via(d_xs, d_in2[m] + (size_t)mb * rows_moe * H, h_pidx[m] + (size_t)mb * rows_moe,
+                                       d_perm[m], d_n[m], pairs, H, NULL));
+            to_host(ys2, d_xs, sizeof(float) * r_n[m] * H);
             CK(cudaMemset(d_xs, 0xff, sizeof(float) * rows_moe * H));
             CK(jk_xchg_gather_rows(d_xs, d_in[m] + (size_t)mb * rows_moe * H, d_perm[m], d_n[m], pairs, H, NULL));
             to_host(ys, d_xs, sizeof(float) * r_n[m] * H);
+            EXPECT(!memcmp(ys, ys2, sizeof(float) * r_n[m] * H),
+                   "dedup: MoE %d's grouped rows differ from those sent once per pair", m);
             to_host(h, d_lseg[m], 4 * (n_loc[m] + 1));
             for (int e = 0; e < E; e++) // expert e adds e to its rows
                 if (loc[m][e] >= 0)
@@ -316,6 +358,9 @@ static int instance(int it) {
                 }
         }
         for (int a = 0; a < A; a++) free(x[a]), cudaFree(d_x[a]);
+        for (int m = 0; m < M; m++) cudaFree(d_in2[m]);
+        cudaFree(dpi2), cudaFree(dpidx);
+        free(d_in2), free(h_pidx), free(want_rows), free(ys2), free(raw);
         free(x), free(d_x), free(ys), free(y);
         cudaFree(d_xs), cudaFree(d_y);
     }

@@ -26,7 +26,7 @@ typedef enum { XPATH_DIRECT = 0, XPATH_HIER = 1 } janus_xpath;
 // Per-phase seconds (summed over steps), for the result file and the planner.
 typedef struct {
     double handshake_s, sched_s, send_s, wait_s, experts_s, serve_wait_s;
-    int64_t rows_sent, rows_served, bytes_sent;
+    int64_t rows_sent, rows_served, bytes_sent; // bytes_sent: of host-known payloads (not the deduplicated GPU path's)
     int64_t routed_gpu, routed_host; // (layer, micro-batch)s scheduled and routed on the GPU / on the host
 } janus_xchg_times;
 

@@ -47,6 +47,14 @@ struct janus_ipc {
     float **d_peer_in;          // [M] device array: each MoE rank's receive buffer, mapped here
     float **d_peer_ret;         // [A] device array: each attention rank's return buffer, mapped here
     int *P_mb;                  // [n_mb] pairs this attention rank sent in each micro-batch
+    // Decode rows once per (token, MoE rank) (JANUS_XCHG_DEDUP, default 1): the
+    // MoE ranks' receive buffers carry, after their rows, an int32 per row
+    // (exported with them): where pair q's row lies, written by its sender.
+    int dedup;
+    int32_t *d_in_src;          // [n_mb, rows_moe] MoE: the index part of d_in
+    int32_t **d_peer_idx;       // [M] device array: each MoE rank's index part, mapped here
+    int32_t *d_tok_dst, *d_pair_src; // [max_tokens, M], [rows_attn] attention side
+    void *d_dd_ws;              // jk_xchg_dedup_ws_bytes
 };
 
 typedef struct {
@@ -74,6 +82,9 @@ static void sched_gpu_init(janus_xchg *x, struct janus_ipc *c) {
         if (cf->layer_moe[l] && x->place[l].rep_off[E] > S) S = x->place[l].rep_off[E];
     const size_t ws = jk_xchg_ws_bytes(E, S, A, M);
     int ok = (!env || !strcmp(env, "gpu")) && ws > 0;
+    const char *dd = getenv("JANUS_XCHG_DEDUP");
+    if (dd && strcmp(dd, "0") && strcmp(dd, "1")) janus_die_all(NULL, "JANUS_XCHG_DEDUP=%s: expected 0 or 1", dd);
+    c->dedup = !dd || !strcmp(dd, "1");
     if (ok && x->moe_idx >= 0 && x->experts_dev_fn != janus_gpu_serve_experts_dev) ok = 0;
     c->plan = xcalloc(L, sizeof(jk_sched_plan));
     c->d_lseg_k = xcalloc(L, sizeof(int32_t *));
@@ -106,6 +117,7 @@ static void sched_gpu_init(janus_xchg *x, struct janus_ipc *c) {
     }
     free(h);
     MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, x->world);
+    MPI_Allreduce(MPI_IN_PLACE, &c->dedup, 1, MPI_INT, MPI_MIN, x->world);
     if (!ok) return;
     x->dev_sched = &ipc_sched;
     const size_t rows_attn = c->rows_attn, rows_moe = c->rows_moe;
@@ -128,6 +140,16 @@ static void sched_gpu_init(janus_xchg *x, struct janus_ipc *c) {
         for (int m = 0; m < M; m++) h_in[m] = c->peer_in[x->moe_world[m]];
         c->d_peer_in = janus_cuda_alloc(sizeof(float *) * M);
         CK(cudaMemcpy(c->d_peer_in, h_in, sizeof(float *) * M, cudaMemcpyHostToDevice));
+        if (c->dedup) {
+            int32_t **h_idx = xcalloc(M, sizeof(int32_t *));
+            for (int m = 0; m < M; m++) h_idx[m] = (int32_t *)(h_in[m] + (size_t)x->n_mb * rows_moe * c->H);
+            c->d_peer_idx = janus_cuda_alloc(sizeof(int32_t *) * M);
+            CK(cudaMemcpy(c->d_peer_idx, h_idx, sizeof(int32_t *) * M, cudaMemcpyHostToDevice));
+            free(h_idx);
+            const int T = (int)(rows_attn / x->k);
+            c->d_tok_dst = janus_cuda_alloc(4 * (size_t)T * M), c->d_pair_src = janus_cuda_alloc(4 * rows_attn);
+            c->d_dd_ws = janus_cuda_alloc(jk_xchg_dedup_ws_bytes(T, M));
+        }
         free(h_in);
     }
     if (x->moe_idx >= 0) {
@@ -149,7 +171,8 @@ static void sched_gpu_free(janus_xchg *x, struct janus_ipc *c) {
     }
     free(c->plan), free(c->d_lseg_k), free(c->n_loc), free(c->P_mb);
     void *d[] = {c->d_stage, c->d_share, c->d_tok, c->d_act, c->d_ws, c->d_dst_m, c->d_dst_row, c->d_ret_row,
-                 c->d_lseg, c->d_perm, c->d_out_a, c->d_out_row, c->d_nrows, c->d_served, c->d_peer_in, c->d_peer_ret};
+                 c->d_lseg, c->d_perm, c->d_out_a, c->d_out_row, c->d_nrows, c->d_served, c->d_peer_in, c->d_peer_ret,
+                 c->d_peer_idx, c->d_tok_dst, c->d_pair_src, c->d_dd_ws};
     for (size_t b = 0; b < sizeof d / sizeof d[0]; b++)
         if (d[b]) cudaFree(d[b]);
     if (c->h_stage) cudaFreeHost(c->h_stage);
@@ -175,7 +198,9 @@ void janus_ipc_init(janus_xchg *x, int max_tokens, void *stream) {
         idx = c->rows_attn;
     }
     if (x->moe_idx >= 0) {
-        c->d_in = janus_cuda_alloc(c->n_mb * c->rows_moe * row);
+        // rows, then an int32 per row (the deduplicated decode path's indices)
+        c->d_in = janus_cuda_alloc(c->n_mb * c->rows_moe * (row + sizeof(int32_t)));
+        c->d_in_src = (int32_t *)(c->d_in + c->n_mb * c->rows_moe * H);
         c->d_xs = janus_cuda_alloc(c->rows_moe * row), c->d_ys = janus_cuda_alloc(c->rows_moe * row), c->d_out = janus_cuda_alloc(c->rows_moe * row);
         CK(cudaIpcGetMemHandle(&me.in, c->d_in));
         me.has_in = 1;
@@ -229,7 +254,9 @@ static void ipc_free(janus_xchg *x) {
     MPI_Barrier(x->world); // nobody writes into a buffer that is going away
     janus_log("CUDA IPC exchange: %lld of %lld (layer, micro-batch)s scheduled and routed on the GPUs (%s)",
               (long long)x->t.routed_gpu, (long long)(x->t.routed_gpu + x->t.routed_host),
-              x->dev_sched ? "decode-sized steps" : "off: JANUS_XCHG_SCHED=host or not supported here");
+              !x->dev_sched ? "off: JANUS_XCHG_SCHED=host or not supported here"
+              : c->dedup    ? "decode-sized steps; their rows sent once per token and MoE rank"
+                            : "decode-sized steps; JANUS_XCHG_DEDUP=0: rows sent once per pair");
     for (int r = 0; r < x->size; r++) {
         if (r == x->rank) continue;
         if (c->peer_ret[r]) cudaIpcCloseMemHandle(c->peer_ret[r]);
@@ -382,11 +409,17 @@ static void ipc_dispatch_dev(janus_xchg *x, int l, int i, const float *d_rows, c
     x->t.sched_s += t1 - t0;
     if (x->attn_idx < 0) return;
     c->P_mb[i] = P;
-    CK(jk_xchg_send_rows(c->d_peer_in, c->rows_moe * i, d_rows, c->d_dst_m, c->d_dst_row, K, P, c->H, c->st));
+    if (c->dedup) { // each token's row once per MoE rank, and where each pair finds it
+        CK(jk_xchg_dedup(c->d_dst_m, c->d_dst_row, T, K, x->n_moe, c->d_tok_dst, c->d_pair_src, c->d_dd_ws, c->st));
+        CK(jk_xchg_send_tokens(c->d_peer_in, c->d_peer_idx, c->rows_moe * i, d_rows, c->d_tok_dst, c->d_dst_m,
+                               c->d_dst_row, c->d_pair_src, T, K, x->n_moe, c->H, c->st));
+    } else {
+        CK(jk_xchg_send_rows(c->d_peer_in, c->rows_moe * i, d_rows, c->d_dst_m, c->d_dst_row, K, P, c->H, c->st));
+        x->t.bytes_sent += (int64_t)P * c->H * 4; // (the deduplicated path's count stays on the GPU)
+    }
     CK(cudaStreamSynchronize(c->st)); // the rows are there before the signal says so
     for (int m = 0; m < x->n_moe; m++) post_signal(x, x->moe_world[m], janus_xchg_tag(x, l, i, 0));
     x->t.rows_sent += P;
-    x->t.bytes_sent += (int64_t)P * c->H * 4;
     x->t.send_s += janus_now_s() - t1;
 }
 
@@ -402,7 +435,11 @@ static void ipc_serve_dev(janus_xchg *x, int l, int i, int max_rows) {
     const double t1 = janus_now_s();
     x->t.serve_wait_s += t1 - t0;
     const float *in = c->d_in + (size_t)i * c->rows_moe * c->H;
-    CK(jk_xchg_gather_rows(c->d_xs, in, c->d_perm, c->d_nrows, pairs, c->H, c->st));
+    if (c->dedup)
+        CK(jk_xchg_gather_rows_via(c->d_xs, in, c->d_in_src + (size_t)i * c->rows_moe, c->d_perm, c->d_nrows, pairs,
+                                   c->H, c->st));
+    else
+        CK(jk_xchg_gather_rows(c->d_xs, in, c->d_perm, c->d_nrows, pairs, c->H, c->st));
     janus_gpu_serve_experts_devseg(x->experts_ctx, l, c->d_lseg, max_rows, c->d_xs, c->d_ys);
     CK(jk_xchg_return_rows(c->d_peer_ret, c->rows_attn * i, c->d_ys, c->d_out_a, c->d_out_row, c->d_nrows, pairs,
                            c->H, c->st));
