@@ -248,35 +248,40 @@ extern "C" int jk_xchg_return_rows(float *const *peer, size_t base, const float 
 // ---- decode rows once per (token, MoE rank) ----------------------------------
 
 extern "C" size_t jk_xchg_dedup_ws_bytes(int T, int M) {
-    return sizeof(int32_t) * ((size_t)T + 1 + (size_t)(M > 0 ? M : 1));
+    return sizeof(int32_t) * ((size_t)T + 1) * (size_t)(M > 0 ? M : 1);
 }
 
+// Block m: the region start of this rank's rows in MoE rank m's receive
+// buffer (the smallest dst_row of its pairs there), the tokens with a pair
+// there (a scan over the tokens), their rows, then its pairs' token rows.
 __global__ void __launch_bounds__(XT) dedup_kernel(const int32_t *dst_m, const int32_t *dst_row, int T, int K, int M,
                                                    int32_t *tok_dst, int32_t *pair_src, int32_t *ws) {
     __shared__ int32_t sh[NW];
-    const int tid = threadIdx.x, P = T * K;
-    int32_t *scan = ws, *start = ws + T + 1;
-    for (int m = tid; m < M; m += XT) start[m] = INT_MAX;
-    for (int i = tid; i < T * M; i += XT) tok_dst[i] = -1;
+    __shared__ int32_t start;
+    const int tid = threadIdx.x, P = T * K, m = blockIdx.x;
+    int32_t *scan = ws + (size_t)m * (T + 1);
+    if (tid == 0) start = INT_MAX;
     __syncthreads();
-    for (int q = tid; q < P; q += XT) {
-        atomicMin(&start[dst_m[q]], dst_row[q]); // the region of this rank's rows for that MoE rank
-        tok_dst[(size_t)(q / K) * M + dst_m[q]] = 0;  // flag: token q / K goes there
-    }
+    int lo = INT_MAX;
+    for (int q = tid; q < P; q += XT)
+        if (dst_m[q] == m && dst_row[q] < lo) lo = dst_row[q];
+    if (lo != INT_MAX) atomicMin(&start, lo);
+    auto has = [&](int t) {
+        int h = 0;
+        for (int j = 0; j < K; j++) h |= dst_m[(size_t)t * K + j] == m;
+        return h;
+    };
+    block_scan(T, has, scan, sh); // its __syncthreads also publish start
+    for (int t = tid; t < T; t += XT) tok_dst[(size_t)t * M + m] = has(t) ? start + scan[t] : -1;
     __syncthreads();
-    for (int m = 0; m < M; m++) { // the flagged tokens of m, in token order, from the region's start
-        block_scan(T, [&](int t) { return tok_dst[(size_t)t * M + m] >= 0 ? 1 : 0; }, scan, sh);
-        for (int t = tid; t < T; t += XT)
-            if (tok_dst[(size_t)t * M + m] >= 0) tok_dst[(size_t)t * M + m] = start[m] + scan[t];
-        __syncthreads();
-    }
-    for (int q = tid; q < P; q += XT) pair_src[q] = tok_dst[(size_t)(q / K) * M + dst_m[q]];
+    for (int q = tid; q < P; q += XT)
+        if (dst_m[q] == m) pair_src[q] = tok_dst[(size_t)(q / K) * M + m];
 }
 
 extern "C" int jk_xchg_dedup(const int32_t *dst_m, const int32_t *dst_row, int T, int K, int M, int32_t *tok_dst,
                              int32_t *pair_src, void *ws, void *stream) {
     if (T <= 0 || M <= 0) return 0;
-    dedup_kernel<<<1, XT, 0, (cudaStream_t)stream>>>(dst_m, dst_row, T, K, M, tok_dst, pair_src, (int32_t *)ws);
+    dedup_kernel<<<M, XT, 0, (cudaStream_t)stream>>>(dst_m, dst_row, T, K, M, tok_dst, pair_src, (int32_t *)ws);
     return (int)cudaGetLastError();
 }
 

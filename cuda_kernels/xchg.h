@@ -75,7 +75,7 @@ int jk_xchg_return_rows(float *const *peer, size_t base, const float *y, const i
 // m's receive buffer, or -1 where none of t's pairs go to m; pair_src[q] =
 // tok_dst of q's token and MoE rank. The rows of this rank for m keep their
 // region of m's receive buffer (its pairs there are contiguous), its distinct
-// tokens first, in token order. One block; ws: jk_xchg_dedup_ws_bytes.
+// tokens first, in token order. A block per MoE rank; ws: jk_xchg_dedup_ws_bytes.
 size_t jk_xchg_dedup_ws_bytes(int T, int M);
 int jk_xchg_dedup(const int32_t *dst_m, const int32_t *dst_row, int T, int K, int M, int32_t *tok_dst,
                   int32_t *pair_src, void *ws, void *stream);
