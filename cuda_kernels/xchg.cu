@@ -255,7 +255,8 @@ extern "C" size_t jk_xchg_dedup_ws_bytes(int T, int M) {
 // buffer (the smallest dst_row of its pairs there), the tokens with a pair
 // there (a scan over the tokens), their rows, then its pairs' token rows.
 __global__ void __launch_bounds__(XT) dedup_kernel(const int32_t *dst_m, const int32_t *dst_row, int T, int K, int M,
-                                                   int32_t *tok_dst, int32_t *pair_src, int32_t *ws) {
+                                                   int32_t *tok_dst, int32_t *pair_src, int64_t *rows_out,
+                                                   int32_t *ws) {
     __shared__ int32_t sh[NW];
     __shared__ int32_t start;
     const int tid = threadIdx.x, P = T * K, m = blockIdx.x;
@@ -273,15 +274,17 @@ __global__ void __launch_bounds__(XT) dedup_kernel(const int32_t *dst_m, const i
     };
     block_scan(T, has, scan, sh); // its __syncthreads also publish start
     for (int t = tid; t < T; t += XT) tok_dst[(size_t)t * M + m] = has(t) ? start + scan[t] : -1;
+    if (tid == 0 && rows_out) atomicAdd((unsigned long long *)rows_out, (unsigned long long)scan[T]);
     __syncthreads();
     for (int q = tid; q < P; q += XT)
         if (dst_m[q] == m) pair_src[q] = tok_dst[(size_t)(q / K) * M + m];
 }
 
 extern "C" int jk_xchg_dedup(const int32_t *dst_m, const int32_t *dst_row, int T, int K, int M, int32_t *tok_dst,
-                             int32_t *pair_src, void *ws, void *stream) {
+                             int32_t *pair_src, int64_t *rows_out, void *ws, void *stream) {
     if (T <= 0 || M <= 0) return 0;
-    dedup_kernel<<<M, XT, 0, (cudaStream_t)stream>>>(dst_m, dst_row, T, K, M, tok_dst, pair_src, (int32_t *)ws);
+    dedup_kernel<<<M, XT, 0, (cudaStream_t)stream>>>(dst_m, dst_row, T, K, M, tok_dst, pair_src, rows_out,
+                                                     (int32_t *)ws);
     return (int)cudaGetLastError();
 }
 

@@ -76,9 +76,10 @@ int jk_xchg_return_rows(float *const *peer, size_t base, const float *y, const i
 // tok_dst of q's token and MoE rank. The rows of this rank for m keep their
 // region of m's receive buffer (its pairs there are contiguous), its distinct
 // tokens first, in token order. A block per MoE rank; ws: jk_xchg_dedup_ws_bytes.
+// rows_out (optional): += the rows sent (statistics).
 size_t jk_xchg_dedup_ws_bytes(int T, int M);
 int jk_xchg_dedup(const int32_t *dst_m, const int32_t *dst_row, int T, int K, int M, int32_t *tok_dst,
-                  int32_t *pair_src, void *ws, void *stream);
+                  int32_t *pair_src, int64_t *rows_out, void *ws, void *stream);
 // Token t's row x[t] ([T, H]) to peer[m] at row base + tok_dst[t * M + m]
 // where that is >= 0, and pair q's token row pair_src[q] to peer_idx[dst_m[q]]
 // at base + dst_row[q] (where the MoE rank looks for pair q's row).

@@ -300,6 +300,8 @@ static int instance(int it) {
         float **dpi2 = dup_to_dev(d_in2, sizeof(float *) * M);
         int32_t **dpidx = dup_to_dev(h_pidx, sizeof(int32_t *) * M);
         int64_t *want_rows = calloc(M, sizeof(int64_t)); // distinct (token, MoE rank) of the host's routing
+        int64_t *d_rows_out = dmalloc(8), rows_out = 0, rows_want = 0;
+        CK(cudaMemset(d_rows_out, 0, 8));
         for (int a = 0; a < A; a++) {
             x[a] = malloc(sizeof(float) * (T[a] * H + 1));
             for (int t = 0; t < T[a] * H; t++) x[a][t] = (float)(next64() >> 40) / 16777216.0f;
@@ -307,7 +309,7 @@ static int instance(int it) {
             CK(jk_xchg_send_rows(dpi, (size_t)mb * rows_moe, d_x[a], d_dm[a], d_dr[a], K, T[a] * K, H, NULL));
             int32_t *d_td = dmalloc(4 * ((size_t)T[a] * M + 1)), *d_ps = dmalloc(4 * ((size_t)T[a] * K + 1));
             void *d_dws = dmalloc(jk_xchg_dedup_ws_bytes(T[a], M));
-            CK(jk_xchg_dedup(d_dm[a], d_dr[a], T[a], K, M, d_td, d_ps, d_dws, NULL));
+            CK(jk_xchg_dedup(d_dm[a], d_dr[a], T[a], K, M, d_td, d_ps, d_rows_out, d_dws, NULL));
             CK(jk_xchg_send_tokens(dpi2, dpidx, (size_t)mb * rows_moe, d_x[a], d_td, d_dm[a], d_dr[a], d_ps, T[a], K, M,
                                    H, NULL));
             CK(cudaDeviceSynchronize());
@@ -319,6 +321,9 @@ static int instance(int it) {
                     want_rows[m] += has;
                 }
         }
+        to_host(&rows_out, d_rows_out, 8);
+        for (int m = 0; m < M; m++) rows_want += want_rows[m];
+        EXPECT(rows_out == rows_want, "dedup: counted %lld rows sent, want %lld", (long long)rows_out, (long long)rows_want);
         float *d_xs = dmalloc(sizeof(float) * rows_moe * H), *ys = malloc(sizeof(float) * (rows_moe + 1) * H);
         float *ys2 = malloc(sizeof(float) * (rows_moe + 1) * H);
         uint32_t *raw = malloc(sizeof(float) * (rows_moe + 1) * H);
@@ -359,7 +364,7 @@ static int instance(int it) {
         }
         for (int a = 0; a < A; a++) free(x[a]), cudaFree(d_x[a]);
         for (int m = 0; m < M; m++) cudaFree(d_in2[m]);
-        cudaFree(dpi2), cudaFree(dpidx);
+        cudaFree(dpi2), cudaFree(dpidx), cudaFree(d_rows_out);
         free(d_in2), free(h_pidx), free(want_rows), free(ys2), free(raw);
         free(x), free(d_x), free(ys), free(y);
         cudaFree(d_xs), cudaFree(d_y);

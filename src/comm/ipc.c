@@ -20,7 +20,8 @@ struct janus_ipc {
     size_t rows_attn, rows_moe; // rows of one micro-batch: T*k (attention side), A*T*k (MoE side)
     float *d_send;              // [rows_attn, H] attention: rows by destination
     float *d_ret;               // [n_mb, rows_attn, H] attention: outputs back (exported)
-    float *d_in;                // [n_mb, rows_moe, H] MoE: rows in, layout [a][e][rows] (exported)
+    float *d_in;                // [n_mb, rows_moe, H] MoE: rows in, layout [a][e][rows], then the
+                                // int32 index part d_in_src (exported together)
     float *d_xs, *d_ys, *d_out; // [rows_moe, H] MoE: grouped by expert, outputs, outputs in arrival layout
     int32_t *d_idx, *d_idx2;    // [max rows] gather indices
     int32_t *h_idx, *h_idx2;    // pinned staging of the indices
@@ -55,6 +56,8 @@ struct janus_ipc {
     int32_t **d_peer_idx;       // [M] device array: each MoE rank's index part, mapped here
     int32_t *d_tok_dst, *d_pair_src; // [max_tokens, M], [rows_attn] attention side
     void *d_dd_ws;              // jk_xchg_dedup_ws_bytes
+    int64_t *d_rows_out;        // rows sent on that path (device counter), and
+    int64_t pairs_dev;          // the pairs they carried (host)
 };
 
 typedef struct {
@@ -149,6 +152,8 @@ static void sched_gpu_init(janus_xchg *x, struct janus_ipc *c) {
             const int T = (int)(rows_attn / x->k);
             c->d_tok_dst = janus_cuda_alloc(4 * (size_t)T * M), c->d_pair_src = janus_cuda_alloc(4 * rows_attn);
             c->d_dd_ws = janus_cuda_alloc(jk_xchg_dedup_ws_bytes(T, M));
+            c->d_rows_out = janus_cuda_alloc(8);
+            CK(cudaMemset(c->d_rows_out, 0, 8));
         }
         free(h_in);
     }
@@ -172,7 +177,7 @@ static void sched_gpu_free(janus_xchg *x, struct janus_ipc *c) {
     free(c->plan), free(c->d_lseg_k), free(c->n_loc), free(c->P_mb);
     void *d[] = {c->d_stage, c->d_share, c->d_tok, c->d_act, c->d_ws, c->d_dst_m, c->d_dst_row, c->d_ret_row,
                  c->d_lseg, c->d_perm, c->d_out_a, c->d_out_row, c->d_nrows, c->d_served, c->d_peer_in, c->d_peer_ret,
-                 c->d_peer_idx, c->d_tok_dst, c->d_pair_src, c->d_dd_ws};
+                 c->d_peer_idx, c->d_tok_dst, c->d_pair_src, c->d_dd_ws, c->d_rows_out};
     for (size_t b = 0; b < sizeof d / sizeof d[0]; b++)
         if (d[b]) cudaFree(d[b]);
     if (c->h_stage) cudaFreeHost(c->h_stage);
@@ -257,6 +262,12 @@ static void ipc_free(janus_xchg *x) {
               !x->dev_sched ? "off: JANUS_XCHG_SCHED=host or not supported here"
               : c->dedup    ? "decode-sized steps; their rows sent once per token and MoE rank"
                             : "decode-sized steps; JANUS_XCHG_DEDUP=0: rows sent once per pair");
+    if (c->d_rows_out) { // this attention rank's (verbose: every rank's)
+        int64_t rows = 0;
+        cudaMemcpy(&rows, c->d_rows_out, 8, cudaMemcpyDeviceToHost);
+        janus_vlog("rank %d: decode rows out: %lld pairs sent as %lld token rows (%.1f pairs per row)", x->rank,
+                   (long long)c->pairs_dev, (long long)rows, rows ? (double)c->pairs_dev / rows : 0.0);
+    }
     for (int r = 0; r < x->size; r++) {
         if (r == x->rank) continue;
         if (c->peer_ret[r]) cudaIpcCloseMemHandle(c->peer_ret[r]);
@@ -410,7 +421,9 @@ static void ipc_dispatch_dev(janus_xchg *x, int l, int i, const float *d_rows, c
     if (x->attn_idx < 0) return;
     c->P_mb[i] = P;
     if (c->dedup) { // each token's row once per MoE rank, and where each pair finds it
-        CK(jk_xchg_dedup(c->d_dst_m, c->d_dst_row, T, K, x->n_moe, c->d_tok_dst, c->d_pair_src, c->d_dd_ws, c->st));
+        CK(jk_xchg_dedup(c->d_dst_m, c->d_dst_row, T, K, x->n_moe, c->d_tok_dst, c->d_pair_src, c->d_rows_out,
+                         c->d_dd_ws, c->st));
+        c->pairs_dev += P;
         CK(jk_xchg_send_tokens(c->d_peer_in, c->d_peer_idx, c->rows_moe * i, d_rows, c->d_tok_dst, c->d_dst_m,
                                c->d_dst_row, c->d_pair_src, T, K, x->n_moe, c->H, c->st));
     } else {
