@@ -8,6 +8,7 @@
 // hand-off term against a count of context changes in the time-sliced GPU's
 // cyclic order of process segments; TPOT linear in the fitted numbers (what
 // tools/plan_fit_shared.py relies on); the one-GPU-per-rank model untouched.
+// The exchange priced at payload_bytes per element, against the formula.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -158,6 +159,37 @@ int main(int argc, char **argv) {
                      m4.attn_mem / 1e9, m4s.attn_mem / 1e9);
             check(m4.fits && !m4s.fits, what);
         }
+    }
+    // The exchange is priced at payload_bytes per element (janus moves f32
+    // rows, one per (token, expert) pair), not at act_bytes: per layer,
+    // disaggregated 2 (alpha + b k H payload / link), monolithic on G GPUs
+    // 2 (alpha + b k H payload (G - 1) / G / link), on one node (docs/plan.md).
+    {
+        janus_config q;
+        janus_err e;
+        snprintf(path, sizeof path, "%s/inputs/configs/qwen3-30b-a3b", root);
+        if (janus_config_load(path, &q, &e)) { printf("FAIL %s\n", e.msg); return 1; }
+        janus_workload w = {512, 256, 0};
+        janus_hw h = *janus_hw_preset("h200");
+        const int ok_default = h.payload_bytes == 4 && janus_hw_preset("h100")->payload_bytes == 4 &&
+                               janus_hw_preset("cpu")->payload_bytes == 4;
+        int ok = 1;
+        for (int pb = 1; pb <= 4; pb *= 2) {
+            h.payload_bytes = pb;
+            const double row = (double)q.hidden * q.top_k * pb;
+            janus_plan d = {.attn = 1, .moe = 1, .batch = 256, .micro = 1}, m2 = {.attn = 2, .moe = 0, .batch = 256, .micro = 1};
+            janus_plan_eval(&q, &h, &w, &d);
+            janus_plan_eval(&q, &h, &w, &m2);
+            const double want_d = 2 * (h.intra_alpha_s + 256 * row / h.intra_Bps);
+            const double want_m = 2 * (h.intra_alpha_s + 256 * row / 2 / h.intra_Bps);
+            if (fabs(d.t_xchg_s - want_d) > 1e-12 || fabs(m2.t_xchg_s - want_m) > 1e-12) {
+                ok = 0;
+                printf("     payload %d B: 1+1 exchange %.3f us (want %.3f), monolithic 2 %.3f us (want %.3f)\n", pb,
+                       d.t_xchg_s * 1e6, want_d * 1e6, m2.t_xchg_s * 1e6, want_m * 1e6);
+            }
+        }
+        check(ok_default, "every preset prices the exchange at 4 bytes per element (f32 rows)");
+        check(ok, "the exchange per layer is 2 (alpha + rows x payload_bytes / link) at 1, 2 and 4 bytes (1+1, monolithic 2)");
     }
     // Expected activated experts: formula vs Monte-Carlo (i.i.d. pairs).
     const int E = 64;
