@@ -26,7 +26,9 @@ GPU (JANUS_XCHG_SCHED=gpu, the default); the layouts in SCHED_SAME run again
 with JANUS_XCHG_SCHED=host (the C scheduler and host-built routing) and must
 give identical result files (tokens, finish reasons, expert counts, logprobs
 bit for bit), and the log must show that the default run did route on the
-GPUs and the host run did not.
+GPUs and the host run did not. Those steps send each token's row once per MoE
+rank; the layouts in DEDUP_SAME run again with JANUS_XCHG_DEDUP=0 (a row per
+pair) and must give identical result files too.
 
 Where the machine has at least as many GPUs as a layout has ranks, the
 layouts in NCCL_EXACT and NCCL_RESHAPED run too, one GPU per rank with the
@@ -77,6 +79,9 @@ NCCL_RESHAPED = [
     ("monolithic np4 nccl", 4, ["--transport", "nccl"]),
 ]
 SCHED_SAME = ["1+2", "1+3 replicas 2", "2+2 replicas 2 m2"]
+# Decode rows sent once per (token, MoE rank) (the default) against once per
+# pair (JANUS_XCHG_DEDUP=0): identical result files.
+DEDUP_SAME = ["1+2", "2+2 replicas 2 m2"]
 
 
 def gpus_visible():
@@ -92,15 +97,19 @@ def gpus_visible():
     return n
 
 
-def run(janus, fixture, np_, extra, tmp, name, sched=None):
+def run(janus, fixture, np_, extra, tmp, name, sched=None, dedup=None):
     """Results of one layout, or None and the error; sched: JANUS_XCHG_SCHED
     for the run (then it logs, and the count of (layer, micro-batch)s routed
-    on the GPUs comes back as the third value)."""
-    out = os.path.join(tmp, name.replace(" ", "_").replace("+", "p") + (f"_{sched}" if sched else "") + ".h5")
+    on the GPUs comes back as the third value); dedup: JANUS_XCHG_DEDUP."""
+    tag = (f"_{sched}" if sched else "") + (f"_dedup{dedup}" if dedup is not None else "")
+    out = os.path.join(tmp, name.replace(" ", "_").replace("+", "p") + tag + ".h5")
     env = dict(os.environ)
     env.pop("JANUS_XCHG_SCHED", None)
+    env.pop("JANUS_XCHG_DEDUP", None)
     if sched:
         env["JANUS_XCHG_SCHED"] = sched
+    if dedup is not None:
+        env["JANUS_XCHG_DEDUP"] = str(dedup)
     cmd = mpirun_prefix(np_) + [janus, "generate", "--model", fixture, "--requests", os.path.join(tmp, "req.h5"),
                                 "--out", out, "--backend", "cuda"] + ([] if sched else ["--quiet"]) + extra
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
@@ -199,6 +208,12 @@ def main():
                     if not err and n_host != 0:
                         errs.append(f"the JANUS_XCHG_SCHED=host run routed {n_host} on the GPUs")
                     ok = tally(f"{os.path.basename(fx)} {name}: schedule on the GPUs ({n_gpu} routed there) = on the host", errs)
+                    passed, failed = passed + ok, failed + (not ok)
+                    if name not in DEDUP_SAME:
+                        continue
+                    per_pair, err, _ = run(janus, fx, np_, extra, tmp, name, "gpu", dedup=0)
+                    errs = [err] if err else identical(res, per_pair)
+                    ok = tally(f"{os.path.basename(fx)} {name}: decode rows once per token and MoE rank = once per pair", errs)
                     passed, failed = passed + ok, failed + (not ok)
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
