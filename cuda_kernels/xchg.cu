@@ -304,7 +304,7 @@ __global__ void send_index_kernel(int32_t *const *peer_idx, size_t base, const i
 __global__ void gather_rows_via_kernel(float *dst, const float *src, const int32_t *src_row, const int32_t *idx,
                                        const int32_t *n, int H) {
     const int g = blockIdx.x;
-    if (g >= *n) return;
+    if (n && g >= *n) return;
     copy_row(dst + (size_t)g * H, src + (size_t)src_row[idx[g]] * H, H);
 }
 

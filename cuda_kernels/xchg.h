@@ -86,7 +86,7 @@ int jk_xchg_dedup(const int32_t *dst_m, const int32_t *dst_row, int T, int K, in
 int jk_xchg_send_tokens(float *const *peer, int32_t *const *peer_idx, size_t base, const float *x,
                         const int32_t *tok_dst, const int32_t *dst_m, const int32_t *dst_row, const int32_t *pair_src,
                         int T, int K, int M, int H, void *stream);
-// MoE side of it: dst[g] = src[src_row[idx[g]]] for g < *n (n_max bounds it).
+// MoE side of it: dst[g] = src[src_row[idx[g]]] for g < *n (n_max bounds it; n NULL: g < n_max).
 int jk_xchg_gather_rows_via(float *dst, const float *src, const int32_t *src_row, const int32_t *idx, const int32_t *n,
                             int n_max, int H, void *stream);
 

@@ -48,7 +48,8 @@ struct janus_ipc {
     float **d_peer_in;          // [M] device array: each MoE rank's receive buffer, mapped here
     float **d_peer_ret;         // [A] device array: each attention rank's return buffer, mapped here
     int *P_mb;                  // [n_mb] pairs this attention rank sent in each micro-batch
-    // Decode rows once per (token, MoE rank) (JANUS_XCHG_DEDUP, default 1): the
+    // Rows once per (token, MoE rank) (JANUS_XCHG_DEDUP, default 1; decode
+    // steps routed on the GPUs and prompt steps routed on the host alike): the
     // MoE ranks' receive buffers carry, after their rows, an int32 per row
     // (exported with them): where pair q's row lies, written by its sender.
     int dedup;
@@ -58,6 +59,8 @@ struct janus_ipc {
     void *d_dd_ws;              // jk_xchg_dedup_ws_bytes
     int64_t *d_rows_out;        // rows sent on that path (device counter), and
     int64_t pairs_dev;          // the pairs they carried (host)
+    int32_t *h_tokrow;          // [max_tokens] attention side, host-routed steps: a token's row for one
+                                // MoE rank (-1: none), the same once per token and MoE rank there
 };
 
 typedef struct {
@@ -201,6 +204,8 @@ void janus_ipc_init(janus_xchg *x, int max_tokens, void *stream) {
         CK(cudaIpcGetMemHandle(&me.ret, c->d_ret));
         me.has_ret = 1;
         idx = c->rows_attn;
+        c->h_tokrow = xmalloc(sizeof(int32_t) * (size_t)max_tokens);
+        for (int t = 0; t < max_tokens; t++) c->h_tokrow[t] = -1;
     }
     if (x->moe_idx >= 0) {
         // rows, then an int32 per row (the deduplicated decode path's indices)
@@ -259,9 +264,9 @@ static void ipc_free(janus_xchg *x) {
     MPI_Barrier(x->world); // nobody writes into a buffer that is going away
     janus_log("CUDA IPC exchange: %lld of %lld (layer, micro-batch)s scheduled and routed on the GPUs (%s)",
               (long long)x->t.routed_gpu, (long long)(x->t.routed_gpu + x->t.routed_host),
-              !x->dev_sched ? "off: JANUS_XCHG_SCHED=host or not supported here"
-              : c->dedup    ? "decode-sized steps; their rows sent once per token and MoE rank"
-                            : "decode-sized steps; JANUS_XCHG_DEDUP=0: rows sent once per pair");
+              x->dev_sched ? "decode-sized steps" : "off: JANUS_XCHG_SCHED=host or not supported here");
+    janus_log("CUDA IPC exchange: rows sent %s", c->dedup ? "once per (token, MoE rank)"
+                                                          : "once per (token, expert) pair (JANUS_XCHG_DEDUP=0)");
     if (c->d_rows_out) { // this attention rank's (verbose: every rank's)
         int64_t rows = 0;
         cudaMemcpy(&rows, c->d_rows_out, 8, cudaMemcpyDeviceToHost);
@@ -279,7 +284,7 @@ static void ipc_free(janus_xchg *x) {
     cudaFree(c->d_idx), cudaFree(c->d_idx2);
     sched_gpu_free(x, c);
     cudaFreeHost(c->h_idx), cudaFreeHost(c->h_idx2);
-    free(c->peer_ret), free(c->peer_in), free(c->req);
+    free(c->peer_ret), free(c->peer_in), free(c->req), free(c->h_tokrow);
     free(c);
 }
 
@@ -304,6 +309,53 @@ static int64_t off_in_attn(const janus_xchg *x, int i, int a, int m) {
     return o;
 }
 
+// Host-routed steps (prompt-sized), rows once per (token, MoE rank), as the
+// decode path's jk_xchg_dedup: for MoE rank m the distinct tokens of this
+// rank's rows there, in token order, from the start of its region of m's
+// receive buffer; the region's index part gets, per row (pair), the row of
+// its token. h_idx: the tokens to gather, by MoE rank; h_idx2: the indices.
+static void post_rows_dedup(janus_xchg *x, int l, int i, const float *d_rows) {
+    struct janus_ipc *c = x->dev_state;
+    janus_xmb_attn *a = &x->xa[i];
+    const int M = x->n_moe, K = x->k, T = (int)(c->rows_attn / K);
+    const size_t row = (size_t)c->H * sizeof(float);
+    int32_t *tok = c->h_idx, *src = c->h_idx2, *mark = c->h_tokrow;
+    int *first = xmalloc(sizeof(int) * 2 * (size_t)M), *n_tok = first + M;
+    int n = 0;
+    for (int m = 0; m < M; m++) {
+        const int64_t base = off_in_moe(x, i, x->attn_idx, m);
+        const int r0 = a->off[m], r1 = r0 + a->cnt[m];
+        int tmin = T, tmax = -1;
+        for (int r = r0; r < r1; r++) {
+            const int t = a->pair[r] / K;
+            mark[t] = 0, tmin = t < tmin ? t : tmin, tmax = t > tmax ? t : tmax;
+        }
+        first[m] = n;
+        for (int t = tmin; t <= tmax; t++)
+            if (mark[t] == 0) mark[t] = n - first[m] + 1, tok[n++] = t; // 1 + its rank
+        n_tok[m] = n - first[m];
+        for (int r = r0; r < r1; r++) src[r] = (int32_t)(base + mark[a->pair[r] / K] - 1);
+        for (int r = r0; r < r1; r++) mark[a->pair[r] / K] = -1;
+    }
+    CK(cudaMemcpyAsync(c->d_idx, tok, sizeof(int32_t) * n, cudaMemcpyHostToDevice, c->st));
+    CK(jk_gather_rows(c->d_send, d_rows, c->d_idx, 1, n, c->H, c->st));
+    for (int m = 0; m < M; m++) {
+        if (!a->cnt[m]) continue;
+        const int w = x->moe_world[m];
+        const size_t at = (size_t)i * c->rows_moe + off_in_moe(x, i, x->attn_idx, m);
+        int32_t *idx_part = (int32_t *)(c->peer_in[w] + (size_t)x->n_mb * c->rows_moe * c->H);
+        CK(cudaMemcpyAsync(c->peer_in[w] + at * c->H, c->d_send + (size_t)first[m] * c->H, n_tok[m] * row,
+                           cudaMemcpyDefault, c->st));
+        CK(cudaMemcpyAsync(idx_part + at, src + a->off[m], sizeof(int32_t) * a->cnt[m], cudaMemcpyDefault, c->st));
+        x->t.rows_sent += a->cnt[m];
+        x->t.bytes_sent += (int64_t)n_tok[m] * row;
+    }
+    free(first);
+    CK(cudaStreamSynchronize(c->st)); // the rows are there before the signal says so (and tok, src reusable)
+    for (int m = 0; m < M; m++)
+        if (a->cnt[m]) post_signal(x, x->moe_world[m], janus_xchg_tag(x, l, i, 0));
+}
+
 static void ipc_post_rows(janus_xchg *x, int l, int i, const float *d_rows) {
     struct janus_ipc *c = x->dev_state;
     janus_xmb_attn *a = &x->xa[i];
@@ -311,6 +363,10 @@ static void ipc_post_rows(janus_xchg *x, int l, int i, const float *d_rows) {
     const size_t row = (size_t)c->H * sizeof(float);
     if ((size_t)R > c->rows_attn) janus_die(NULL, "internal: CUDA IPC exchange: %d rows exceed %zu", R, c->rows_attn);
     if (R == 0) return;
+    if (c->dedup) { // each token's row once per MoE rank, and where each pair finds it
+        post_rows_dedup(x, l, i, d_rows);
+        return;
+    }
     memcpy(c->h_idx, a->pair, sizeof(int32_t) * R);
     CK(cudaMemcpyAsync(c->d_idx, c->h_idx, sizeof(int32_t) * R, cudaMemcpyHostToDevice, c->st));
     CK(jk_gather_rows(c->d_send, d_rows, c->d_idx, K, R, c->H, c->st)); // row r = token pair[r] / k
@@ -345,7 +401,10 @@ static void ipc_serve(janus_xchg *x, int l, int i, const int32_t *perm, const in
     for (int g = 0; g < R; g++) c->h_idx2[perm[g]] = g;
     CK(cudaMemcpyAsync(c->d_idx, c->h_idx, sizeof(int32_t) * R, cudaMemcpyHostToDevice, c->st));
     CK(cudaMemcpyAsync(c->d_idx2, c->h_idx2, sizeof(int32_t) * R, cudaMemcpyHostToDevice, c->st));
-    CK(jk_gather_rows(c->d_xs, in, c->d_idx, 1, R, c->H, c->st));
+    if (c->dedup) // the row of each pair's token (post_rows_dedup)
+        CK(jk_xchg_gather_rows_via(c->d_xs, in, c->d_in_src + (size_t)i * c->rows_moe, c->d_idx, NULL, R, c->H, c->st));
+    else
+        CK(jk_gather_rows(c->d_xs, in, c->d_idx, 1, R, c->H, c->st));
     if (!x->experts_dev_fn) janus_die(NULL, "internal: CUDA IPC exchange without a GPU expert hook");
     x->experts_dev_fn(x->experts_ctx, l, seg, max_rows, c->d_xs, c->d_ys, R);
     CK(jk_gather_rows(c->d_out, c->d_ys, c->d_idx2, 1, R, c->H, c->st));
