@@ -338,6 +338,7 @@ static void post_rows_dedup(janus_xchg *x, int l, int i, const float *d_rows) {
         for (int r = r0; r < r1; r++) mark[a->pair[r] / K] = -1;
     }
     CK(cudaMemcpyAsync(c->d_idx, tok, sizeof(int32_t) * n, cudaMemcpyHostToDevice, c->st));
+    CK(cudaMemcpyAsync(c->d_idx2, src, sizeof(int32_t) * a->off[M], cudaMemcpyHostToDevice, c->st));
     CK(jk_gather_rows(c->d_send, d_rows, c->d_idx, 1, n, c->H, c->st));
     for (int m = 0; m < M; m++) {
         if (!a->cnt[m]) continue;
@@ -346,7 +347,8 @@ static void post_rows_dedup(janus_xchg *x, int l, int i, const float *d_rows) {
         int32_t *idx_part = (int32_t *)(c->peer_in[w] + (size_t)x->n_mb * c->rows_moe * c->H);
         CK(cudaMemcpyAsync(c->peer_in[w] + at * c->H, c->d_send + (size_t)first[m] * c->H, n_tok[m] * row,
                            cudaMemcpyDefault, c->st));
-        CK(cudaMemcpyAsync(idx_part + at, src + a->off[m], sizeof(int32_t) * a->cnt[m], cudaMemcpyDefault, c->st));
+        CK(cudaMemcpyAsync(idx_part + at, c->d_idx2 + a->off[m], sizeof(int32_t) * a->cnt[m], cudaMemcpyDefault,
+                           c->st)); // device to device, as the rows
         x->t.rows_sent += a->cnt[m];
         x->t.bytes_sent += (int64_t)n_tok[m] * row;
     }
