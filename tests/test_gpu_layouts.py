@@ -79,7 +79,7 @@ NCCL_RESHAPED = [
     ("monolithic np4 nccl", 4, ["--transport", "nccl"]),
 ]
 SCHED_SAME = ["1+2", "1+3 replicas 2", "2+2 replicas 2 m2"]
-# Decode rows sent once per (token, MoE rank) (the default) against once per
+# Rows sent once per (token, MoE rank) (the default) against once per
 # pair (JANUS_XCHG_DEDUP=0): identical result files.
 DEDUP_SAME = ["1+2", "2+2 replicas 2 m2"]
 
@@ -213,7 +213,7 @@ def main():
                         continue
                     per_pair, err, _ = run(janus, fx, np_, extra, tmp, name, "gpu", dedup=0)
                     errs = [err] if err else identical(res, per_pair)
-                    ok = tally(f"{os.path.basename(fx)} {name}: decode rows once per token and MoE rank = once per pair", errs)
+                    ok = tally(f"{os.path.basename(fx)} {name}: rows once per (token, MoE rank) = once per pair", errs)
                     passed, failed = passed + ok, failed + (not ok)
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
