@@ -209,10 +209,14 @@ __global__ void send_rows_kernel(float *const *peer, size_t base, const float *x
     copy_row(peer[dst_m[q]] + (base + (size_t)dst_row[q]) * H, x + (size_t)(q / K) * H, H);
 }
 
-__global__ void gather_rows_kernel(float *dst, const float *src, const int32_t *idx, const int32_t *n, int H) {
+// dst[g] = src[idx[g]], or src[src_row[idx[g]]] through the deduplicated
+// rows' index (src_row non-NULL); g < *n (n non-NULL).
+__global__ void gather_rows_kernel(float *dst, const float *src, const int32_t *src_row, const int32_t *idx,
+                                   const int32_t *n, int H) {
     const int g = blockIdx.x;
-    if (g >= *n) return;
-    copy_row(dst + (size_t)g * H, src + (size_t)idx[g] * H, H);
+    if (n && g >= *n) return;
+    const int r = src_row ? src_row[idx[g]] : idx[g];
+    copy_row(dst + (size_t)g * H, src + (size_t)r * H, H);
 }
 
 __global__ void return_rows_kernel(float *const *peer, size_t base, const float *y, const int32_t *out_a,
@@ -234,7 +238,7 @@ extern "C" int jk_xchg_send_rows(float *const *peer, size_t base, const float *x
 extern "C" int jk_xchg_gather_rows(float *dst, const float *src, const int32_t *idx, const int32_t *n, int n_max, int H,
                                    void *stream) {
     if (n_max <= 0) return 0;
-    gather_rows_kernel<<<n_max, ROW_THREADS, 0, (cudaStream_t)stream>>>(dst, src, idx, n, H);
+    gather_rows_kernel<<<n_max, ROW_THREADS, 0, (cudaStream_t)stream>>>(dst, src, NULL, idx, n, H);
     return (int)cudaGetLastError();
 }
 
@@ -253,10 +257,9 @@ extern "C" size_t jk_xchg_dedup_ws_bytes(int T, int M) {
 
 // Block m: the region start of this rank's rows in MoE rank m's receive
 // buffer (the smallest dst_row of its pairs there), the tokens with a pair
-// there (a scan over the tokens), their rows, then its pairs' token rows.
+// there (a scan over the tokens), their rows.
 __global__ void __launch_bounds__(XT) dedup_kernel(const int32_t *dst_m, const int32_t *dst_row, int T, int K, int M,
-                                                   int32_t *tok_dst, int32_t *pair_src, int64_t *rows_out,
-                                                   int32_t *ws) {
+                                                   int32_t *tok_dst, int64_t *rows_out, int32_t *ws) {
     __shared__ int32_t sh[NW];
     __shared__ int32_t start;
     const int tid = threadIdx.x, P = T * K, m = blockIdx.x;
@@ -275,16 +278,12 @@ __global__ void __launch_bounds__(XT) dedup_kernel(const int32_t *dst_m, const i
     block_scan(T, has, scan, sh); // its __syncthreads also publish start
     for (int t = tid; t < T; t += XT) tok_dst[(size_t)t * M + m] = has(t) ? start + scan[t] : -1;
     if (tid == 0 && rows_out) atomicAdd((unsigned long long *)rows_out, (unsigned long long)scan[T]);
-    __syncthreads();
-    for (int q = tid; q < P; q += XT)
-        if (dst_m[q] == m) pair_src[q] = tok_dst[(size_t)(q / K) * M + m];
 }
 
 extern "C" int jk_xchg_dedup(const int32_t *dst_m, const int32_t *dst_row, int T, int K, int M, int32_t *tok_dst,
-                             int32_t *pair_src, int64_t *rows_out, void *ws, void *stream) {
+                             int64_t *rows_out, void *ws, void *stream) {
     if (T <= 0 || M <= 0) return 0;
-    dedup_kernel<<<M, XT, 0, (cudaStream_t)stream>>>(dst_m, dst_row, T, K, M, tok_dst, pair_src, rows_out,
-                                                     (int32_t *)ws);
+    dedup_kernel<<<M, XT, 0, (cudaStream_t)stream>>>(dst_m, dst_row, T, K, M, tok_dst, rows_out, (int32_t *)ws);
     return (int)cudaGetLastError();
 }
 
@@ -295,25 +294,20 @@ __global__ void send_tokens_kernel(float *const *peer, size_t base, const float 
     copy_row(peer[b % M] + (base + (size_t)r) * H, x + (size_t)(b / M) * H, H);
 }
 
+// Pair q's token row (its token's, at its MoE rank) where the MoE rank looks for q.
 __global__ void send_index_kernel(int32_t *const *peer_idx, size_t base, const int32_t *dst_m, const int32_t *dst_row,
-                                  const int32_t *pair_src, int P) {
+                                  const int32_t *tok_dst, int K, int M, int P) {
     const int q = blockIdx.x * blockDim.x + threadIdx.x;
-    if (q < P) peer_idx[dst_m[q]][base + (size_t)dst_row[q]] = pair_src[q];
-}
-
-__global__ void gather_rows_via_kernel(float *dst, const float *src, const int32_t *src_row, const int32_t *idx,
-                                       const int32_t *n, int H) {
-    const int g = blockIdx.x;
-    if (n && g >= *n) return;
-    copy_row(dst + (size_t)g * H, src + (size_t)src_row[idx[g]] * H, H);
+    if (q < P) peer_idx[dst_m[q]][base + (size_t)dst_row[q]] = tok_dst[(size_t)(q / K) * M + dst_m[q]];
 }
 
 extern "C" int jk_xchg_send_tokens(float *const *peer, int32_t *const *peer_idx, size_t base, const float *x,
-                                   const int32_t *tok_dst, const int32_t *dst_m, const int32_t *dst_row,
-                                   const int32_t *pair_src, int T, int K, int M, int H, void *stream) {
+                                   const int32_t *tok_dst, const int32_t *dst_m, const int32_t *dst_row, int T, int K,
+                                   int M, int H, void *stream) {
     if (T <= 0 || M <= 0) return 0;
     const int P = T * K;
-    send_index_kernel<<<(P + 255) / 256, 256, 0, (cudaStream_t)stream>>>(peer_idx, base, dst_m, dst_row, pair_src, P);
+    send_index_kernel<<<(P + 255) / 256, 256, 0, (cudaStream_t)stream>>>(peer_idx, base, dst_m, dst_row, tok_dst, K, M,
+                                                                          P);
     send_tokens_kernel<<<T * M, ROW_THREADS, 0, (cudaStream_t)stream>>>(peer, base, x, tok_dst, M, H);
     return (int)cudaGetLastError();
 }
@@ -321,6 +315,6 @@ extern "C" int jk_xchg_send_tokens(float *const *peer, int32_t *const *peer_idx,
 extern "C" int jk_xchg_gather_rows_via(float *dst, const float *src, const int32_t *src_row, const int32_t *idx,
                                        const int32_t *n, int n_max, int H, void *stream) {
     if (n_max <= 0) return 0;
-    gather_rows_via_kernel<<<n_max, ROW_THREADS, 0, (cudaStream_t)stream>>>(dst, src, src_row, idx, n, H);
+    gather_rows_kernel<<<n_max, ROW_THREADS, 0, (cudaStream_t)stream>>>(dst, src, src_row, idx, n, H);
     return (int)cudaGetLastError();
 }

@@ -72,20 +72,21 @@ int jk_xchg_return_rows(float *const *peer, size_t base, const float *y, const i
 // forward half of a deduplicated payload; the outputs still come back one row
 // per pair). From the routing's dst_m / dst_row of this rank's P = T * K pairs
 // (pair q = token q / K): tok_dst[t * M + m] = the row of token t in MoE rank
-// m's receive buffer, or -1 where none of t's pairs go to m; pair_src[q] =
-// tok_dst of q's token and MoE rank. The rows of this rank for m keep their
-// region of m's receive buffer (its pairs there are contiguous), its distinct
-// tokens first, in token order. A block per MoE rank; ws: jk_xchg_dedup_ws_bytes.
+// m's receive buffer, or -1 where none of t's pairs go to m. The rows of this
+// rank for m keep their region of m's receive buffer (its pairs there are
+// contiguous), its distinct tokens first, in token order. A block per MoE
+// rank; ws: jk_xchg_dedup_ws_bytes.
 // rows_out (optional): += the rows sent (statistics).
 size_t jk_xchg_dedup_ws_bytes(int T, int M);
 int jk_xchg_dedup(const int32_t *dst_m, const int32_t *dst_row, int T, int K, int M, int32_t *tok_dst,
-                  int32_t *pair_src, int64_t *rows_out, void *ws, void *stream);
+                  int64_t *rows_out, void *ws, void *stream);
 // Token t's row x[t] ([T, H]) to peer[m] at row base + tok_dst[t * M + m]
-// where that is >= 0, and pair q's token row pair_src[q] to peer_idx[dst_m[q]]
-// at base + dst_row[q] (where the MoE rank looks for pair q's row).
+// where that is >= 0, and pair q's token row (tok_dst of q's token and MoE
+// rank) to peer_idx[dst_m[q]] at base + dst_row[q] (where the MoE rank looks
+// for pair q's row).
 int jk_xchg_send_tokens(float *const *peer, int32_t *const *peer_idx, size_t base, const float *x,
-                        const int32_t *tok_dst, const int32_t *dst_m, const int32_t *dst_row, const int32_t *pair_src,
-                        int T, int K, int M, int H, void *stream);
+                        const int32_t *tok_dst, const int32_t *dst_m, const int32_t *dst_row, int T, int K, int M,
+                        int H, void *stream);
 // MoE side of it: dst[g] = src[src_row[idx[g]]] for g < *n (n_max bounds it; n NULL: g < n_max).
 int jk_xchg_gather_rows_via(float *dst, const float *src, const int32_t *src_row, const int32_t *idx, const int32_t *n,
                             int n_max, int H, void *stream);

@@ -307,13 +307,13 @@ static int instance(int it) {
             for (int t = 0; t < T[a] * H; t++) x[a][t] = (float)(next64() >> 40) / 16777216.0f;
             d_x[a] = dup_to_dev(x[a], sizeof(float) * T[a] * H);
             CK(jk_xchg_send_rows(dpi, (size_t)mb * rows_moe, d_x[a], d_dm[a], d_dr[a], K, T[a] * K, H, NULL));
-            int32_t *d_td = dmalloc(4 * ((size_t)T[a] * M + 1)), *d_ps = dmalloc(4 * ((size_t)T[a] * K + 1));
+            int32_t *d_td = dmalloc(4 * ((size_t)T[a] * M + 1));
             void *d_dws = dmalloc(jk_xchg_dedup_ws_bytes(T[a], M));
-            CK(jk_xchg_dedup(d_dm[a], d_dr[a], T[a], K, M, d_td, d_ps, d_rows_out, d_dws, NULL));
-            CK(jk_xchg_send_tokens(dpi2, dpidx, (size_t)mb * rows_moe, d_x[a], d_td, d_dm[a], d_dr[a], d_ps, T[a], K, M,
-                                   H, NULL));
+            CK(jk_xchg_dedup(d_dm[a], d_dr[a], T[a], K, M, d_td, d_rows_out, d_dws, NULL));
+            CK(jk_xchg_send_tokens(dpi2, dpidx, (size_t)mb * rows_moe, d_x[a], d_td, d_dm[a], d_dr[a], T[a], K, M, H,
+                                   NULL));
             CK(cudaDeviceSynchronize());
-            cudaFree(d_td), cudaFree(d_ps), cudaFree(d_dws);
+            cudaFree(d_td), cudaFree(d_dws);
             for (int t = 0; t < T[a]; t++)
                 for (int m = 0; m < M; m++) {
                     int has = 0;

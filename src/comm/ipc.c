@@ -55,13 +55,21 @@ struct janus_ipc {
     int dedup;
     int32_t *d_in_src;          // [n_mb, rows_moe] MoE: the index part of d_in
     int32_t **d_peer_idx;       // [M] device array: each MoE rank's index part, mapped here
-    int32_t *d_tok_dst, *d_pair_src; // [max_tokens, M], [rows_attn] attention side
+    int32_t *d_tok_dst;         // [max_tokens, M] attention side
     void *d_dd_ws;              // jk_xchg_dedup_ws_bytes
     int64_t *d_rows_out;        // rows sent on that path (device counter), and
     int64_t pairs_dev;          // the pairs they carried (host)
     int32_t *h_tokrow;          // [max_tokens] attention side, host-routed steps: a token's row for one
                                 // MoE rank (-1: none), the same once per token and MoE rank there
+    int *h_first;               // [2 M] attention side, host-routed steps: per MoE rank, its first
+                                // token row in d_send and its count
 };
+
+// The index part of a receive buffer (this rank's or a peer's mapping of it):
+// the int32 per row after the n_mb micro-batches of rows.
+static int32_t *index_part(const janus_xchg *x, const struct janus_ipc *c, float *in) {
+    return (int32_t *)(in + (size_t)x->n_mb * c->rows_moe * c->H);
+}
 
 typedef struct {
     cudaIpcMemHandle_t ret, in;
@@ -148,12 +156,12 @@ static void sched_gpu_init(janus_xchg *x, struct janus_ipc *c) {
         CK(cudaMemcpy(c->d_peer_in, h_in, sizeof(float *) * M, cudaMemcpyHostToDevice));
         if (c->dedup) {
             int32_t **h_idx = xcalloc(M, sizeof(int32_t *));
-            for (int m = 0; m < M; m++) h_idx[m] = (int32_t *)(h_in[m] + (size_t)x->n_mb * rows_moe * c->H);
+            for (int m = 0; m < M; m++) h_idx[m] = index_part(x, c, h_in[m]);
             c->d_peer_idx = janus_cuda_alloc(sizeof(int32_t *) * M);
             CK(cudaMemcpy(c->d_peer_idx, h_idx, sizeof(int32_t *) * M, cudaMemcpyHostToDevice));
             free(h_idx);
             const int T = (int)(rows_attn / x->k);
-            c->d_tok_dst = janus_cuda_alloc(4 * (size_t)T * M), c->d_pair_src = janus_cuda_alloc(4 * rows_attn);
+            c->d_tok_dst = janus_cuda_alloc(4 * (size_t)T * M);
             c->d_dd_ws = janus_cuda_alloc(jk_xchg_dedup_ws_bytes(T, M));
             c->d_rows_out = janus_cuda_alloc(8);
             CK(cudaMemset(c->d_rows_out, 0, 8));
@@ -180,7 +188,7 @@ static void sched_gpu_free(janus_xchg *x, struct janus_ipc *c) {
     free(c->plan), free(c->d_lseg_k), free(c->n_loc), free(c->P_mb);
     void *d[] = {c->d_stage, c->d_share, c->d_tok, c->d_act, c->d_ws, c->d_dst_m, c->d_dst_row, c->d_ret_row,
                  c->d_lseg, c->d_perm, c->d_out_a, c->d_out_row, c->d_nrows, c->d_served, c->d_peer_in, c->d_peer_ret,
-                 c->d_peer_idx, c->d_tok_dst, c->d_pair_src, c->d_dd_ws, c->d_rows_out};
+                 c->d_peer_idx, c->d_tok_dst, c->d_dd_ws, c->d_rows_out};
     for (size_t b = 0; b < sizeof d / sizeof d[0]; b++)
         if (d[b]) cudaFree(d[b]);
     if (c->h_stage) cudaFreeHost(c->h_stage);
@@ -206,11 +214,12 @@ void janus_ipc_init(janus_xchg *x, int max_tokens, void *stream) {
         idx = c->rows_attn;
         c->h_tokrow = xmalloc(sizeof(int32_t) * (size_t)max_tokens);
         for (int t = 0; t < max_tokens; t++) c->h_tokrow[t] = -1;
+        c->h_first = xmalloc(sizeof(int) * 2 * (size_t)x->n_moe);
     }
     if (x->moe_idx >= 0) {
-        // rows, then an int32 per row (the deduplicated decode path's indices)
+        // rows, then an int32 per row (where the deduplicated rows put each pair's)
         c->d_in = janus_cuda_alloc(c->n_mb * c->rows_moe * (row + sizeof(int32_t)));
-        c->d_in_src = (int32_t *)(c->d_in + c->n_mb * c->rows_moe * H);
+        c->d_in_src = index_part(x, c, c->d_in);
         c->d_xs = janus_cuda_alloc(c->rows_moe * row), c->d_ys = janus_cuda_alloc(c->rows_moe * row), c->d_out = janus_cuda_alloc(c->rows_moe * row);
         CK(cudaIpcGetMemHandle(&me.in, c->d_in));
         me.has_in = 1;
@@ -284,7 +293,7 @@ static void ipc_free(janus_xchg *x) {
     cudaFree(c->d_idx), cudaFree(c->d_idx2);
     sched_gpu_free(x, c);
     cudaFreeHost(c->h_idx), cudaFreeHost(c->h_idx2);
-    free(c->peer_ret), free(c->peer_in), free(c->req), free(c->h_tokrow);
+    free(c->peer_ret), free(c->peer_in), free(c->req), free(c->h_tokrow), free(c->h_first);
     free(c);
 }
 
@@ -320,10 +329,10 @@ static void post_rows_dedup(janus_xchg *x, int l, int i, const float *d_rows) {
     const int M = x->n_moe, K = x->k, T = (int)(c->rows_attn / K);
     const size_t row = (size_t)c->H * sizeof(float);
     int32_t *tok = c->h_idx, *src = c->h_idx2, *mark = c->h_tokrow;
-    int *first = xmalloc(sizeof(int) * 2 * (size_t)M), *n_tok = first + M;
+    int *first = c->h_first, *n_tok = first + M;
     int n = 0;
     for (int m = 0; m < M; m++) {
-        const int64_t base = off_in_moe(x, i, x->attn_idx, m);
+        const int64_t base = off_in_moe(x, i, x->attn_idx, m); // this rank's region there
         const int r0 = a->off[m], r1 = r0 + a->cnt[m];
         int tmin = T, tmax = -1;
         for (int r = r0; r < r1; r++) {
@@ -344,15 +353,13 @@ static void post_rows_dedup(janus_xchg *x, int l, int i, const float *d_rows) {
         if (!a->cnt[m]) continue;
         const int w = x->moe_world[m];
         const size_t at = (size_t)i * c->rows_moe + off_in_moe(x, i, x->attn_idx, m);
-        int32_t *idx_part = (int32_t *)(c->peer_in[w] + (size_t)x->n_mb * c->rows_moe * c->H);
         CK(cudaMemcpyAsync(c->peer_in[w] + at * c->H, c->d_send + (size_t)first[m] * c->H, n_tok[m] * row,
                            cudaMemcpyDefault, c->st));
-        CK(cudaMemcpyAsync(idx_part + at, c->d_idx2 + a->off[m], sizeof(int32_t) * a->cnt[m], cudaMemcpyDefault,
-                           c->st)); // device to device, as the rows
+        CK(cudaMemcpyAsync(index_part(x, c, c->peer_in[w]) + at, c->d_idx2 + a->off[m], sizeof(int32_t) * a->cnt[m],
+                           cudaMemcpyDefault, c->st)); // device to device, as the rows
         x->t.rows_sent += a->cnt[m];
         x->t.bytes_sent += (int64_t)n_tok[m] * row;
     }
-    free(first);
     CK(cudaStreamSynchronize(c->st)); // the rows are there before the signal says so (and tok, src reusable)
     for (int m = 0; m < M; m++)
         if (a->cnt[m]) post_signal(x, x->moe_world[m], janus_xchg_tag(x, l, i, 0));
@@ -482,11 +489,10 @@ static void ipc_dispatch_dev(janus_xchg *x, int l, int i, const float *d_rows, c
     if (x->attn_idx < 0) return;
     c->P_mb[i] = P;
     if (c->dedup) { // each token's row once per MoE rank, and where each pair finds it
-        CK(jk_xchg_dedup(c->d_dst_m, c->d_dst_row, T, K, x->n_moe, c->d_tok_dst, c->d_pair_src, c->d_rows_out,
-                         c->d_dd_ws, c->st));
+        CK(jk_xchg_dedup(c->d_dst_m, c->d_dst_row, T, K, x->n_moe, c->d_tok_dst, c->d_rows_out, c->d_dd_ws, c->st));
         c->pairs_dev += P;
         CK(jk_xchg_send_tokens(c->d_peer_in, c->d_peer_idx, c->rows_moe * i, d_rows, c->d_tok_dst, c->d_dst_m,
-                               c->d_dst_row, c->d_pair_src, T, K, x->n_moe, c->H, c->st));
+                               c->d_dst_row, T, K, x->n_moe, c->H, c->st));
     } else {
         CK(jk_xchg_send_rows(c->d_peer_in, c->rows_moe * i, d_rows, c->d_dst_m, c->d_dst_row, K, P, c->H, c->st));
         x->t.bytes_sent += (int64_t)P * c->H * 4; // (the deduplicated path's count stays on the GPU)
