@@ -121,4 +121,56 @@ static inline cudaError_t pdl_launch(void (*k)(KArgs...), dim3 grid, dim3 block,
     return rc;
 }
 
+
+// ---- the combine's sum (fused.cu, layers.cu, and the exchange's MoE-side sums
+// in xchg.cu, which must add the same terms in the same order to the bit) ----
+// A token's k (expert output row, weight) pairs in ascending expert id (the
+// order every combine sums in): thread j < k loads pair j and places it at its
+// rank among the token's ids (distinct; equal ids would keep their order), so
+// the k loads go out together instead of one sorting thread's chain. lead
+// (NULL: every pair, weights w): only the pairs with lead[j] != 0 take part,
+// with weight 1 (their rows already hold weighted sums: the exchange's
+// per-MoE-rank sums). Returns the pairs placed; every thread calls it.
+__device__ __forceinline__ int combine_order(int *s_row, float *s_w, const int32_t *ids, const int32_t *slot,
+                                             const float *w, const int32_t *lead, int k) {
+    const int j = threadIdx.x;
+    if (j < k && (!lead || lead[j])) {
+        const int id = ids[j];
+        int r = 0;
+        for (int i = 0; i < k; i++) {
+            const int o = ids[i];
+            r += (!lead || lead[i]) && (o < id || (o == id && i < j));
+        }
+        s_row[r] = slot[j], s_w[r] = lead ? 1.f : w[j];
+    }
+    __syncthreads();
+    if (!lead) return k;
+    int n = 0;
+    for (int i = 0; i < k; i++) n += lead[i] != 0;
+    return n;
+}
+
+// The weighted sum of float4 c4 of a token's k output rows (in the order
+// combine_order left them), every row's load in flight before the sum. Each
+// product and sum rounds on its own (no fused multiply-add): the MoE side's
+// sums of a token's pairs there and the attention side's sum of all of them
+// give the same bits where one MoE rank holds them all.
+__device__ __forceinline__ float4 combine4(const float *y, const int *s_row, const float *s_w, int k, int H, int c4) {
+    float4 v[16];
+#pragma unroll
+    for (int q = 0; q < 16; q++)
+        if (q < k) v[q] = ((const float4 *)(y + (size_t)s_row[q] * H))[c4];
+    float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll
+    for (int q = 0; q < 16; q++) {
+        if (q >= k) break;
+        const float wj = s_w[q];
+        const float4 m = make_float4(__fmul_rn(v[q].x, wj), __fmul_rn(v[q].y, wj), __fmul_rn(v[q].z, wj),
+                                     __fmul_rn(v[q].w, wj));
+        if (q == 0) acc = m;
+        else acc = make_float4(__fadd_rn(acc.x, m.x), __fadd_rn(acc.y, m.y), __fadd_rn(acc.z, m.z), __fadd_rn(acc.w, m.w));
+    }
+    return acc;
+}
+
 #endif

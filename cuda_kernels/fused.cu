@@ -141,65 +141,32 @@ extern "C" int jk_qkv_rope_store(float *q_out, uint16_t *kc, uint16_t *vc, const
 }
 
 // ---- combine + residual ------------------------------------------------------------
-// A token's k (expert output row, weight) pairs in ascending expert id (the
-// order combine_kernel sums in): thread j < k loads pair j and places it at its
-// rank among the token's ids (distinct; equal ids would keep their order), so
-// the k loads go out together instead of one sorting thread's chain.
-__device__ __forceinline__ void combine_order(int *s_row, float *s_w, const int32_t *ids, const int32_t *slot,
-                                              const float *w, int k) {
-    const int j = threadIdx.x;
-    if (j < k) {
-        const int id = ids[j];
-        int r = 0;
-        for (int i = 0; i < k; i++) {
-            const int o = ids[i];
-            r += o < id || (o == id && i < j);
-        }
-        s_row[r] = slot[j], s_w[r] = w[j];
-    }
-    __syncthreads();
-}
-
-// The weighted sum of float4 c4 of a token's k output rows (in the order
-// combine_order left them), every row's load in flight before the sum.
-__device__ __forceinline__ float4 combine4(const float *y, const int *s_row, const float *s_w, int k, int H, int c4) {
-    float4 v[16];
-#pragma unroll
-    for (int q = 0; q < 16; q++)
-        if (q < k) v[q] = ((const float4 *)(y + (size_t)s_row[q] * H))[c4];
-    float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
-#pragma unroll
-    for (int q = 0; q < 16; q++) {
-        if (q >= k) break;
-        const float wj = s_w[q];
-        const float4 m = make_float4(v[q].x * wj, v[q].y * wj, v[q].z * wj, v[q].w * wj);
-        if (q == 0) acc = m;
-        else acc.x += m.x, acc.y += m.y, acc.z += m.z, acc.w += m.w;
-    }
-    return acc;
-}
+// (combine_order and combine4: dev_common.cuh, shared with the exchange's
+// MoE-side sums in xchg.cu)
 
 #define CB_THREADS 128
 __global__ void __launch_bounds__(CB_THREADS) combine_add_kernel(float *x, const float *y, const int32_t *slot,
-                                                                  const int32_t *ids, const float *w, int k, int H) {
+                                                                  const int32_t *ids, const float *w,
+                                                                  const int32_t *lead, int k, int H) {
     const int t = blockIdx.x, c4 = blockIdx.y * CB_THREADS + threadIdx.x;
     __shared__ int s_row[16];
     __shared__ float s_w[16];
-    combine_order(s_row, s_w, ids + (size_t)t * k, slot + (size_t)t * k, w + (size_t)t * k, k);
+    const size_t b = (size_t)t * k;
+    const int n = combine_order(s_row, s_w, ids + b, slot + b, w ? w + b : NULL, lead ? lead + b : NULL, k);
     if (c4 * 4 >= H) return;
-    const float4 acc = combine4(y, s_row, s_w, k, H, c4);
+    const float4 acc = combine4(y, s_row, s_w, n, H, c4);
     float4 *xr = (float4 *)(x + (size_t)t * H) + c4;
     float4 o = *xr;
     o.x += acc.x, o.y += acc.y, o.z += acc.z, o.w += acc.w;
     *xr = o;
 }
 
-extern "C" int jk_combine_add(float *x, const float *y, const int32_t *slot, const int32_t *ids, const float *w, int T,
-                              int k, int H, void *s) {
+extern "C" int jk_combine_add(float *x, const float *y, const int32_t *slot, const int32_t *ids, const float *w,
+                              const int32_t *lead, int T, int k, int H, void *s) {
     if (T <= 0) return 0;
-    if (k > 16 || k <= 0 || H % 4) return (int)cudaErrorInvalidValue;
+    if (k > 16 || k <= 0 || H % 4 || (!w && !lead)) return (int)cudaErrorInvalidValue;
     dim3 grid((unsigned)T, (unsigned)((H / 4 + CB_THREADS - 1) / CB_THREADS));
-    combine_add_kernel<<<grid, CB_THREADS, 0, ST(s)>>>(x, y, slot, ids, w, k, H);
+    combine_add_kernel<<<grid, CB_THREADS, 0, ST(s)>>>(x, y, slot, ids, w, lead, k, H);
     return (int)cudaGetLastError();
 }
 
@@ -210,13 +177,14 @@ extern "C" int jk_combine_add(float *x, const float *y, const int32_t *slot, con
 #define CBN_MAX_V 4 // float4s per thread: H <= 4 * 4 * RN_THREADS
 __global__ void __launch_bounds__(RN_THREADS) combine_add_norm_kernel(float *x, uint16_t *yb, const float *y,
                                                                        const int32_t *slot, const int32_t *ids,
-                                                                       const float *w, int k, int H,
-                                                                       const uint16_t *nw, float eps) {
+                                                                       const float *w, const int32_t *lead, int k,
+                                                                       int H, const uint16_t *nw, float eps) {
     const int t = blockIdx.x, tid = threadIdx.x, n4 = H / 4;
     __shared__ int s_row[16];
     __shared__ float s_w[16];
     __shared__ float red[RN_THREADS / 32];
-    combine_order(s_row, s_w, ids + (size_t)t * k, slot + (size_t)t * k, w + (size_t)t * k, k);
+    const size_t o = (size_t)t * k;
+    const int n = combine_order(s_row, s_w, ids + o, slot + o, w ? w + o : NULL, lead ? lead + o : NULL, k);
     float4 *xr = (float4 *)(x + (size_t)t * H);
     float4 xo[CBN_MAX_V];
     float ss = 0.f;
@@ -225,12 +193,12 @@ __global__ void __launch_bounds__(RN_THREADS) combine_add_norm_kernel(float *x, 
         const int c4 = tid + u * RN_THREADS;
         xo[u] = make_float4(0.f, 0.f, 0.f, 0.f);
         if (c4 >= n4) continue;
-        const float4 acc = combine4(y, s_row, s_w, k, H, c4);
-        float4 o = xr[c4];
-        o.x += acc.x, o.y += acc.y, o.z += acc.z, o.w += acc.w;
-        xr[c4] = o;
-        xo[u] = o;
-        ss += o.x * o.x + o.y * o.y + o.z * o.z + o.w * o.w;
+        const float4 acc = combine4(y, s_row, s_w, n, H, c4);
+        float4 v = xr[c4];
+        v.x += acc.x, v.y += acc.y, v.z += acc.z, v.w += acc.w;
+        xr[c4] = v;
+        xo[u] = v;
+        ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
     }
     ss = warp_sum(ss);
     if ((tid & 31) == 0) red[tid >> 5] = ss;
@@ -249,10 +217,11 @@ __global__ void __launch_bounds__(RN_THREADS) combine_add_norm_kernel(float *x, 
 }
 
 extern "C" int jk_combine_add_norm(float *x, uint16_t *yb, const float *y, const int32_t *slot, const int32_t *ids,
-                                   const float *w, int T, int k, int H, const uint16_t *norm_w, float eps, void *s) {
+                                   const float *w, const int32_t *lead, int T, int k, int H, const uint16_t *norm_w,
+                                   float eps, void *s) {
     if (T <= 0) return 0;
-    if (k > 16 || k <= 0 || H % 4 || H > 4 * CBN_MAX_V * RN_THREADS) return (int)cudaErrorInvalidValue;
-    combine_add_norm_kernel<<<T, RN_THREADS, 0, ST(s)>>>(x, yb, y, slot, ids, w, k, H, norm_w, eps);
+    if (k > 16 || k <= 0 || H % 4 || H > 4 * CBN_MAX_V * RN_THREADS || (!w && !lead)) return (int)cudaErrorInvalidValue;
+    combine_add_norm_kernel<<<T, RN_THREADS, 0, ST(s)>>>(x, yb, y, slot, ids, w, lead, k, H, norm_w, eps);
     return (int)cudaGetLastError();
 }
 

@@ -30,8 +30,12 @@ int jk_qkv_rope_store(float *q_out, uint16_t *kc, uint16_t *vc, const float *qkv
 
 // x [T, H] += the weighted sum of each token's k expert outputs (y rows
 // slot[t*k + j], weights w, ascending expert id ids as jk_combine). H % 4 == 0.
-int jk_combine_add(float *x, const float *y, const int32_t *slot, const int32_t *ids, const float *w, int T, int k,
-                   int H, void *stream);
+// lead [T, k] (NULL: every pair): only pairs with lead != 0 are summed, with
+// weight 1 (w may then be NULL): rows that already hold the weighted sum of a
+// token's pairs on one MoE rank (comm/ipc.c's decode path), one per MoE rank.
+// Products and sums round one by one (no fused multiply-add, dev_common.cuh).
+int jk_combine_add(float *x, const float *y, const int32_t *slot, const int32_t *ids, const float *w,
+                   const int32_t *lead, int T, int k, int H, void *stream);
 
 // The P = T*k pairs grouped by expert on the device (a stable counting sort):
 // seg [E+1] (expert e's grouped positions seg[e] .. seg[e+1]), order [P] (pair
@@ -52,7 +56,8 @@ int jk_group_pairs_large(const int32_t *topi, int P, int E, int32_t *seg, int32_
 // next layer's input), in one kernel; same bits as the two. H % 4 == 0,
 // H <= 4096.
 int jk_combine_add_norm(float *x, uint16_t *yb, const float *y, const int32_t *slot, const int32_t *ids,
-                        const float *w, int T, int k, int H, const uint16_t *norm_w, float eps, void *stream);
+                        const float *w, const int32_t *lead, int T, int k, int H, const uint16_t *norm_w, float eps,
+                        void *stream);
 // The greedy token of each row of logits [R, V] (first maximum; a row of -inf
 // gives token 0) and its log-probability, as jk_argmax_logprob, in one pass
 // with a block of 1024 threads per row.         (twin: cpu argmax + log-softmax)

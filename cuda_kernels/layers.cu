@@ -762,31 +762,34 @@ extern "C" int jk_gather_rows_bf16(uint16_t *dst, const float *src, const int32_
     return (int)cudaGetLastError();
 }
 
-__global__ void combine_kernel(float *out, const float *y, const int32_t *slot, const int32_t *ids, const float *w, int k,
-                               int H) {
+// Products and sums round one by one, as combine4 (dev_common.cuh): the same
+// bits as jk_combine_add's sum for the same pairs.
+__global__ void combine_kernel(float *out, const float *y, const int32_t *slot, const int32_t *ids, const float *w,
+                               const int32_t *lead, int k, int H) {
     const int t = blockIdx.x;
-    int order[16];
-    for (int j = 0; j < k; j++) order[j] = j;
-    for (int a = 0; a < k; a++) // k <= 16: insertion by expert id
-        for (int b = a + 1; b < k; b++)
+    int order[16], n = 0;
+    for (int j = 0; j < k; j++)
+        if (!lead || lead[(size_t)t * k + j]) order[n++] = j;
+    for (int a = 0; a < n; a++) // k <= 16: insertion by expert id
+        for (int b = a + 1; b < n; b++)
             if (ids[(size_t)t * k + order[b]] < ids[(size_t)t * k + order[a]]) {
                 const int tmp = order[a]; order[a] = order[b]; order[b] = tmp;
             }
     for (int i = threadIdx.x; i < H; i += blockDim.x) {
         float acc = 0.f;
-        for (int q = 0; q < k; q++) {
+        for (int q = 0; q < n; q++) {
             const int j = order[q];
-            const float v = y[(size_t)slot[(size_t)t * k + j] * H + i] * w[(size_t)t * k + j];
-            acc = q == 0 ? v : acc + v;
+            const float v = __fmul_rn(y[(size_t)slot[(size_t)t * k + j] * H + i], lead ? 1.f : w[(size_t)t * k + j]);
+            acc = q == 0 ? v : __fadd_rn(acc, v);
         }
         out[(size_t)t * H + i] = acc;
     }
 }
-extern "C" int jk_combine(float *out, const float *y, const int32_t *slot, const int32_t *ids, const float *w, int T,
-                          int k, int H, void *s) {
+extern "C" int jk_combine(float *out, const float *y, const int32_t *slot, const int32_t *ids, const float *w,
+                          const int32_t *lead, int T, int k, int H, void *s) {
     if (T <= 0) return 0;
-    if (k > 16) return (int)cudaErrorInvalidValue;
-    combine_kernel<<<T, 256, 0, ST(s)>>>(out, y, slot, ids, w, k, H);
+    if (k > 16 || (!w && !lead)) return (int)cudaErrorInvalidValue;
+    combine_kernel<<<T, 256, 0, ST(s)>>>(out, y, slot, ids, w, lead, k, H);
     return (int)cudaGetLastError();
 }
 

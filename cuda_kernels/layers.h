@@ -99,9 +99,10 @@ int jk_router_topk(int32_t *ids, float *w, const float *logits, int T, int E, in
 int jk_gather_rows(float *dst, const float *src, const int32_t *idx, int div, int n, int H, void *stream);
 // dst: [n, H] bf16 = bf16(src[idx[i] / div])  (the same gather, rounded: the prefill expert GEMM's input; H even)
 int jk_gather_rows_bf16(uint16_t *dst, const float *src, const int32_t *idx, int div, int n, int H, void *stream);
-// out: [T, H] = sum_j w[t, j] * y[slot[t*k+j]] in ascending ids[t, j] (twin: janus_combine)
-int jk_combine(float *out, const float *y, const int32_t *slot, const int32_t *ids, const float *w, int T, int k, int H,
-               void *stream);
+// out: [T, H] = sum_j w[t, j] * y[slot[t*k+j]] in ascending ids[t, j] (twin: janus_combine);
+// lead: as jk_combine_add's (fused.h).
+int jk_combine(float *out, const float *y, const int32_t *slot, const int32_t *ids, const float *w, const int32_t *lead,
+               int T, int k, int H, void *stream);
 // x: [T, H] += sigmoid(g[t]) * s[t]  (shared expert with its gate)
 int jk_sigmoid_scale_add(float *x, const float *s, const float *g, int T, int H, void *stream);
 

@@ -17,6 +17,7 @@
 #include <limits.h>
 #include <stdint.h>
 
+#include "dev_common.cuh"
 #include "xchg.h"
 
 #define XT 256         // threads of the routing block
@@ -294,21 +295,95 @@ __global__ void send_tokens_kernel(float *const *peer, size_t base, const float 
     copy_row(peer[b % M] + (base + (size_t)r) * H, x + (size_t)(b / M) * H, H);
 }
 
-// Pair q's token row (its token's, at its MoE rank) where the MoE rank looks for q.
-__global__ void send_index_kernel(int32_t *const *peer_idx, size_t base, const int32_t *dst_m, const int32_t *dst_row,
-                                  const int32_t *tok_dst, int K, int M, int P) {
+// Pair q's token row (its token's, at its MoE rank) where the MoE rank looks
+// for q. With sums (hdr non-NULL): q's rank r among its token's pairs bound to
+// the same MoE rank (ascending expert id, as the combine sums) places q's row
+// there and its weight in the token row's header, r == 0 (the lead) pads the
+// rest with -1, and lead[q] = (r == 0).
+__global__ void send_index_kernel(int32_t *const *peer_idx, int32_t *const *peer_hdr, size_t base,
+                                  const int32_t *dst_m, const int32_t *dst_row, const int32_t *tok_dst,
+                                  const int32_t *ids, const float *w, int32_t *lead, int K, int M, int P) {
     const int q = blockIdx.x * blockDim.x + threadIdx.x;
-    if (q < P) peer_idx[dst_m[q]][base + (size_t)dst_row[q]] = tok_dst[(size_t)(q / K) * M + dst_m[q]];
+    if (q >= P) return;
+    const int m = dst_m[q], t = q / K, jq = q - t * K;
+    const int row = tok_dst[(size_t)t * M + m];
+    peer_idx[m][base + (size_t)dst_row[q]] = row;
+    if (!peer_hdr) return;
+    const int32_t *tid = ids + (size_t)t * K, *tm = dst_m + (size_t)t * K;
+    const int id = ids[q];
+    int r = 0, n = 0;
+    for (int j = 0; j < K; j++) {
+        r += tm[j] == m && (tid[j] < id || (tid[j] == id && j < jq));
+        n += tm[j] == m;
+    }
+    lead[q] = r == 0;
+    int32_t *h = peer_hdr[m] + (base + (size_t)row) * 2 * K;
+    h[r] = dst_row[q];
+    h[K + r] = __float_as_int(w[q]);
+    if (r == 0)
+        for (int e = n; e < K; e++) h[e] = -1;
 }
 
-extern "C" int jk_xchg_send_tokens(float *const *peer, int32_t *const *peer_idx, size_t base, const float *x,
-                                   const int32_t *tok_dst, const int32_t *dst_m, const int32_t *dst_row, int T, int K,
-                                   int M, int H, void *stream) {
+extern "C" int jk_xchg_send_tokens(float *const *peer, int32_t *const *peer_idx, int32_t *const *peer_hdr, size_t base,
+                                   const float *x, const int32_t *tok_dst, const int32_t *dst_m,
+                                   const int32_t *dst_row, const int32_t *ids, const float *w, int32_t *lead, int T,
+                                   int K, int M, int H, void *stream) {
     if (T <= 0 || M <= 0) return 0;
+    if (peer_hdr && (K > JK_XCHG_SUM_MAX_K || !ids || !w || !lead)) return (int)cudaErrorInvalidValue;
     const int P = T * K;
-    send_index_kernel<<<(P + 255) / 256, 256, 0, (cudaStream_t)stream>>>(peer_idx, base, dst_m, dst_row, tok_dst, K, M,
-                                                                          P);
+    send_index_kernel<<<(P + 255) / 256, 256, 0, (cudaStream_t)stream>>>(peer_idx, peer_hdr, base, dst_m, dst_row,
+                                                                          tok_dst, ids, w, lead, K, M, P);
     send_tokens_kernel<<<T * M, ROW_THREADS, 0, (cudaStream_t)stream>>>(peer, base, x, tok_dst, M, H);
+    return (int)cudaGetLastError();
+}
+
+// ---- outputs back once per (token, MoE rank): the MoE rank's weighted sums ----
+
+__global__ void inverse_perm_kernel(int32_t *inv, const int32_t *perm, const int32_t *n) {
+    const int g = blockIdx.x * blockDim.x + threadIdx.x;
+    if (g < *n) inv[perm[g]] = g;
+}
+
+// Block g: if grouped row g is its token's lead here, the weighted sum of the
+// token's outputs on this rank (combine4: the attention side's own order and
+// rounding) to the lead's return row; other rows send nothing.
+__global__ void __launch_bounds__(ROW_THREADS) return_sums_kernel(float *const *peer, size_t base, const float *y,
+                                                                  const int32_t *perm, const int32_t *src_row,
+                                                                  const int32_t *hdr, const int32_t *inv,
+                                                                  const int32_t *out_a, const int32_t *out_row,
+                                                                  const int32_t *n, int K, int H) {
+    __shared__ int s_row[JK_XCHG_SUM_MAX_K];
+    __shared__ float s_w[JK_XCHG_SUM_MAX_K];
+    __shared__ int s_n;
+    const int g = blockIdx.x;
+    if (g >= *n) return;
+    const int r = perm[g];
+    const int32_t *h = hdr + (size_t)src_row[r] * 2 * K;
+    if (h[0] != r) return; // (the whole block alike)
+    const int j = threadIdx.x;
+    if (j < K) {
+        const int pr = h[j];
+        if (pr >= 0) s_row[j] = inv[pr], s_w[j] = __int_as_float(h[K + j]);
+    }
+    if (j == 0) {
+        int c = 0;
+        for (int e = 0; e < K; e++) c += h[e] >= 0;
+        s_n = c;
+    }
+    __syncthreads();
+    const int cnt = s_n;
+    float4 *dst = (float4 *)(peer[out_a[g]] + (base + (size_t)out_row[g]) * H);
+    for (int c4 = threadIdx.x; c4 < H / 4; c4 += blockDim.x) dst[c4] = combine4(y, s_row, s_w, cnt, H, c4);
+}
+
+extern "C" int jk_xchg_return_sums(float *const *peer, size_t base, const float *y, const int32_t *perm,
+                                   const int32_t *src_row, const int32_t *hdr, int32_t *inv, const int32_t *out_a,
+                                   const int32_t *out_row, const int32_t *n, int n_max, int K, int H, void *stream) {
+    if (n_max <= 0) return 0;
+    if (K > JK_XCHG_SUM_MAX_K || H % 4) return (int)cudaErrorInvalidValue;
+    inverse_perm_kernel<<<(n_max + 255) / 256, 256, 0, (cudaStream_t)stream>>>(inv, perm, n);
+    return_sums_kernel<<<n_max, ROW_THREADS, 0, (cudaStream_t)stream>>>(peer, base, y, perm, src_row, hdr, inv, out_a,
+                                                                         out_row, n, K, H);
     return (int)cudaGetLastError();
 }
 

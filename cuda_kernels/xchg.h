@@ -69,8 +69,8 @@ int jk_xchg_return_rows(float *const *peer, size_t base, const float *y, const i
                         const int32_t *n, int n_max, int H, void *stream);
 
 // Decode rows once per (token, MoE rank) instead of once per pair (the
-// forward half of a deduplicated payload; the outputs still come back one row
-// per pair). From the routing's dst_m / dst_row of this rank's P = T * K pairs
+// forward half of a deduplicated payload; jk_xchg_return_sums is the return
+// half). From the routing's dst_m / dst_row of this rank's P = T * K pairs
 // (pair q = token q / K): tok_dst[t * M + m] = the row of token t in MoE rank
 // m's receive buffer, or -1 where none of t's pairs go to m. The rows of this
 // rank for m keep their region of m's receive buffer (its pairs there are
@@ -84,9 +84,25 @@ int jk_xchg_dedup(const int32_t *dst_m, const int32_t *dst_row, int T, int K, in
 // where that is >= 0, and pair q's token row (tok_dst of q's token and MoE
 // rank) to peer_idx[dst_m[q]] at base + dst_row[q] (where the MoE rank looks
 // for pair q's row).
-int jk_xchg_send_tokens(float *const *peer, int32_t *const *peer_idx, size_t base, const float *x,
-                        const int32_t *tok_dst, const int32_t *dst_m, const int32_t *dst_row, int T, int K, int M,
-                        int H, void *stream);
+// Outputs summed on the MoE ranks (peer_hdr non-NULL; K <= JK_XCHG_SUM_MAX_K):
+// each token row also gets a header in peer_hdr[m] at base + its row (2K
+// int32: the receive rows of the token's pairs on m in ascending expert id
+// ids, -1 after them, then their weights w as float bits), and lead[q] = 1
+// for the pair of lowest expert id among its token's pairs on its MoE rank,
+// 0 for the others (the attention side's combine, jk_combine_add's lead).
+#define JK_XCHG_SUM_MAX_K 16
+int jk_xchg_send_tokens(float *const *peer, int32_t *const *peer_idx, int32_t *const *peer_hdr, size_t base,
+                        const float *x, const int32_t *tok_dst, const int32_t *dst_m, const int32_t *dst_row,
+                        const int32_t *ids, const float *w, int32_t *lead, int T, int K, int M, int H, void *stream);
+// MoE side, the outputs of y (grouped rows, as jk_xchg_return_rows) summed
+// per token: for every grouped row g < *n that is its token's lead (the header
+// hdr at row src_row[perm[g]] starts with perm[g]), the sum over the header's
+// pairs of weight x output (their grouped rows: inv, an [rows] scratch this
+// call fills from perm), in the header's order with jk_combine_add's rounding,
+// to peer[out_a[g]] at row base + out_row[g]. H % 4 == 0.
+int jk_xchg_return_sums(float *const *peer, size_t base, const float *y, const int32_t *perm, const int32_t *src_row,
+                        const int32_t *hdr, int32_t *inv, const int32_t *out_a, const int32_t *out_row,
+                        const int32_t *n, int n_max, int K, int H, void *stream);
 // MoE side of it: dst[g] = src[src_row[idx[g]]] for g < *n (n_max bounds it; n NULL: g < n_max).
 int jk_xchg_gather_rows_via(float *dst, const float *src, const int32_t *src_row, const int32_t *idx, const int32_t *n,
                             int n_max, int H, void *stream);

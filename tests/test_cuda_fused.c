@@ -224,7 +224,7 @@ static void combine_case(int T, int k, int E, int H) {
     for (int i = 0; i < T * H; i++) ref[i] += x[i];
     float *dx = dev(x, sizeof(float) * T * H), *dys = dev(ys, sizeof(float) * P * H), *dw = dev(w, sizeof(float) * P);
     int32_t *dids = dev(ids, 4 * P), *dslot = dev(slot, 4 * P);
-    CK(jk_combine_add(dx, dys, dslot, dids, dw, T, k, H, NULL));
+    CK(jk_combine_add(dx, dys, dslot, dids, dw, NULL, T, k, H, NULL));
     float *out = host(dx, sizeof(float) * T * H);
     char what[96];
     snprintf(what, sizeof what, "combine_add T=%d k=%d E=%d H=%d", T, k, E, H);
@@ -309,9 +309,9 @@ static void combine_norm_case(int T, int k, int E, int H) {
           *dw = dev(w, sizeof(float) * P);
     int32_t *dids = dev(ids, 4 * P), *dslot = dev(slot, 4 * P);
     uint16_t *dnw = dev(nw, 2 * H), *db1 = dev(NULL, 2 * (size_t)T * H), *db2 = dev(NULL, 2 * (size_t)T * H);
-    CK(jk_combine_add(dx1, dys, dslot, dids, dw, T, k, H, NULL));
+    CK(jk_combine_add(dx1, dys, dslot, dids, dw, NULL, T, k, H, NULL));
     CK(jk_rmsnorm_rows(NULL, db1, dx1, dnw, T, H, 1e-6f, NULL));
-    CK(jk_combine_add_norm(dx2, db2, dys, dslot, dids, dw, T, k, H, dnw, 1e-6f, NULL));
+    CK(jk_combine_add_norm(dx2, db2, dys, dslot, dids, dw, NULL, T, k, H, dnw, 1e-6f, NULL));
     float *x1 = host(dx1, sizeof(float) * T * H), *x2 = host(dx2, sizeof(float) * T * H);
     uint16_t *b1 = host(db1, 2 * (size_t)T * H), *b2 = host(db2, 2 * (size_t)T * H);
     const int ok = !memcmp(x1, x2, sizeof(float) * T * H) && !memcmp(b1, b2, 2 * (size_t)T * H);

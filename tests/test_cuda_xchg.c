@@ -11,13 +11,20 @@
 // them): rows out, grouped, an "expert" that adds its global id to its rows
 // (on the host, from the device segment table), outputs back, gathered in
 // pair order; every output must be its token's row plus its expert's id.
-// Outputs start poisoned. Exits 77 (meson: skipped) when no GPU is present.
+// Outputs start poisoned. (3) Where H % 4 == 0, the same outputs summed on
+// the MoE ranks (jk_xchg_send_tokens' headers, jk_xchg_return_sums) and
+// combined from those sums (jk_combine_add with lead) against jk_combine_add
+// over every pair's output: the same bits for tokens whose pairs all went to
+// one MoE rank, within 1e-6 of the row's magnitude otherwise, and both within
+// 1e-5 of the sum on the host. Exits 77 (meson: skipped) when no GPU is present.
 // Usage: test_cuda_xchg [random instances, default 400] [seed]
 #include <cuda_runtime_api.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "fused.h"
 #include "layers.h"
 #include "sched/sched.h"
 #include "sched_gpu.h"
@@ -290,15 +297,31 @@ static int instance(int it) {
     {
         float **x = malloc(sizeof(float *) * A), **d_x = malloc(sizeof(float *) * A);
         float **d_in2 = malloc(sizeof(float *) * M);
-        int32_t **h_pidx = malloc(sizeof(int32_t *) * M);
-        const size_t in2_bytes = (sizeof(float) * H + sizeof(int32_t)) * 2 * rows_moe;
+        int32_t **h_pidx = malloc(sizeof(int32_t *) * M), **h_phdr = malloc(sizeof(int32_t *) * M);
+        const int sums = H % 4 == 0; // (the engine's condition; K <= 8 here)
+        const size_t in2_bytes = (sizeof(float) * H + sizeof(int32_t) * (1 + 2 * (size_t)K)) * 2 * rows_moe;
         for (int m = 0; m < M; m++) {
             d_in2[m] = dmalloc(in2_bytes);
             CK(cudaMemset(d_in2[m], 0xff, in2_bytes));
             h_pidx[m] = (int32_t *)(d_in2[m] + 2 * rows_moe * H);
+            h_phdr[m] = h_pidx[m] + 2 * rows_moe;
         }
         float **dpi2 = dup_to_dev(d_in2, sizeof(float *) * M);
-        int32_t **dpidx = dup_to_dev(h_pidx, sizeof(int32_t *) * M);
+        int32_t **dpidx = dup_to_dev(h_pidx, sizeof(int32_t *) * M), **dphdr = dup_to_dev(h_phdr, sizeof(int32_t *) * M);
+        // Router weights (positive, as a softmax's) and the leads; the summed outputs' return buffers.
+        float **w = malloc(sizeof(float *) * A), **d_w = malloc(sizeof(float *) * A), **d_ret2 = malloc(sizeof(float *) * A);
+        int32_t **d_lead = malloc(sizeof(int32_t *) * A);
+        for (int a = 0; a < A; a++) {
+            w[a] = malloc(sizeof(float) * (T[a] * K + 1));
+            for (int q = 0; q < T[a] * K; q++) w[a][q] = (float)(1 + (next64() >> 41)) / 8388608.0f;
+            d_w[a] = dup_to_dev(w[a], sizeof(float) * T[a] * K);
+            d_lead[a] = dmalloc(4 * rows_attn);
+            CK(cudaMemset(d_lead[a], 0xA5, 4 * rows_attn));
+            d_ret2[a] = dmalloc(sizeof(float) * 2 * rows_attn * H);
+            CK(cudaMemset(d_ret2[a], 0xff, sizeof(float) * 2 * rows_attn * H));
+        }
+        float **dpr2 = dup_to_dev(d_ret2, sizeof(float *) * A);
+        int32_t *d_inv = dmalloc(4 * rows_moe);
         int64_t *want_rows = calloc(M, sizeof(int64_t)); // distinct (token, MoE rank) of the host's routing
         int64_t *d_rows_out = dmalloc(8), rows_out = 0, rows_want = 0;
         CK(cudaMemset(d_rows_out, 0, 8));
@@ -310,8 +333,8 @@ static int instance(int it) {
             int32_t *d_td = dmalloc(4 * ((size_t)T[a] * M + 1));
             void *d_dws = dmalloc(jk_xchg_dedup_ws_bytes(T[a], M));
             CK(jk_xchg_dedup(d_dm[a], d_dr[a], T[a], K, M, d_td, d_rows_out, d_dws, NULL));
-            CK(jk_xchg_send_tokens(dpi2, dpidx, (size_t)mb * rows_moe, d_x[a], d_td, d_dm[a], d_dr[a], T[a], K, M, H,
-                                   NULL));
+            CK(jk_xchg_send_tokens(dpi2, dpidx, sums ? dphdr : NULL, (size_t)mb * rows_moe, d_x[a], d_td, d_dm[a],
+                                   d_dr[a], d_ids[a], d_w[a], d_lead[a], T[a], K, M, H, NULL));
             CK(cudaDeviceSynchronize());
             cudaFree(d_td), cudaFree(d_dws);
             for (int t = 0; t < T[a]; t++)
@@ -349,6 +372,10 @@ static int instance(int it) {
                         for (int c = 0; c < H; c++) ys[(size_t)g * H + c] += (float)e;
             CK(cudaMemcpy(d_xs, ys, sizeof(float) * r_n[m] * H, cudaMemcpyHostToDevice));
             CK(jk_xchg_return_rows(dpr, (size_t)mb * rows_attn, d_xs, d_oa[m], d_or[m], d_n[m], pairs, H, NULL));
+            if (sums)
+                CK(jk_xchg_return_sums(dpr2, (size_t)mb * rows_attn, d_xs, d_perm[m], h_pidx[m] + (size_t)mb * rows_moe,
+                                       h_phdr[m] + (size_t)mb * rows_moe * 2 * K, d_inv, d_oa[m], d_or[m], d_n[m],
+                                       pairs, K, H, NULL));
         }
         float *d_y = dmalloc(sizeof(float) * rows_attn * H), *y = malloc(sizeof(float) * (rows_attn + 1) * H);
         for (int a = 0; a < A; a++) {
@@ -361,11 +388,63 @@ static int instance(int it) {
                     EXPECT(y[(size_t)q * H + c] == want, "exchange: attention %d pair %d (expert %d) col %d: %g, want %g",
                            a, q, ids[a][q], c, y[(size_t)q * H + c], want);
                 }
+            if (!sums || !T[a]) continue;
+            // Per pair: d_y in pair order (slot q = q); summed: the return rows through d_rr, the leads only.
+            int32_t *ident = malloc(sizeof(int32_t) * P), *lead = malloc(sizeof(int32_t) * P);
+            for (int q = 0; q < P; q++) ident[q] = q;
+            int32_t *d_ident = dup_to_dev(ident, sizeof(int32_t) * P);
+            float *d_c0 = dmalloc(sizeof(float) * T[a] * H), *d_c1 = dmalloc(sizeof(float) * T[a] * H);
+            CK(cudaMemset(d_c0, 0, sizeof(float) * T[a] * H));
+            CK(cudaMemset(d_c1, 0, sizeof(float) * T[a] * H));
+            CK(jk_combine_add(d_c0, d_y, d_ident, d_ids[a], d_w[a], NULL, T[a], K, H, NULL));
+            CK(jk_combine_add(d_c1, d_ret2[a] + (size_t)mb * rows_attn * H, d_rr[a], d_ids[a], NULL, d_lead[a], T[a], K,
+                              H, NULL));
+            float *c0 = malloc(sizeof(float) * T[a] * H), *c1 = malloc(sizeof(float) * T[a] * H);
+            to_host(c0, d_c0, sizeof(float) * T[a] * H);
+            to_host(c1, d_c1, sizeof(float) * T[a] * H);
+            to_host(lead, d_lead[a], sizeof(int32_t) * P);
+            int bad = 0;
+            for (int t = 0; t < T[a] && !bad; t++) {
+                int one_rank = 1, leads = 0;
+                for (int j = 0; j < K; j++) {
+                    const int q = t * K + j, m = r_dm[a][q];
+                    int lowest = 1; // q is the lead of its MoE rank: the lowest (expert, slot) there
+                    for (int i = 0; i < K; i++) {
+                        const int o = t * K + i;
+                        if (r_dm[a][o] == m && (ids[a][o] < ids[a][q] || (ids[a][o] == ids[a][q] && i < j))) lowest = 0;
+                    }
+                    if (lead[q] != lowest) bad = 1, printf("FAIL %s: attention %d pair %d: lead %d, want %d\n", what, a, q, lead[q], lowest);
+                    leads += lowest, one_rank &= m == r_dm[a][t * K];
+                }
+                for (int c = 0; c < H && !bad; c++) {
+                    double host = 0, mag = 0;
+                    for (int j = 0; j < K; j++) {
+                        const int q = t * K + j;
+                        const double v = (double)w[a][q] * ((double)x[a][(size_t)t * H + c] + ids[a][q]);
+                        host += v, mag += fabs(v);
+                    }
+                    const float g0 = c0[(size_t)t * H + c], g1 = c1[(size_t)t * H + c];
+                    if (one_rank ? memcmp(&g0, &g1, 4) != 0 : fabs((double)g0 - g1) > 1e-6 * mag + 1e-30) {
+                        printf("FAIL %s: attention %d token %d (%d MoE ranks) col %d: summed there %.9g, per pair %.9g\n",
+                               what, a, t, leads, c, g1, g0);
+                        bad = 1;
+                    }
+                    if (fabs((double)g0 - host) > 1e-5 * mag + 1e-30) {
+                        printf("FAIL %s: attention %d token %d col %d: %.9g, host %.9g\n", what, a, t, c, g0, host);
+                        bad = 1;
+                    }
+                }
+            }
+            free(ident), free(lead), free(c0), free(c1);
+            cudaFree(d_ident), cudaFree(d_c0), cudaFree(d_c1);
+            EXPECT(!bad, "exchange: outputs summed on the MoE ranks");
         }
         for (int a = 0; a < A; a++) free(x[a]), cudaFree(d_x[a]);
+        for (int a = 0; a < A; a++) free(w[a]), cudaFree(d_w[a]), cudaFree(d_lead[a]), cudaFree(d_ret2[a]);
         for (int m = 0; m < M; m++) cudaFree(d_in2[m]);
-        cudaFree(dpi2), cudaFree(dpidx), cudaFree(d_rows_out);
-        free(d_in2), free(h_pidx), free(want_rows), free(ys2), free(raw);
+        cudaFree(dpi2), cudaFree(dpidx), cudaFree(dphdr), cudaFree(dpr2), cudaFree(d_inv), cudaFree(d_rows_out);
+        free(d_in2), free(h_pidx), free(h_phdr), free(want_rows), free(ys2), free(raw);
+        free(w), free(d_w), free(d_lead), free(d_ret2);
         free(x), free(d_x), free(ys), free(y);
         cudaFree(d_xs), cudaFree(d_y);
     }

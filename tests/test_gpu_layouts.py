@@ -28,7 +28,12 @@ give identical result files (tokens, finish reasons, expert counts, logprobs
 bit for bit), and the log must show that the default run did route on the
 GPUs and the host run did not. Those steps send each token's row once per MoE
 rank; the layouts in DEDUP_SAME run again with JANUS_XCHG_DEDUP=0 (a row per
-pair) and must give identical result files too.
+pair) and must give identical result files too. Decode outputs come back
+once per (token, MoE rank), summed on the MoE rank (JANUS_XCHG_SUMS): 1+1,
+one MoE rank, gets the combine's own sum and stays exact and equal to its
+host-routed run (outputs per pair); the layouts in SUMS_OFF (several MoE
+ranks) run their exact and same-file checks with JANUS_XCHG_SUMS=0 and once
+more with the default, checked as reshaped.
 
 Where the machine has at least as many GPUs as a layout has ranks, the
 layouts in NCCL_EXACT and NCCL_RESHAPED run too, one GPU per rank with the
@@ -78,10 +83,17 @@ NCCL_RESHAPED = [
     ("2+2 m2 nccl", 4, ["--attn-ranks", "2", "--moe-ranks", "2", "--micro-batches", "2", "--transport", "nccl"]),
     ("monolithic np4 nccl", 4, ["--transport", "nccl"]),
 ]
-SCHED_SAME = ["1+2", "1+3 replicas 2", "2+2 replicas 2 m2"]
+SCHED_SAME = ["1+1", "1+2", "1+3 replicas 2", "2+2 replicas 2 m2"]
 # Rows sent once per (token, MoE rank) (the default) against once per
 # pair (JANUS_XCHG_DEDUP=0): identical result files.
 DEDUP_SAME = ["1+2", "2+2 replicas 2 m2"]
+# Decode outputs come back summed per (token, MoE rank) (JANUS_XCHG_SUMS,
+# default 1). With one MoE rank the sum is the combine's own, to the bit (1+1
+# above: exact, and equal to its host-routed run, whose outputs come back per
+# pair); with several a token's sum is cut at the MoE ranks, so these
+# layouts' exact and same-file checks run with JANUS_XCHG_SUMS=0, and a
+# default run is checked as a reshaped layout.
+SUMS_OFF = ["1+2", "1+3 replicas 2", "2+2 replicas 2 m2"]
 
 
 def gpus_visible():
@@ -97,19 +109,23 @@ def gpus_visible():
     return n
 
 
-def run(janus, fixture, np_, extra, tmp, name, sched=None, dedup=None):
+def run(janus, fixture, np_, extra, tmp, name, sched=None, dedup=None, sums=None):
     """Results of one layout, or None and the error; sched: JANUS_XCHG_SCHED
     for the run (then it logs, and the count of (layer, micro-batch)s routed
-    on the GPUs comes back as the third value); dedup: JANUS_XCHG_DEDUP."""
-    tag = (f"_{sched}" if sched else "") + (f"_dedup{dedup}" if dedup is not None else "")
+    on the GPUs comes back as the third value); dedup: JANUS_XCHG_DEDUP;
+    sums: JANUS_XCHG_SUMS."""
+    tag = (f"_{sched}" if sched else "") + (f"_dedup{dedup}" if dedup is not None else "") + \
+        (f"_sums{sums}" if sums is not None else "")
     out = os.path.join(tmp, name.replace(" ", "_").replace("+", "p") + tag + ".h5")
     env = dict(os.environ)
-    env.pop("JANUS_XCHG_SCHED", None)
-    env.pop("JANUS_XCHG_DEDUP", None)
+    for var in ("JANUS_XCHG_SCHED", "JANUS_XCHG_DEDUP", "JANUS_XCHG_SUMS"):
+        env.pop(var, None)
     if sched:
         env["JANUS_XCHG_SCHED"] = sched
     if dedup is not None:
         env["JANUS_XCHG_DEDUP"] = str(dedup)
+    if sums is not None:
+        env["JANUS_XCHG_SUMS"] = str(sums)
     cmd = mpirun_prefix(np_) + [janus, "generate", "--model", fixture, "--requests", os.path.join(tmp, "req.h5"),
                                 "--out", out, "--backend", "cuda"] + ([] if sched else ["--quiet"]) + extra
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
@@ -193,15 +209,21 @@ def main():
                         print(f"skip {os.path.basename(fx)} {name}: needs {np_} GPUs, {n_gpus} visible")
                         continue
                     same = name in SCHED_SAME
-                    res, err, n_gpu = run(janus, fx, np_, extra, tmp, name, "gpu" if same else None)
+                    sums = 0 if name in SUMS_OFF else None
+                    res, err, n_gpu = run(janus, fx, np_, extra, tmp, name, "gpu" if same else None, sums=sums)
                     errs = [err] if err else compare(base, res, reqs, exact)
                     where = (f"{np_} ranks, one per GPU" if "nccl" in extra
                              else f"{np_} ranks on {min(np_, n_gpus)} GPU{'s' if min(np_, n_gpus) > 1 else ''}")
                     ok = tally(f"{os.path.basename(fx)} {name} ({where})", errs)
                     passed, failed = passed + ok, failed + (not ok)
+                    if sums == 0 and not err:
+                        summed, err2, _ = run(janus, fx, np_, extra, tmp, name)
+                        ok = tally(f"{os.path.basename(fx)} {name}: outputs summed on the MoE ranks (as reshaped)",
+                                   [err2] if err2 else compare(base, summed, reqs, False))
+                        passed, failed = passed + ok, failed + (not ok)
                     if not same or err:
                         continue
-                    host, err, n_host = run(janus, fx, np_, extra, tmp, name, "host")
+                    host, err, n_host = run(janus, fx, np_, extra, tmp, name, "host", sums=sums)
                     errs = [err] if err else identical(res, host)
                     if not err and not n_gpu:
                         errs.append(f"the default run routed {n_gpu} (layer, micro-batch)s on the GPUs")
@@ -211,7 +233,7 @@ def main():
                     passed, failed = passed + ok, failed + (not ok)
                     if name not in DEDUP_SAME:
                         continue
-                    per_pair, err, _ = run(janus, fx, np_, extra, tmp, name, "gpu", dedup=0)
+                    per_pair, err, _ = run(janus, fx, np_, extra, tmp, name, "gpu", dedup=0, sums=sums)
                     errs = [err] if err else identical(res, per_pair)
                     ok = tally(f"{os.path.basename(fx)} {name}: rows once per (token, MoE rank) = once per pair", errs)
                     passed, failed = passed + ok, failed + (not ok)

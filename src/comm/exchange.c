@@ -183,7 +183,7 @@ static void ensure_moe(janus_xmb_moe *q, int rows, int H) {
 
 static void post_rows(janus_xchg *x, int l, int i, const float *xrows, const int32_t *ids, int T);
 
-void janus_xchg_dispatch(janus_xchg *x, int l, int i, const float *xrows, const int32_t *ids, int T) {
+void janus_xchg_dispatch(janus_xchg *x, int l, int i, const float *xrows, const int32_t *ids, const float *w, int T) {
     const int E = x->E, K = x->k;
     const janus_placement *p = &x->place[l];
     double t0 = janus_now_s();
@@ -207,7 +207,7 @@ void janus_xchg_dispatch(janus_xchg *x, int l, int i, const float *xrows, const 
     if (x->sched_on_gpu[i]) {
         x->t.handshake_s += t1 - t0;
         if (x->attn_idx >= 0) x->xa[i].tag_ret = janus_xchg_tag(x, l, i, 1);
-        x->dev_sched->dispatch(x, l, i, xrows, ids, T); // times its own sched_s / send_s
+        x->dev_sched->dispatch(x, l, i, xrows, ids, w, T); // times its own sched_s / send_s
         return;
     }
     janus_sched(p, x->n_tok, x->share, x->act, x->tok, &x->ws[l]);
@@ -373,6 +373,11 @@ void janus_xchg_collect(janus_xchg *x, int i, float *y) {
     const int H = x->H, R = a->off[x->n_moe];
     for (int r = 0; r < R; r++) memcpy(y + (size_t)a->pair[r] * H, a->recv + (size_t)r * H, sizeof(float) * H);
     x->t.wait_s += janus_now_s() - t0;
+}
+
+bool janus_xchg_sums(const janus_xchg *x, int i, const float **y, const int32_t **slot, const int32_t **lead) {
+    if (x->attn_idx < 0 || !x->dev || !x->sched_on_gpu[i] || !x->dev_sched->sums) return false;
+    return x->dev_sched->sums(x, i, y, slot, lead);
 }
 
 void janus_xchg_relay_back(janus_xchg *x, int l, int i) {

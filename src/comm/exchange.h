@@ -124,9 +124,11 @@ typedef struct janus_dev_xport {
 // source, copied up with them); max_rows: janus_ffn_variant_rows of the
 // layer's pairs (decode-sized steps only).
 typedef struct janus_dev_sched {
-    void (*dispatch)(janus_xchg *x, int l, int i, const float *d_rows, const int32_t *ids, int T);
+    void (*dispatch)(janus_xchg *x, int l, int i, const float *d_rows, const int32_t *ids, const float *d_w, int T);
     void (*serve)(janus_xchg *x, int l, int i, int max_rows);
     void (*collect)(janus_xchg *x, int i, float *d_y);
+    // NULL or false: collect filled d_y; else janus_xchg_sums's answer.
+    bool (*sums)(const janus_xchg *x, int i, const float **y, const int32_t **slot, const int32_t **lead);
 } janus_dev_sched;
 
 // Builds the pools: world ranks [0, n_attn) attend, [n_attn, n_attn + n_moe)
@@ -136,13 +138,22 @@ void janus_xchg_init(janus_xchg *x, MPI_Comm world, int n_attn, int n_moe, bool 
 void janus_xchg_free(janus_xchg *x);
 
 // Phase 1 + the start of phase 2 for micro-batch i of layer l. On attention
-// ranks: x [T, H] rows, ids [T, k] routing, pairs sorted by expert in order
-// [T*k] with expert_start [E+1]. Every rank calls it, in the same (l, i) order.
-void janus_xchg_dispatch(janus_xchg *x, int l, int i, const float *xrows, const int32_t *ids, int T);
+// ranks: x [T, H] rows, ids [T, k] routing (host), w [T, k] the router's
+// weights where the rows are (device rows: device weights; NULL: the outputs
+// come back per pair). Every rank calls it, in the same (l, i) order.
+void janus_xchg_dispatch(janus_xchg *x, int l, int i, const float *xrows, const int32_t *ids, const float *w, int T);
 // MoE ranks: receive this (l, i)'s rows, run the experts, start sending outputs.
 void janus_xchg_serve(janus_xchg *x, int l, int i);
-// Attention ranks: wait for (l, i)'s outputs and scatter them into y [T*k, H].
+// Attention ranks: wait for (l, i)'s outputs and scatter them into y [T*k, H]
+// (unless janus_xchg_sums says they came back summed).
 void janus_xchg_collect(janus_xchg *x, int i, float *y);
+// Attention ranks, after collect: true when micro-batch i's outputs came back
+// as one row per (token, MoE rank), the weighted sum of the token's outputs
+// there (device transports, decode steps): *y the rows (device), *slot [T*k]
+// each pair's row in *y, *lead [T*k] 1 for the one pair per (token, MoE rank)
+// whose row holds that sum (jk_combine_add's lead); collect then left its y
+// alone. False: y holds every pair's output.
+bool janus_xchg_sums(const janus_xchg *x, int i, const float **y, const int32_t **slot, const int32_t **lead);
 // Every rank, after all dispatch/serve calls of a layer: the hierarchical
 // path's gateways relay (l, i)'s outputs back to their nodes.
 void janus_xchg_relay_back(janus_xchg *x, int l, int i);

@@ -59,6 +59,14 @@ struct janus_ipc {
     void *d_dd_ws;              // jk_xchg_dedup_ws_bytes
     int64_t *d_rows_out;        // rows sent on that path (device counter), and
     int64_t pairs_dev;          // the pairs they carried (host)
+    // Outputs back once per (token, MoE rank), the weighted sum of the
+    // token's outputs there (JANUS_XCHG_SUMS, default 1; decode steps routed on
+    // the GPUs, with dedup): after the index part, a header of 2k int32 per
+    // row (the token rows' pairs and weights, jk_xchg_send_tokens).
+    int sums;
+    int32_t **d_peer_hdr;       // [M] device array: each MoE rank's header part, mapped here
+    int32_t *d_lead;            // [n_mb, rows_attn] attention side: 1 where a pair's return row holds its sum
+    int32_t *d_inv;             // [rows_moe] MoE side: scratch of jk_xchg_return_sums
     int32_t *h_tokrow;          // [max_tokens] attention side, host-routed steps: a token's row for one
                                 // MoE rank (-1: none), the same once per token and MoE rank there
     int *h_first;               // [2 M] attention side, host-routed steps: per MoE rank, its first
@@ -69,6 +77,10 @@ struct janus_ipc {
 // the int32 per row after the n_mb micro-batches of rows.
 static int32_t *index_part(const janus_xchg *x, const struct janus_ipc *c, float *in) {
     return (int32_t *)(in + (size_t)x->n_mb * c->rows_moe * c->H);
+}
+// ... and its header part: 2k int32 per row, after the index part.
+static int32_t *header_part(const janus_xchg *x, const struct janus_ipc *c, float *in) {
+    return index_part(x, c, in) + (size_t)x->n_mb * c->rows_moe;
 }
 
 typedef struct {
@@ -99,6 +111,9 @@ static void sched_gpu_init(janus_xchg *x, struct janus_ipc *c) {
     const char *dd = getenv("JANUS_XCHG_DEDUP");
     if (dd && strcmp(dd, "0") && strcmp(dd, "1")) janus_die_all(NULL, "JANUS_XCHG_DEDUP=%s: expected 0 or 1", dd);
     c->dedup = !dd || !strcmp(dd, "1");
+    const char *su = getenv("JANUS_XCHG_SUMS");
+    if (su && strcmp(su, "0") && strcmp(su, "1")) janus_die_all(NULL, "JANUS_XCHG_SUMS=%s: expected 0 or 1", su);
+    c->sums = c->dedup && (!su || !strcmp(su, "1")) && x->k <= JK_XCHG_SUM_MAX_K && x->H % 4 == 0;
     if (ok && x->moe_idx >= 0 && x->experts_dev_fn != janus_gpu_serve_experts_dev) ok = 0;
     c->plan = xcalloc(L, sizeof(jk_sched_plan));
     c->d_lseg_k = xcalloc(L, sizeof(int32_t *));
@@ -132,6 +147,7 @@ static void sched_gpu_init(janus_xchg *x, struct janus_ipc *c) {
     free(h);
     MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, x->world);
     MPI_Allreduce(MPI_IN_PLACE, &c->dedup, 1, MPI_INT, MPI_MIN, x->world);
+    MPI_Allreduce(MPI_IN_PLACE, &c->sums, 1, MPI_INT, MPI_MIN, x->world);
     if (!ok) return;
     x->dev_sched = &ipc_sched;
     const size_t rows_attn = c->rows_attn, rows_moe = c->rows_moe;
@@ -159,6 +175,12 @@ static void sched_gpu_init(janus_xchg *x, struct janus_ipc *c) {
             for (int m = 0; m < M; m++) h_idx[m] = index_part(x, c, h_in[m]);
             c->d_peer_idx = janus_cuda_alloc(sizeof(int32_t *) * M);
             CK(cudaMemcpy(c->d_peer_idx, h_idx, sizeof(int32_t *) * M, cudaMemcpyHostToDevice));
+            if (c->sums) {
+                for (int m = 0; m < M; m++) h_idx[m] = header_part(x, c, h_in[m]);
+                c->d_peer_hdr = janus_cuda_alloc(sizeof(int32_t *) * M);
+                CK(cudaMemcpy(c->d_peer_hdr, h_idx, sizeof(int32_t *) * M, cudaMemcpyHostToDevice));
+                c->d_lead = janus_cuda_alloc(4 * rows_attn * x->n_mb);
+            }
             free(h_idx);
             const int T = (int)(rows_attn / x->k);
             c->d_tok_dst = janus_cuda_alloc(4 * (size_t)T * M);
@@ -172,6 +194,7 @@ static void sched_gpu_init(janus_xchg *x, struct janus_ipc *c) {
         c->d_lseg = janus_cuda_alloc(4 * (size_t)(E + 1));
         c->d_perm = janus_cuda_alloc(4 * rows_moe), c->d_out_a = janus_cuda_alloc(4 * rows_moe);
         c->d_out_row = janus_cuda_alloc(4 * rows_moe);
+        if (c->sums) c->d_inv = janus_cuda_alloc(4 * rows_moe);
         float **h_ret = xcalloc(A, sizeof(float *));
         for (int a = 0; a < A; a++) h_ret[a] = c->peer_ret[x->attn_world[a]];
         c->d_peer_ret = janus_cuda_alloc(sizeof(float *) * A);
@@ -188,7 +211,7 @@ static void sched_gpu_free(janus_xchg *x, struct janus_ipc *c) {
     free(c->plan), free(c->d_lseg_k), free(c->n_loc), free(c->P_mb);
     void *d[] = {c->d_stage, c->d_share, c->d_tok, c->d_act, c->d_ws, c->d_dst_m, c->d_dst_row, c->d_ret_row,
                  c->d_lseg, c->d_perm, c->d_out_a, c->d_out_row, c->d_nrows, c->d_served, c->d_peer_in, c->d_peer_ret,
-                 c->d_peer_idx, c->d_tok_dst, c->d_dd_ws, c->d_rows_out};
+                 c->d_peer_idx, c->d_tok_dst, c->d_dd_ws, c->d_rows_out, c->d_peer_hdr, c->d_lead, c->d_inv};
     for (size_t b = 0; b < sizeof d / sizeof d[0]; b++)
         if (d[b]) cudaFree(d[b]);
     if (c->h_stage) cudaFreeHost(c->h_stage);
@@ -217,8 +240,9 @@ void janus_ipc_init(janus_xchg *x, int max_tokens, void *stream) {
         c->h_first = xmalloc(sizeof(int) * 2 * (size_t)x->n_moe);
     }
     if (x->moe_idx >= 0) {
-        // rows, then an int32 per row (where the deduplicated rows put each pair's)
-        c->d_in = janus_cuda_alloc(c->n_mb * c->rows_moe * (row + sizeof(int32_t)));
+        // rows, then an int32 per row (where the deduplicated rows put each
+        // pair's), then 2k int32 per row (the headers of summed outputs)
+        c->d_in = janus_cuda_alloc(c->n_mb * c->rows_moe * (row + sizeof(int32_t) * (1 + 2 * (size_t)x->k)));
         c->d_in_src = index_part(x, c, c->d_in);
         c->d_xs = janus_cuda_alloc(c->rows_moe * row), c->d_ys = janus_cuda_alloc(c->rows_moe * row), c->d_out = janus_cuda_alloc(c->rows_moe * row);
         CK(cudaIpcGetMemHandle(&me.in, c->d_in));
@@ -274,8 +298,10 @@ static void ipc_free(janus_xchg *x) {
     janus_log("CUDA IPC exchange: %lld of %lld (layer, micro-batch)s scheduled and routed on the GPUs (%s)",
               (long long)x->t.routed_gpu, (long long)(x->t.routed_gpu + x->t.routed_host),
               x->dev_sched ? "decode-sized steps" : "off: JANUS_XCHG_SCHED=host or not supported here");
-    janus_log("CUDA IPC exchange: rows sent %s", c->dedup ? "once per (token, MoE rank)"
-                                                          : "once per (token, expert) pair (JANUS_XCHG_DEDUP=0)");
+    janus_log("CUDA IPC exchange: rows sent %s; outputs back %s",
+              c->dedup ? "once per (token, MoE rank)" : "once per (token, expert) pair (JANUS_XCHG_DEDUP=0)",
+              c->sums ? "once per (token, MoE rank), summed there (decode steps routed on the GPUs)"
+                      : c->dedup ? "once per pair (JANUS_XCHG_SUMS=0)" : "once per pair");
     if (c->d_rows_out) { // this attention rank's (verbose: every rank's)
         int64_t rows = 0;
         cudaMemcpy(&rows, c->d_rows_out, 8, cudaMemcpyDeviceToHost);
@@ -457,7 +483,8 @@ static void ipc_finish_layer(janus_xchg *x) {
 // attention rank, group, run the experts and write every output into its
 // attention rank's return buffer, then signal every attention rank.
 
-static void ipc_dispatch_dev(janus_xchg *x, int l, int i, const float *d_rows, const int32_t *ids, int T) {
+static void ipc_dispatch_dev(janus_xchg *x, int l, int i, const float *d_rows, const int32_t *ids, const float *d_w,
+                             int T) {
     struct janus_ipc *c = x->dev_state;
     const int E = x->E, A = x->n_attn, K = x->k, P = x->attn_idx >= 0 ? T * K : 0;
     const double t0 = janus_now_s();
@@ -491,8 +518,10 @@ static void ipc_dispatch_dev(janus_xchg *x, int l, int i, const float *d_rows, c
     if (c->dedup) { // each token's row once per MoE rank, and where each pair finds it
         CK(jk_xchg_dedup(c->d_dst_m, c->d_dst_row, T, K, x->n_moe, c->d_tok_dst, c->d_rows_out, c->d_dd_ws, c->st));
         c->pairs_dev += P;
-        CK(jk_xchg_send_tokens(c->d_peer_in, c->d_peer_idx, c->rows_moe * i, d_rows, c->d_tok_dst, c->d_dst_m,
-                               c->d_dst_row, T, K, x->n_moe, c->H, c->st));
+        if (c->sums && !d_w) janus_die(NULL, "internal: CUDA IPC exchange: outputs summed without router weights");
+        CK(jk_xchg_send_tokens(c->d_peer_in, c->d_peer_idx, c->sums ? c->d_peer_hdr : NULL, c->rows_moe * i, d_rows,
+                               c->d_tok_dst, c->d_dst_m, c->d_dst_row, d_ids, d_w,
+                               c->sums ? c->d_lead + c->rows_attn * i : NULL, T, K, x->n_moe, c->H, c->st));
     } else {
         CK(jk_xchg_send_rows(c->d_peer_in, c->rows_moe * i, d_rows, c->d_dst_m, c->d_dst_row, K, P, c->H, c->st));
         x->t.bytes_sent += (int64_t)P * c->H * 4; // (the deduplicated path's count stays on the GPU)
@@ -521,8 +550,13 @@ static void ipc_serve_dev(janus_xchg *x, int l, int i, int max_rows) {
     else
         CK(jk_xchg_gather_rows(c->d_xs, in, c->d_perm, c->d_nrows, pairs, c->H, c->st));
     janus_gpu_serve_experts_devseg(x->experts_ctx, l, c->d_lseg, max_rows, c->d_xs, c->d_ys);
-    CK(jk_xchg_return_rows(c->d_peer_ret, c->rows_attn * i, c->d_ys, c->d_out_a, c->d_out_row, c->d_nrows, pairs,
-                           c->H, c->st));
+    if (c->sums) // each token's outputs here, weighted and summed: one row back per (token, this rank)
+        CK(jk_xchg_return_sums(c->d_peer_ret, c->rows_attn * i, c->d_ys, c->d_perm, c->d_in_src + (size_t)i * c->rows_moe,
+                               header_part(x, c, c->d_in) + (size_t)i * c->rows_moe * 2 * x->k, c->d_inv, c->d_out_a,
+                               c->d_out_row, c->d_nrows, pairs, x->k, c->H, c->st));
+    else
+        CK(jk_xchg_return_rows(c->d_peer_ret, c->rows_attn * i, c->d_ys, c->d_out_a, c->d_out_row, c->d_nrows, pairs,
+                               c->H, c->st));
     CK(cudaMemcpyAsync(c->h_served, c->d_served, 8, cudaMemcpyDeviceToHost, c->st)); // statistics, with the sync
     CK(cudaStreamSynchronize(c->st));
     for (int a = 0; a < A; a++) post_signal(x, x->attn_world[a], janus_xchg_tag(x, l, i, 1));
@@ -537,10 +571,22 @@ static void ipc_collect_dev(janus_xchg *x, int i, float *d_y) {
         MPI_Recv(NULL, 0, MPI_BYTE, x->moe_world[m], x->xa[i].tag_ret, x->world, MPI_STATUS_IGNORE);
     // No wait: the next write into this return buffer follows this rank's
     // next dispatch of micro-batch i, which synchronises the stream.
+    if (c->sums) return; // the combine reads the sums where they landed (ipc_sums)
     CK(jk_gather_rows(d_y, c->d_ret + (size_t)i * c->rows_attn * c->H, c->d_ret_row + c->rows_attn * i, 1, c->P_mb[i],
                       c->H, c->st));
 }
 
 static const janus_dev_xport ipc_xport = {"GPU to GPU through CUDA IPC", ipc_post_rows, ipc_serve, ipc_collect,
                                           ipc_finish_layer, ipc_free};
-static const janus_dev_sched ipc_sched = {ipc_dispatch_dev, ipc_serve_dev, ipc_collect_dev};
+// Summed outputs: the combine reads micro-batch i's return buffer through the
+// pairs' return rows, the leads' only.
+static bool ipc_sums(const janus_xchg *x, int i, const float **y, const int32_t **slot, const int32_t **lead) {
+    const struct janus_ipc *c = x->dev_state;
+    if (!c->sums) return false;
+    *y = c->d_ret + (size_t)i * c->rows_attn * c->H;
+    *slot = c->d_ret_row + c->rows_attn * i;
+    *lead = c->d_lead + c->rows_attn * i;
+    return true;
+}
+
+static const janus_dev_sched ipc_sched = {ipc_dispatch_dev, ipc_serve_dev, ipc_collect_dev, ipc_sums};

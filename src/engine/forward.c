@@ -192,7 +192,7 @@ void janus_step(janus_engine *en, const janus_batch *b, float *const *logits) {
             }
             double t2 = janus_now_s();
             if (en->xc) {
-                janus_xchg_dispatch(en->xc, l, i, mb ? mb->h : NULL, mb ? mb->topi : NULL, T);
+                janus_xchg_dispatch(en->xc, l, i, mb ? mb->h : NULL, mb ? mb->topi : NULL, NULL, T);
                 janus_xchg_serve(en->xc, l, i);
             } else {
                 janus_experts_local(L, H, mb->h, mb->topi, T, K, mb->y, en->xs, en->ys, en->order, &en->ffn);

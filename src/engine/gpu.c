@@ -779,10 +779,13 @@ static void mb_experts_local(janus_gpu *g, int l, int i, int64_t *expert_counts)
     mark(g, 3);
 }
 
-// x += combine(ys by slot) (+ sigmoid-gated shared expert). norm_next (layer
-// l + 1's input norm, or NULL): also write its bf16 output into xb where the
-// fused kernel can (then xb_ready says so).
-static void mb_combine(janus_gpu *g, int l, int i, const int32_t *slot, const uint16_t *norm_next) {
+// x += combine(y rows by slot) (+ sigmoid-gated shared expert). lead (NULL:
+// every pair, weighted): only the rows of pairs with lead != 0, unweighted
+// (the exchange's sums per MoE rank). norm_next (layer l + 1's input norm, or
+// NULL): also write its bf16 output into xb where the fused kernel can (then
+// xb_ready says so).
+static void mb_combine(janus_gpu *g, int l, int i, const float *y, const int32_t *slot, const int32_t *lead,
+                       const uint16_t *norm_next) {
     const janus_config *c = &g->m->cfg;
     gpu_mb *M = &g->mb[i];
     const gpu_layer *G = &g->L[l];
@@ -790,17 +793,17 @@ static void mb_combine(janus_gpu *g, int l, int i, const int32_t *slot, const ui
     if (T == 0) return;
     cudaStream_t st = g->st;
     if (!G->sh_gu && H % 4 == 0 && norm_next && H <= 4096) { // x += combine, then the next layer's norm, one kernel
-        CK(jk_combine_add_norm(M->x, g->xb, g->ys, slot, M->topi, M->topw, T, K, H, norm_next, c->rms_eps, st));
+        CK(jk_combine_add_norm(M->x, g->xb, y, slot, M->topi, M->topw, lead, T, K, H, norm_next, c->rms_eps, st));
         g->xb_ready = l + 1;
         mark(g, 4);
         return;
     }
     if (!G->sh_gu && H % 4 == 0) { // x += combine, one kernel
-        CK(jk_combine_add(M->x, g->ys, slot, M->topi, M->topw, T, K, H, st));
+        CK(jk_combine_add(M->x, y, slot, M->topi, M->topw, lead, T, K, H, st));
         mark(g, 4);
         return;
     }
-    CK(jk_combine(g->moe, g->ys, slot, M->topi, M->topw, T, K, H, st));
+    CK(jk_combine(g->moe, y, slot, M->topi, M->topw, lead, T, K, H, st));
     if (G->sh_gu) {
         linear(g, g->act, M->h, G->sh_gu, NULL, T, c->shared_inter, H, 1);
         linear(g, g->sh, g->act, G->sh_down, NULL, T, H, c->shared_inter, 0);
@@ -850,7 +853,7 @@ static void forward_layers(janus_gpu *g, int64_t *expert_counts) {
         if (!c->layer_moe[l]) continue;
         mb_experts_local(g, l, 0, expert_counts);
         const bool next_fused = l + 1 < c->n_layers && g->fused_qkv && H % 4 == 0;
-        mb_combine(g, l, 0, g->slot, g->fuse_layers && next_fused ? g->L[l + 1].attn_norm : NULL);
+        mb_combine(g, l, 0, g->ys, g->slot, NULL, g->fuse_layers && next_fused ? g->L[l + 1].attn_norm : NULL);
     }
     g->xb_ready = -1;
 }
@@ -978,7 +981,8 @@ void janus_gpu_step(janus_gpu *g, janus_engine *en, const janus_batch *b, float 
             }
             double tb = janus_now_s();
             en->times.attn_s += tb - ta;
-            janus_xchg_dispatch(xc, l, i, janus_xchg_on_device(xc) ? M->h : g->h_rows, g->h_topi, T);
+            janus_xchg_dispatch(xc, l, i, janus_xchg_on_device(xc) ? M->h : g->h_rows, g->h_topi,
+                                janus_xchg_on_device(xc) ? M->topw : NULL, T);
             janus_xchg_serve(xc, l, i); // monolithic ranks serve their experts too
             en->times.experts_s += janus_now_s() - tb;
         }
@@ -990,7 +994,10 @@ void janus_gpu_step(janus_gpu *g, janus_engine *en, const janus_batch *b, float 
             double tb = janus_now_s();
             if (M->T) {
                 if (!janus_xchg_on_device(xc)) CK(cudaMemcpyAsync(g->ys, g->h_y, 4 * (size_t)M->T * K * H, cudaMemcpyHostToDevice, st));
-                mb_combine(g, l, i, g->ident, NULL);
+                const float *y = g->ys;
+                const int32_t *slot = g->ident, *lead = NULL;
+                janus_xchg_sums(xc, i, &y, &slot, &lead); // outputs summed per (token, MoE rank): read in place
+                mb_combine(g, l, i, y, slot, lead, NULL);
                 if (!janus_xchg_on_device(xc)) CK(cudaStreamSynchronize(st)); // h_y is reused by the next micro-batch
             }
             en->times.experts_s += tb - ta;
