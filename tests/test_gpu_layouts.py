@@ -112,8 +112,9 @@ def gpus_visible():
 def run(janus, fixture, np_, extra, tmp, name, sched=None, dedup=None, sums=None):
     """Results of one layout, or None and the error; sched: JANUS_XCHG_SCHED
     for the run (then it logs, and the count of (layer, micro-batch)s routed
-    on the GPUs comes back as the third value); dedup: JANUS_XCHG_DEDUP;
-    sums: JANUS_XCHG_SUMS."""
+    on the GPUs comes back as the third value, and whether it says its decode
+    outputs came back summed on the MoE ranks as the fourth); dedup:
+    JANUS_XCHG_DEDUP; sums: JANUS_XCHG_SUMS."""
     tag = (f"_{sched}" if sched else "") + (f"_dedup{dedup}" if dedup is not None else "") + \
         (f"_sums{sums}" if sums is not None else "")
     out = os.path.join(tmp, name.replace(" ", "_").replace("+", "p") + tag + ".h5")
@@ -130,9 +131,10 @@ def run(janus, fixture, np_, extra, tmp, name, sched=None, dedup=None, sums=None
                                 "--out", out, "--backend", "cuda"] + ([] if sched else ["--quiet"]) + extra
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     if p.returncode != 0:
-        return None, f"janus exited {p.returncode}: {p.stderr.strip()[-1500:]}", None
+        return None, f"janus exited {p.returncode}: {p.stderr.strip()[-1500:]}", None, None
     m = re.search(r"exchange: (\d+) of (\d+) \(layer, micro-batch\)s scheduled and routed on the GPUs", p.stderr)
-    return janus_h5.read_results(out), None, int(m.group(1)) if m else None
+    summed = "outputs back once per (token, MoE rank), summed there" in p.stderr
+    return janus_h5.read_results(out), None, int(m.group(1)) if m else None, summed
 
 
 def identical(a, b):
@@ -198,7 +200,7 @@ def main():
         with tempfile.TemporaryDirectory() as tmp:
             janus_h5.write_requests(os.path.join(tmp, "req.h5"), [r["prompt"] for r in reqs],
                                     [r["max_new_tokens"] for r in reqs], ids=[r["id"] for r in reqs])
-            base, err, _ = run(janus, fx, 1, [], tmp, "base")
+            base, err, _, _ = run(janus, fx, 1, [], tmp, "base")
             if err:
                 print(f"FAIL {os.path.basename(fx)} one rank: {err}")
                 failed += 1
@@ -210,30 +212,33 @@ def main():
                         continue
                     same = name in SCHED_SAME
                     sums = 0 if name in SUMS_OFF else None
-                    res, err, n_gpu = run(janus, fx, np_, extra, tmp, name, "gpu" if same else None, sums=sums)
+                    res, err, n_gpu, summed = run(janus, fx, np_, extra, tmp, name, "gpu" if same else None, sums=sums)
                     errs = [err] if err else compare(base, res, reqs, exact)
                     where = (f"{np_} ranks, one per GPU" if "nccl" in extra
                              else f"{np_} ranks on {min(np_, n_gpus)} GPU{'s' if min(np_, n_gpus) > 1 else ''}")
                     ok = tally(f"{os.path.basename(fx)} {name} ({where})", errs)
                     passed, failed = passed + ok, failed + (not ok)
                     if sums == 0 and not err:
-                        summed, err2, _ = run(janus, fx, np_, extra, tmp, name)
+                        res_sums, err2, _, _ = run(janus, fx, np_, extra, tmp, name)
                         ok = tally(f"{os.path.basename(fx)} {name}: outputs summed on the MoE ranks (as reshaped)",
-                                   [err2] if err2 else compare(base, summed, reqs, False))
+                                   [err2] if err2 else compare(base, res_sums, reqs, False))
                         passed, failed = passed + ok, failed + (not ok)
                     if not same or err:
                         continue
-                    host, err, n_host = run(janus, fx, np_, extra, tmp, name, "host", sums=sums)
+                    host, err, n_host, _ = run(janus, fx, np_, extra, tmp, name, "host", sums=sums)
                     errs = [err] if err else identical(res, host)
                     if not err and not n_gpu:
                         errs.append(f"the default run routed {n_gpu} (layer, micro-batch)s on the GPUs")
+                    if not err and summed != (sums is None):
+                        errs.append(f"the GPU-routed run {'did not say' if sums is None else 'said'} its outputs "
+                                    "came back summed on the MoE ranks")
                     if not err and n_host != 0:
                         errs.append(f"the JANUS_XCHG_SCHED=host run routed {n_host} on the GPUs")
                     ok = tally(f"{os.path.basename(fx)} {name}: schedule on the GPUs ({n_gpu} routed there) = on the host", errs)
                     passed, failed = passed + ok, failed + (not ok)
                     if name not in DEDUP_SAME:
                         continue
-                    per_pair, err, _ = run(janus, fx, np_, extra, tmp, name, "gpu", dedup=0, sums=sums)
+                    per_pair, err, _, _ = run(janus, fx, np_, extra, tmp, name, "gpu", dedup=0, sums=sums)
                     errs = [err] if err else identical(res, per_pair)
                     ok = tally(f"{os.path.basename(fx)} {name}: rows once per (token, MoE rank) = once per pair", errs)
                     passed, failed = passed + ok, failed + (not ok)

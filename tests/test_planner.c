@@ -161,9 +161,11 @@ int main(int argc, char **argv) {
         }
     }
     // The exchange is priced at payload_bytes per element (janus moves f32
-    // rows, one per (token, expert) pair), not at act_bytes: per layer,
-    // disaggregated 2 (alpha + b k H payload / link), monolithic on G GPUs
-    // 2 (alpha + b k H payload (G - 1) / G / link), on one node (docs/plan.md).
+    // rows), not at act_bytes, and on one node at one row per (token, MoE
+    // rank) each way: per layer, disaggregated 1+1 2 (alpha + b H payload /
+    // link), monolithic on 2 GPUs 2 (alpha + b r H payload / 2 / link) with r
+    // = 2 (1 - C(E/2, k) / C(E, k)) (docs/plan.md); r against a Monte-Carlo
+    // draw of k distinct experts.
     {
         janus_config q;
         janus_err e;
@@ -176,12 +178,14 @@ int main(int argc, char **argv) {
         int ok = 1;
         for (int pb = 1; pb <= 4; pb *= 2) {
             h.payload_bytes = pb;
-            const double row = (double)q.hidden * q.top_k * pb;
+            const double row = (double)q.hidden * pb;
+            double none = 1; // C(E/2, k) / C(E, k)
+            for (int i = 0; i < q.top_k; i++) none *= (q.n_experts / 2.0 - i) / (q.n_experts - i);
             janus_plan d = {.attn = 1, .moe = 1, .batch = 256, .micro = 1}, m2 = {.attn = 2, .moe = 0, .batch = 256, .micro = 1};
             janus_plan_eval(&q, &h, &w, &d);
             janus_plan_eval(&q, &h, &w, &m2);
             const double want_d = 2 * (h.intra_alpha_s + 256 * row / h.intra_Bps);
-            const double want_m = 2 * (h.intra_alpha_s + 256 * row / 2 / h.intra_Bps);
+            const double want_m = 2 * (h.intra_alpha_s + 256 * row * 2 * (1 - none) / 2 / h.intra_Bps);
             if (fabs(d.t_xchg_s - want_d) > 1e-12 || fabs(m2.t_xchg_s - want_m) > 1e-12) {
                 ok = 0;
                 printf("     payload %d B: 1+1 exchange %.3f us (want %.3f), monolithic 2 %.3f us (want %.3f)\n", pb,
@@ -190,6 +194,33 @@ int main(int argc, char **argv) {
         }
         check(ok_default, "every preset prices the exchange at 4 bytes per element (f32 rows)");
         check(ok, "the exchange per layer is 2 (alpha + rows x payload_bytes / link) at 1, 2 and 4 bytes (1+1, monolithic 2)");
+        // janus_rows_per_token against draws of k distinct experts of E over M ranks.
+        uint64_t z = 99;
+        int ok_r = 1;
+        const int cases[][3] = {{128, 8, 2}, {128, 8, 3}, {128, 8, 8}, {8, 2, 4}, {64, 6, 16}, {16, 4, 1}};
+        for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+            const int E = cases[ci][0], K = cases[ci][1], M = cases[ci][2];
+            const int draws = 20000;
+            double sum = 0;
+            for (int d = 0; d < draws; d++) {
+                int pick[16], n = 0, hit[16] = {0};
+                while (n < K) {
+                    z ^= z << 13, z ^= z >> 7, z ^= z << 17;
+                    const int e = (int)(z % (uint64_t)E);
+                    int dup = 0;
+                    for (int j = 0; j < n; j++) dup |= pick[j] == e;
+                    if (!dup) pick[n++] = e;
+                }
+                for (int j = 0; j < K; j++) hit[pick[j] * M / E] = 1; // rank of expert e: e / (E / M)
+                for (int r = 0; r < M; r++) sum += hit[r];
+            }
+            const double mc = sum / draws, f = janus_rows_per_token(E, K, M);
+            if (fabs(mc - f) > 0.02 * f + 0.01) {
+                ok_r = 0;
+                printf("     E=%d k=%d M=%d: rows per token %.4f, Monte-Carlo %.4f\n", E, K, M, f, mc);
+            }
+        }
+        check(ok_r, "rows per token on one node (once per MoE rank holding one of its experts) match Monte-Carlo draws");
     }
     // Expected activated experts: formula vs Monte-Carlo (i.i.d. pairs).
     const int E = 64;

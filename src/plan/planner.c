@@ -6,7 +6,10 @@
 //   t_moe  = (activated experts per MoE GPU x bytes of one expert) / (HBM x eff)
 //            + expert FLOPs / peak + overhead, with the A b' k routed pairs
 //            spread over the MoE GPUs by the activation scheduler
-//   t_xchg = 2 (alpha + b' k H payload_bytes / link bandwidth)   (there and back)
+//   t_xchg = 2 (alpha + b' r H payload_bytes / link bandwidth)   (there and back)
+//            r rows per token: on one node (CUDA IPC) a token's row goes once
+//            to each MoE GPU holding one of its k experts and one sum comes
+//            back (janus_rows_per_token); across nodes (NCCL) r = k, a row per pair
 // Disaggregated, ping-pong over m micro-batches:
 //   T_layer = m max(t_attn, t_xchg + t_moe) + min(t_attn, t_xchg + t_moe)
 // or, where one message exceeds hw->overlap_max_bytes (host MPI moves it only
@@ -129,6 +132,15 @@ static void attn_cost(const janus_config *c, int l, double b, double L, double k
     *flops = 2 * b * (w / 2) + 4 * b * L * nq; // matvecs + attention scores and values
 }
 
+double janus_rows_per_token(int E, int K, int M) {
+    if (M <= 1) return 1;
+    if (K >= E) return M;
+    const double per = (double)E / M; // experts per rank
+    double none = 1; // P(a given rank holds none of the token's k distinct experts)
+    for (int i = 0; i < K; i++) none *= fmax(0.0, (E - per - i) / (E - i));
+    return M * (1 - none);
+}
+
 static double link_time(const janus_hw *hw, bool intra, double bytes) {
     return intra ? hw->intra_alpha_s + bytes / hw->intra_Bps : hw->inter_alpha_s + bytes / hw->inter_Bps;
 }
@@ -171,7 +183,8 @@ void janus_plan_eval(const janus_config *c, const janus_hw *hw, const janus_work
             const double pairs = (double)A * b * K;
             const double act = janus_expected_active(E, pairs, p); // one device reads every activated expert
             const double t_e = m * (act * expert_bytes / bw + pairs * expert_flops / hw->flops);
-            const double t_x = m * 2 * 2 * pairs * c->hidden * hw->payload_bytes / bw; // rows there and back: read + write
+            const double rows = (double)A * b * janus_rows_per_token(E, K, Mr); // IPC: once per (token, MoE rank)
+            const double t_x = m * 2 * 2 * rows * c->hidden * hw->payload_bytes / bw; // there and back: read + write
             // Context hand-offs per micro-batch: one to each MoE process in turn
             // and, with one attention process, one back to it; with several
             // attention-side processes each gives the GPU away at its own
@@ -189,7 +202,8 @@ void janus_plan_eval(const janus_config *c, const janus_hw *hw, const janus_work
             double act = fmin((double)E / G + 1, janus_expected_active(E, pairs, p) / G);
             double t_a = ab / bw + af / hw->flops;
             double t_e = act * expert_bytes / bw + pairs / G * expert_flops / hw->flops;
-            double t_x = G > 1 ? 2 * link_time(hw, intra, (double)pl->batch * K * c->hidden * hw->payload_bytes * (G - 1) / G) : 0;
+            const double r = intra ? janus_rows_per_token(E, K, G) : K; // rows per token, to all G ranks
+            double t_x = G > 1 ? 2 * link_time(hw, intra, (double)pl->batch * r * c->hidden * hw->payload_bytes * (G - 1) / G) : 0;
             tpot += t_a + t_e + t_x + 2 * hw->layer_overhead_s;
             ta1 = t_a, tm1 = t_e, tx1 = t_x, act1 = act;
             moe_layer = tpot - before;
@@ -202,12 +216,13 @@ void janus_plan_eval(const janus_config *c, const janus_hw *hw, const janus_work
         // the experts a MoE GPU holds.
         double act = fmin(ceil((double)E / M), ceil(janus_expected_active(E, pairs, p) / M - 1e-9));
         const double t_e = act * expert_bytes / bw + pairs / M * expert_flops / hw->flops + hw->layer_overhead_s;
-        const double t_x = 2 * link_time(hw, intra, bm * K * c->hidden * hw->payload_bytes);
+        const double r = intra ? janus_rows_per_token(E, K, M) : K; // rows per token
+        const double t_x = 2 * link_time(hw, intra, bm * r * c->hidden * hw->payload_bytes);
         const double stage = t_x + t_e;
         // Rows from one attention GPU to one MoE GPU per micro-batch: beyond the
         // overlap limit they wait for the sender's next MPI call, i.e. the end of
         // the next micro-batch's attention, and the pipeline runs serially.
-        const double msg = bm * K * c->hidden * hw->payload_bytes / M;
+        const double msg = bm * r * c->hidden * hw->payload_bytes / M;
         if (hw->overlap_max_bytes > 0 && msg > hw->overlap_max_bytes) tpot += m * (t_a + stage);
         else tpot += m * fmax(t_a, stage) + fmin(t_a, stage);
         ta1 = t_a, tm1 = t_e, tx1 = t_x, act1 = act;

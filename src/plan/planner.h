@@ -82,6 +82,11 @@ typedef struct {
 // fall on E experts with per-pair probabilities p (NULL: uniform):
 // sum_e 1 - (1 - p_e)^pairs.
 double janus_expected_active(int E, double pairs, const double *p);
+// Rows the exchange moves per token on one node (CUDA IPC: a token's row once
+// to each of M MoE ranks holding E / M experts each that hold one of its K
+// distinct experts, picked uniformly; one summed row back from each):
+// M (1 - C(E - E/M, K) / C(E, K)); 1 when M == 1.
+double janus_rows_per_token(int E, int K, int M);
 
 // Fills the predictions of pl (attn, moe, batch, micro set).
 void janus_plan_eval(const janus_config *c, const janus_hw *hw, const janus_workload *w, janus_plan *pl);
