@@ -337,11 +337,33 @@ extern "C" int jk_xchg_send_tokens(float *const *peer, int32_t *const *peer_idx,
     return (int)cudaGetLastError();
 }
 
+// Host-routed steps: entry e = {MoE rank m, row, K receive rows, K pair
+// indices} -> m's header at row: the rows, then w of each pair (0 past them).
+__global__ void put_headers_kernel(int32_t *const *peer_hdr, const int32_t *ent, const float *w, int n, int K) {
+    const int e = blockIdx.x * blockDim.x + threadIdx.x;
+    if (e >= n) return;
+    const int32_t *x = ent + (size_t)e * (2 + 2 * K);
+    int32_t *h = peer_hdr[x[0]] + (size_t)x[1] * 2 * K;
+    for (int j = 0; j < K; j++) {
+        const int q = x[2 + K + j];
+        h[j] = x[2 + j];
+        h[K + j] = q >= 0 ? __float_as_int(w[q]) : 0;
+    }
+}
+
+extern "C" int jk_xchg_put_headers(int32_t *const *peer_hdr, const int32_t *ent, const float *w, int n, int K,
+                                   void *stream) {
+    if (n <= 0) return 0;
+    if (K > JK_XCHG_SUM_MAX_K) return (int)cudaErrorInvalidValue;
+    put_headers_kernel<<<(n + 127) / 128, 128, 0, (cudaStream_t)stream>>>(peer_hdr, ent, w, n, K);
+    return (int)cudaGetLastError();
+}
+
 // ---- outputs back once per (token, MoE rank): the MoE rank's weighted sums ----
 
-__global__ void inverse_perm_kernel(int32_t *inv, const int32_t *perm, const int32_t *n) {
+__global__ void inverse_perm_kernel(int32_t *inv, const int32_t *perm, const int32_t *n, int n_max) {
     const int g = blockIdx.x * blockDim.x + threadIdx.x;
-    if (g < *n) inv[perm[g]] = g;
+    if (g < (n ? *n : n_max)) inv[perm[g]] = g;
 }
 
 // Block g: if grouped row g is its token's lead here, the weighted sum of the
@@ -356,7 +378,7 @@ __global__ void __launch_bounds__(ROW_THREADS) return_sums_kernel(float *const *
     __shared__ float s_w[JK_XCHG_SUM_MAX_K];
     __shared__ int s_n;
     const int g = blockIdx.x;
-    if (g >= *n) return;
+    if (n && g >= *n) return;
     const int r = perm[g];
     const int32_t *h = hdr + (size_t)src_row[r] * 2 * K;
     if (h[0] != r) return; // (the whole block alike)
@@ -381,7 +403,7 @@ extern "C" int jk_xchg_return_sums(float *const *peer, size_t base, const float 
                                    const int32_t *out_row, const int32_t *n, int n_max, int K, int H, void *stream) {
     if (n_max <= 0) return 0;
     if (K > JK_XCHG_SUM_MAX_K || H % 4) return (int)cudaErrorInvalidValue;
-    inverse_perm_kernel<<<(n_max + 255) / 256, 256, 0, (cudaStream_t)stream>>>(inv, perm, n);
+    inverse_perm_kernel<<<(n_max + 255) / 256, 256, 0, (cudaStream_t)stream>>>(inv, perm, n, n_max);
     return_sums_kernel<<<n_max, ROW_THREADS, 0, (cudaStream_t)stream>>>(peer, base, y, perm, src_row, hdr, inv, out_a,
                                                                          out_row, n, K, H);
     return (int)cudaGetLastError();

@@ -99,7 +99,12 @@ int jk_xchg_send_tokens(float *const *peer, int32_t *const *peer_idx, int32_t *c
 // hdr at row src_row[perm[g]] starts with perm[g]), the sum over the header's
 // pairs of weight x output (their grouped rows: inv, an [rows] scratch this
 // call fills from perm), in the header's order with jk_combine_add's rounding,
-// to peer[out_a[g]] at row base + out_row[g]. H % 4 == 0.
+// to peer[out_a[g]] at row base + out_row[g]. H % 4 == 0. n NULL: g < n_max.
+// The same headers built on the host (host-routed steps): ent [n, 2 + 2K]
+// int32, entry e = {MoE rank m, row, the K receive rows (-1 after the
+// token's), the K pair indices into w (-1 likewise)}: peer_hdr[m] at that row
+// gets the rows and the pairs' weights w (device).
+int jk_xchg_put_headers(int32_t *const *peer_hdr, const int32_t *ent, const float *w, int n, int K, void *stream);
 int jk_xchg_return_sums(float *const *peer, size_t base, const float *y, const int32_t *perm, const int32_t *src_row,
                         const int32_t *hdr, int32_t *inv, const int32_t *out_a, const int32_t *out_row,
                         const int32_t *n, int n_max, int K, int H, void *stream);

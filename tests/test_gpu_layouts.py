@@ -33,7 +33,9 @@ once per (token, MoE rank), summed on the MoE rank (JANUS_XCHG_SUMS): 1+1,
 one MoE rank, gets the combine's own sum and stays exact and equal to its
 host-routed run (outputs per pair); the layouts in SUMS_OFF (several MoE
 ranks) run their exact and same-file checks with JANUS_XCHG_SUMS=0 and once
-more with the default, checked as reshaped.
+more with the default, checked as reshaped, and that default run must equal
+its host-routed run (JANUS_XCHG_SCHED=host: the sums' headers built on the
+host) bit for bit.
 
 Where the machine has at least as many GPUs as a layout has ranks, the
 layouts in NCCL_EXACT and NCCL_RESHAPED run too, one GPU per rank with the
@@ -223,6 +225,13 @@ def main():
                         ok = tally(f"{os.path.basename(fx)} {name}: outputs summed on the MoE ranks (as reshaped)",
                                    [err2] if err2 else compare(base, res_sums, reqs, False))
                         passed, failed = passed + ok, failed + (not ok)
+                        if not err2: # summed on the host's routing: the same sums, the same bits
+                            host_sums, err3, _, said = run(janus, fx, np_, extra, tmp, name, "host")
+                            errs = [err3] if err3 else identical(res_sums, host_sums)
+                            if not err3 and not said:
+                                errs.append("the host-routed run did not say its outputs came back summed")
+                            ok = tally(f"{os.path.basename(fx)} {name}: outputs summed, host-routed = GPU-routed", errs)
+                            passed, failed = passed + ok, failed + (not ok)
                     if not same or err:
                         continue
                     host, err, n_host, _ = run(janus, fx, np_, extra, tmp, name, "host", sums=sums)

@@ -181,7 +181,7 @@ static void ensure_moe(janus_xmb_moe *q, int rows, int H) {
     q->cap = cap;
 }
 
-static void post_rows(janus_xchg *x, int l, int i, const float *xrows, const int32_t *ids, int T);
+static void post_rows(janus_xchg *x, int l, int i, const float *xrows, const int32_t *ids, const float *w, int T);
 
 void janus_xchg_dispatch(janus_xchg *x, int l, int i, const float *xrows, const int32_t *ids, const float *w, int T) {
     const int E = x->E, K = x->k;
@@ -217,14 +217,14 @@ void janus_xchg_dispatch(janus_xchg *x, int l, int i, const float *xrows, const 
     x->t.sched_s += t2 - t1;
     if (x->attn_idx >= 0) {
         x->xa[i].tag_ret = janus_xchg_tag(x, l, i, 1);
-        post_rows(x, l, i, xrows, ids, T);
+        post_rows(x, l, i, xrows, ids, w, T);
     }
     if (x->path == XPATH_HIER) janus_hier_gateway_forward(x, l, i);
     x->t.send_s += janus_now_s() - t2;
 }
 
 // Phase 2 (attention side): rows to each MoE rank, expert order then token order.
-static void post_rows(janus_xchg *x, int l, int i, const float *xrows, const int32_t *ids, int T) {
+static void post_rows(janus_xchg *x, int l, int i, const float *xrows, const int32_t *ids, const float *w, int T) {
     const int E = x->E, K = x->k, H = x->H, M = x->n_moe;
     const janus_placement *p = &x->place[l];
     const int S = p->rep_off[E];
@@ -261,7 +261,7 @@ static void post_rows(janus_xchg *x, int l, int i, const float *xrows, const int
     }
     a->n_req = 0;
     if (x->dev) {
-        x->dev->post_rows(x, l, i, xrows);
+        x->dev->post_rows(x, l, i, xrows, ids, w);
         return;
     }
     for (int m = 0; m < M; m++) {
@@ -376,8 +376,8 @@ void janus_xchg_collect(janus_xchg *x, int i, float *y) {
 }
 
 bool janus_xchg_sums(const janus_xchg *x, int i, const float **y, const int32_t **slot, const int32_t **lead) {
-    if (x->attn_idx < 0 || !x->dev || !x->sched_on_gpu[i] || !x->dev_sched->sums) return false;
-    return x->dev_sched->sums(x, i, y, slot, lead);
+    if (x->attn_idx < 0 || !x->dev || !x->dev->sums) return false;
+    return x->dev->sums(x, i, y, slot, lead);
 }
 
 void janus_xchg_relay_back(janus_xchg *x, int l, int i) {

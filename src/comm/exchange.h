@@ -108,14 +108,17 @@ typedef struct {
 // is known on the host.
 typedef struct janus_dev_xport {
     const char *name;
-    // attention side: rows d_rows [T, H] leave by destination (a->pair built)
-    void (*post_rows)(janus_xchg *x, int l, int i, const float *d_rows);
+    // attention side: rows d_rows [T, H] leave by destination (a->pair built);
+    // ids [T, k] (host) and d_w [T, k] (device, may be NULL) the routing
+    void (*post_rows)(janus_xchg *x, int l, int i, const float *d_rows, const int32_t *ids, const float *d_w);
     // MoE side: rows in, experts (x->experts_dev_fn), outputs home
     void (*serve)(janus_xchg *x, int l, int i, const int32_t *perm, const int32_t *seg, int R, int max_rows);
     // attention side: (l, i)'s outputs into d_y [T*k, H], pair order
     void (*collect)(janus_xchg *x, int i, float *d_y);
     void (*finish_layer)(janus_xchg *x);
     void (*free)(janus_xchg *x); // collective; before the GPU stream it uses goes
+    // NULL or false: collect filled d_y; else janus_xchg_sums's answer (either routing).
+    bool (*sums)(const janus_xchg *x, int i, const float **y, const int32_t **slot, const int32_t **lead);
 } janus_dev_xport;
 
 // A device transport's phase 2 with the schedule and routing computed on this
@@ -127,8 +130,6 @@ typedef struct janus_dev_sched {
     void (*dispatch)(janus_xchg *x, int l, int i, const float *d_rows, const int32_t *ids, const float *d_w, int T);
     void (*serve)(janus_xchg *x, int l, int i, int max_rows);
     void (*collect)(janus_xchg *x, int i, float *d_y);
-    // NULL or false: collect filled d_y; else janus_xchg_sums's answer.
-    bool (*sums)(const janus_xchg *x, int i, const float **y, const int32_t **slot, const int32_t **lead);
 } janus_dev_sched;
 
 // Builds the pools: world ranks [0, n_attn) attend, [n_attn, n_attn + n_moe)
@@ -149,7 +150,7 @@ void janus_xchg_serve(janus_xchg *x, int l, int i);
 void janus_xchg_collect(janus_xchg *x, int i, float *y);
 // Attention ranks, after collect: true when micro-batch i's outputs came back
 // as one row per (token, MoE rank), the weighted sum of the token's outputs
-// there (device transports, decode steps): *y the rows (device), *slot [T*k]
+// there (CUDA IPC, JANUS_XCHG_SUMS): *y the rows (device), *slot [T*k]
 // each pair's row in *y, *lead [T*k] 1 for the one pair per (token, MoE rank)
 // whose row holds that sum (jk_combine_add's lead); collect then left its y
 // alone. False: y holds every pair's output.

@@ -67,6 +67,12 @@ struct janus_ipc {
     int32_t **d_peer_hdr;       // [M] device array: each MoE rank's header part, mapped here
     int32_t *d_lead;            // [n_mb, rows_attn] attention side: 1 where a pair's return row holds its sum
     int32_t *d_inv;             // [rows_moe] MoE side: scratch of jk_xchg_return_sums
+    // ... and on host-routed steps (prompt-sized), the headers, leads and
+    // return rows built on the host (sums_init):
+    int32_t *h_ent, *d_ent;     // [rows_attn, 2 + 2k] pinned / device: jk_xchg_put_headers' entries
+    int32_t *h_lead, *h_slot;   // [rows_attn] pinned: each pair's lead flag and return row
+    int32_t *h_rowof, *h_mof;   // [rows_attn]: each pair's send row and MoE rank
+    int32_t *h_oa, *h_or;       // [rows_moe] pinned, MoE side: each grouped row's attention rank, return row
     int32_t *h_tokrow;          // [max_tokens] attention side, host-routed steps: a token's row for one
                                 // MoE rank (-1: none), the same once per token and MoE rank there
     int *h_first;               // [2 M] attention side, host-routed steps: per MoE rank, its first
@@ -203,6 +209,45 @@ static void sched_gpu_init(janus_xchg *x, struct janus_ipc *c) {
     }
 }
 
+// Outputs summed on the MoE ranks, host-routed steps too: what the device
+// path (sched_gpu_init) left unallocated, and the host-built tables' staging.
+static void sums_init(janus_xchg *x, struct janus_ipc *c) {
+    if (!c->sums) return;
+    const int M = x->n_moe, A = x->n_attn, K = x->k;
+    const size_t rows_attn = c->rows_attn, rows_moe = c->rows_moe;
+    if (x->attn_idx >= 0) {
+        if (!c->d_peer_hdr) {
+            int32_t **h = xcalloc(M, sizeof(int32_t *));
+            for (int m = 0; m < M; m++) h[m] = header_part(x, c, c->peer_in[x->moe_world[m]]);
+            c->d_peer_hdr = janus_cuda_alloc(sizeof(int32_t *) * M);
+            CK(cudaMemcpy(c->d_peer_hdr, h, sizeof(int32_t *) * M, cudaMemcpyHostToDevice));
+            free(h);
+        }
+        if (!c->d_lead) c->d_lead = janus_cuda_alloc(4 * rows_attn * x->n_mb);
+        if (!c->d_ret_row) c->d_ret_row = janus_cuda_alloc(4 * rows_attn * x->n_mb);
+        const size_t ent = (2 + 2 * (size_t)K) * rows_attn * 4;
+        CK(cudaMallocHost((void **)&c->h_ent, ent));
+        c->d_ent = janus_cuda_alloc(ent);
+        CK(cudaMallocHost((void **)&c->h_lead, 4 * rows_attn));
+        CK(cudaMallocHost((void **)&c->h_slot, 4 * rows_attn));
+        c->h_rowof = xmalloc(4 * rows_attn), c->h_mof = xmalloc(4 * rows_attn);
+    }
+    if (x->moe_idx >= 0) {
+        if (!c->d_inv) c->d_inv = janus_cuda_alloc(4 * rows_moe);
+        if (!c->d_out_a) c->d_out_a = janus_cuda_alloc(4 * rows_moe);
+        if (!c->d_out_row) c->d_out_row = janus_cuda_alloc(4 * rows_moe);
+        if (!c->d_peer_ret) {
+            float **h = xcalloc(A, sizeof(float *));
+            for (int a = 0; a < A; a++) h[a] = c->peer_ret[x->attn_world[a]];
+            c->d_peer_ret = janus_cuda_alloc(sizeof(float *) * A);
+            CK(cudaMemcpy(c->d_peer_ret, h, sizeof(float *) * A, cudaMemcpyHostToDevice));
+            free(h);
+        }
+        CK(cudaMallocHost((void **)&c->h_oa, 4 * rows_moe));
+        CK(cudaMallocHost((void **)&c->h_or, 4 * rows_moe));
+    }
+}
+
 static void sched_gpu_free(janus_xchg *x, struct janus_ipc *c) {
     for (int l = 0; l < x->n_layers; l++) {
         if (c->plan && c->plan[l].dev) jk_sched_plan_free(&c->plan[l]);
@@ -211,9 +256,13 @@ static void sched_gpu_free(janus_xchg *x, struct janus_ipc *c) {
     free(c->plan), free(c->d_lseg_k), free(c->n_loc), free(c->P_mb);
     void *d[] = {c->d_stage, c->d_share, c->d_tok, c->d_act, c->d_ws, c->d_dst_m, c->d_dst_row, c->d_ret_row,
                  c->d_lseg, c->d_perm, c->d_out_a, c->d_out_row, c->d_nrows, c->d_served, c->d_peer_in, c->d_peer_ret,
-                 c->d_peer_idx, c->d_tok_dst, c->d_dd_ws, c->d_rows_out, c->d_peer_hdr, c->d_lead, c->d_inv};
+                 c->d_peer_idx, c->d_tok_dst, c->d_dd_ws, c->d_rows_out, c->d_peer_hdr, c->d_lead, c->d_inv, c->d_ent};
     for (size_t b = 0; b < sizeof d / sizeof d[0]; b++)
         if (d[b]) cudaFree(d[b]);
+    void *hp[] = {c->h_ent, c->h_lead, c->h_slot, c->h_oa, c->h_or};
+    for (size_t b = 0; b < sizeof hp / sizeof hp[0]; b++)
+        if (hp[b]) cudaFreeHost(hp[b]);
+    free(c->h_rowof), free(c->h_mof);
     if (c->h_stage) cudaFreeHost(c->h_stage);
     if (c->h_served) cudaFreeHost(c->h_served);
 }
@@ -287,6 +336,7 @@ void janus_ipc_init(janus_xchg *x, int max_tokens, void *stream) {
     c->req = xcalloc(c->cap_req, sizeof(MPI_Request));
     x->dev = &ipc_xport, x->dev_state = c;
     sched_gpu_init(x, c);
+    sums_init(x, c);
     MPI_Barrier(x->world); // every mapping is in place before anyone writes
 }
 
@@ -300,7 +350,7 @@ static void ipc_free(janus_xchg *x) {
               x->dev_sched ? "decode-sized steps" : "off: JANUS_XCHG_SCHED=host or not supported here");
     janus_log("CUDA IPC exchange: rows sent %s; outputs back %s",
               c->dedup ? "once per (token, MoE rank)" : "once per (token, expert) pair (JANUS_XCHG_DEDUP=0)",
-              c->sums ? "once per (token, MoE rank), summed there (decode steps routed on the GPUs)"
+              c->sums ? "once per (token, MoE rank), summed there"
                       : c->dedup ? "once per pair (JANUS_XCHG_SUMS=0)" : "once per pair");
     if (c->d_rows_out) { // this attention rank's (verbose: every rank's)
         int64_t rows = 0;
@@ -349,7 +399,8 @@ static int64_t off_in_attn(const janus_xchg *x, int i, int a, int m) {
 // rank's rows there, in token order, from the start of its region of m's
 // receive buffer; the region's index part gets, per row (pair), the row of
 // its token. h_idx: the tokens to gather, by MoE rank; h_idx2: the indices.
-static void post_rows_dedup(janus_xchg *x, int l, int i, const float *d_rows) {
+static void post_sum_headers(janus_xchg *x, int i, const int32_t *ids, const float *d_w);
+static void post_rows_dedup(janus_xchg *x, int l, int i, const float *d_rows, const int32_t *ids, const float *d_w) {
     struct janus_ipc *c = x->dev_state;
     janus_xmb_attn *a = &x->xa[i];
     const int M = x->n_moe, K = x->k, T = (int)(c->rows_attn / K);
@@ -386,12 +437,66 @@ static void post_rows_dedup(janus_xchg *x, int l, int i, const float *d_rows) {
         x->t.rows_sent += a->cnt[m];
         x->t.bytes_sent += (int64_t)n_tok[m] * row;
     }
+    if (c->sums) post_sum_headers(x, i, ids, d_w);
     CK(cudaStreamSynchronize(c->st)); // the rows are there before the signal says so (and tok, src reusable)
     for (int m = 0; m < M; m++)
         if (a->cnt[m]) post_signal(x, x->moe_world[m], janus_xchg_tag(x, l, i, 0));
 }
 
-static void ipc_post_rows(janus_xchg *x, int l, int i, const float *d_rows) {
+// Outputs summed on the MoE ranks, host-routed steps: per (token, MoE rank)
+// with pairs there, the header of its token row (jk_xchg_put_headers: the
+// pairs' receive rows in ascending (expert, slot), their weights); each
+// pair's lead flag and return row (the return layout mirrors the send
+// layout: a pair's output comes back to its send row) for the combine. After
+// post_rows_dedup's tables (h_idx2: each send row's token row there).
+static void post_sum_headers(janus_xchg *x, int i, const int32_t *ids, const float *d_w) {
+    struct janus_ipc *c = x->dev_state;
+    janus_xmb_attn *a = &x->xa[i];
+    const int M = x->n_moe, K = x->k, P = a->off[M], T = P / K, W = 2 + 2 * K;
+    if (!d_w) janus_die(NULL, "internal: CUDA IPC exchange: outputs summed without router weights");
+    int32_t *rowof = c->h_rowof, *mof = c->h_mof, *ent = c->h_ent;
+    for (int m = 0; m < M; m++)
+        for (int r = a->off[m]; r < a->off[m + 1]; r++) rowof[a->pair[r]] = r, mof[a->pair[r]] = m;
+    int n = 0;
+    for (int t = 0; t < T; t++) {
+        int ord[JK_XCHG_SUM_MAX_K]; // the token's pairs by (MoE rank, expert, slot)
+        for (int j = 0; j < K; j++) {
+            int k = j;
+            const int q = t * K + j;
+            while (k > 0) {
+                const int o = t * K + ord[k - 1];
+                if (mof[o] < mof[q] || (mof[o] == mof[q] && ids[o] <= ids[q])) break;
+                ord[k] = ord[k - 1], k--;
+            }
+            ord[k] = j;
+        }
+        for (int j0 = 0; j0 < K;) {
+            const int m = mof[t * K + ord[j0]];
+            int j1 = j0;
+            while (j1 < K && mof[t * K + ord[j1]] == m) j1++;
+            int32_t *e = ent + (size_t)n++ * W;
+            const int lead_q = t * K + ord[j0];
+            const int64_t base = off_in_moe(x, i, x->attn_idx, m); // this rank's region in m's buffer
+            e[0] = m, e[1] = (int32_t)((size_t)i * c->rows_moe + c->h_idx2[rowof[lead_q]]); // its token row there
+            for (int u = 0; u < K; u++) {
+                const int q = t * K + ord[j0 + u];
+                e[2 + u] = j0 + u < j1 ? (int32_t)(base + rowof[q] - a->off[m]) : -1;
+                e[2 + K + u] = j0 + u < j1 ? q : -1;
+            }
+            for (int u = j0; u < j1; u++) {
+                const int q = t * K + ord[u];
+                c->h_lead[q] = u == j0, c->h_slot[q] = rowof[q];
+            }
+            j0 = j1;
+        }
+    }
+    CK(cudaMemcpyAsync(c->d_ent, ent, sizeof(int32_t) * W * (size_t)n, cudaMemcpyHostToDevice, c->st));
+    CK(jk_xchg_put_headers(c->d_peer_hdr, c->d_ent, d_w, n, K, c->st));
+    CK(cudaMemcpyAsync(c->d_lead + c->rows_attn * i, c->h_lead, sizeof(int32_t) * P, cudaMemcpyHostToDevice, c->st));
+    CK(cudaMemcpyAsync(c->d_ret_row + c->rows_attn * i, c->h_slot, sizeof(int32_t) * P, cudaMemcpyHostToDevice, c->st));
+}
+
+static void ipc_post_rows(janus_xchg *x, int l, int i, const float *d_rows, const int32_t *ids, const float *d_w) {
     struct janus_ipc *c = x->dev_state;
     janus_xmb_attn *a = &x->xa[i];
     const int M = x->n_moe, K = x->k, R = a->off[M];
@@ -399,7 +504,7 @@ static void ipc_post_rows(janus_xchg *x, int l, int i, const float *d_rows) {
     if ((size_t)R > c->rows_attn) janus_die(NULL, "internal: CUDA IPC exchange: %d rows exceed %zu", R, c->rows_attn);
     if (R == 0) return;
     if (c->dedup) { // each token's row once per MoE rank, and where each pair finds it
-        post_rows_dedup(x, l, i, d_rows);
+        post_rows_dedup(x, l, i, d_rows, ids, d_w);
         return;
     }
     memcpy(c->h_idx, a->pair, sizeof(int32_t) * R);
@@ -431,17 +536,41 @@ static void ipc_serve(janus_xchg *x, int l, int i, const int32_t *perm, const in
     x->t.serve_wait_s += t1 - t0;
     if (R == 0) return;
     float *in = c->d_in + (size_t)i * c->rows_moe * c->H;
-    // xs[g] = in[perm[g]]; run the experts; out[perm[g]] = ys[g] (a gather by the inverse).
+    // xs[g] = in[perm[g]]; run the experts; out[perm[g]] = ys[g] (a gather by
+    // the inverse), or summed: each token's outputs here to the return row of
+    // its lead pair (out_a / out_row of each grouped row: its attention rank,
+    // the row there mirroring its receive row).
     memcpy(c->h_idx, perm, sizeof(int32_t) * R);
-    for (int g = 0; g < R; g++) c->h_idx2[perm[g]] = g;
     CK(cudaMemcpyAsync(c->d_idx, c->h_idx, sizeof(int32_t) * R, cudaMemcpyHostToDevice, c->st));
-    CK(cudaMemcpyAsync(c->d_idx2, c->h_idx2, sizeof(int32_t) * R, cudaMemcpyHostToDevice, c->st));
+    if (c->sums) {
+        for (int g = 0, a = 0; g < R; g++) {
+            const int r = perm[g];
+            for (a = 0; r >= q->off[a + 1]; a++) {}
+            c->h_oa[g] = a, c->h_or[g] = (int32_t)(off_in_attn(x, i, a, x->moe_idx) + r - q->off[a]);
+        }
+        CK(cudaMemcpyAsync(c->d_out_a, c->h_oa, sizeof(int32_t) * R, cudaMemcpyHostToDevice, c->st));
+        CK(cudaMemcpyAsync(c->d_out_row, c->h_or, sizeof(int32_t) * R, cudaMemcpyHostToDevice, c->st));
+    } else {
+        for (int g = 0; g < R; g++) c->h_idx2[perm[g]] = g;
+        CK(cudaMemcpyAsync(c->d_idx2, c->h_idx2, sizeof(int32_t) * R, cudaMemcpyHostToDevice, c->st));
+    }
     if (c->dedup) // the row of each pair's token (post_rows_dedup)
         CK(jk_xchg_gather_rows_via(c->d_xs, in, c->d_in_src + (size_t)i * c->rows_moe, c->d_idx, NULL, R, c->H, c->st));
     else
         CK(jk_gather_rows(c->d_xs, in, c->d_idx, 1, R, c->H, c->st));
     if (!x->experts_dev_fn) janus_die(NULL, "internal: CUDA IPC exchange without a GPU expert hook");
     x->experts_dev_fn(x->experts_ctx, l, seg, max_rows, c->d_xs, c->d_ys, R);
+    if (c->sums) {
+        CK(jk_xchg_return_sums(c->d_peer_ret, c->rows_attn * i, c->d_ys, c->d_idx, c->d_in_src + (size_t)i * c->rows_moe,
+                               header_part(x, c, c->d_in) + (size_t)i * c->rows_moe * 2 * x->k, c->d_inv, c->d_out_a,
+                               c->d_out_row, NULL, R, x->k, c->H, c->st));
+        CK(cudaStreamSynchronize(c->st));
+        for (int a = 0; a < A; a++)
+            if (q->cnt[a]) post_signal(x, x->attn_world[a], janus_xchg_tag(x, l, i, 1));
+        x->t.rows_served += R;
+        x->t.experts_s += janus_now_s() - t1;
+        return;
+    }
     CK(jk_gather_rows(c->d_out, c->d_ys, c->d_idx2, 1, R, c->H, c->st));
     for (int a = 0; a < A; a++) {
         if (!q->cnt[a]) continue;
@@ -462,7 +591,7 @@ static void ipc_collect(janus_xchg *x, int i, float *d_y) {
     const int M = x->n_moe, R = a->off[M];
     for (int m = 0; m < M; m++)
         if (a->cnt[m]) MPI_Recv(NULL, 0, MPI_BYTE, x->moe_world[m], a->tag_ret, x->world, MPI_STATUS_IGNORE);
-    if (R == 0) return;
+    if (R == 0 || c->sums) return; // summed: the combine reads them in place (ipc_sums)
     for (int r = 0; r < R; r++) c->h_idx2[a->pair[r]] = r;
     CK(cudaMemcpyAsync(c->d_idx2, c->h_idx2, sizeof(int32_t) * R, cudaMemcpyHostToDevice, c->st));
     CK(jk_gather_rows(d_y, c->d_ret + (size_t)i * c->rows_attn * c->H, c->d_idx2, 1, R, c->H, c->st));
@@ -576,8 +705,9 @@ static void ipc_collect_dev(janus_xchg *x, int i, float *d_y) {
                       c->H, c->st));
 }
 
+static bool ipc_sums(const janus_xchg *x, int i, const float **y, const int32_t **slot, const int32_t **lead);
 static const janus_dev_xport ipc_xport = {"GPU to GPU through CUDA IPC", ipc_post_rows, ipc_serve, ipc_collect,
-                                          ipc_finish_layer, ipc_free};
+                                          ipc_finish_layer, ipc_free, ipc_sums};
 // Summed outputs: the combine reads micro-batch i's return buffer through the
 // pairs' return rows, the leads' only.
 static bool ipc_sums(const janus_xchg *x, int i, const float **y, const int32_t **slot, const int32_t **lead) {
@@ -589,4 +719,4 @@ static bool ipc_sums(const janus_xchg *x, int i, const float **y, const int32_t 
     return true;
 }
 
-static const janus_dev_sched ipc_sched = {ipc_dispatch_dev, ipc_serve_dev, ipc_collect_dev, ipc_sums};
+static const janus_dev_sched ipc_sched = {ipc_dispatch_dev, ipc_serve_dev, ipc_collect_dev};

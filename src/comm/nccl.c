@@ -147,7 +147,8 @@ static void moe_sends(janus_xchg *x, int i) {
                         x->attn_world[a], c->back, c->st_b));
 }
 
-static void nccl_post_rows(janus_xchg *x, int l, int i, const float *d_rows) {
+static void nccl_post_rows(janus_xchg *x, int l, int i, const float *d_rows, const int32_t *ids, const float *d_w) {
+    (void)ids, (void)d_w; // outputs come back per pair
     struct janus_nccl *c = x->dev_state;
     janus_xmb_attn *a = &x->xa[i];
     const int R = a->off[x->n_moe];
@@ -225,4 +226,4 @@ static void nccl_collect(janus_xchg *x, int i, float *d_y) {
 static void nccl_finish_layer(janus_xchg *x) { (void)x; }
 
 static const janus_dev_xport nccl_xport = {"GPU to GPU through NCCL", nccl_post_rows, nccl_serve, nccl_collect,
-                                           nccl_finish_layer, nccl_free};
+                                           nccl_finish_layer, nccl_free, NULL};
