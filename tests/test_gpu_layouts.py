@@ -31,7 +31,7 @@ rank; the layouts in DEDUP_SAME run again with JANUS_XCHG_DEDUP=0 (a row per
 pair) and must give identical result files too. Decode outputs come back
 once per (token, MoE rank), summed on the MoE rank (JANUS_XCHG_SUMS): 1+1,
 one MoE rank, gets the combine's own sum and stays exact and equal to its
-host-routed run (outputs per pair); the layouts in SUMS_OFF (several MoE
+host-routed run (whose sums are built from the host's tables); the layouts in SUMS_OFF (several MoE
 ranks) run their exact and same-file checks with JANUS_XCHG_SUMS=0 and once
 more with the default, checked as reshaped, and that default run must equal
 its host-routed run (JANUS_XCHG_SCHED=host: the sums' headers built on the
@@ -91,8 +91,8 @@ SCHED_SAME = ["1+1", "1+2", "1+3 replicas 2", "2+2 replicas 2 m2"]
 DEDUP_SAME = ["1+2", "2+2 replicas 2 m2"]
 # Decode outputs come back summed per (token, MoE rank) (JANUS_XCHG_SUMS,
 # default 1). With one MoE rank the sum is the combine's own, to the bit (1+1
-# above: exact, and equal to its host-routed run, whose outputs come back per
-# pair); with several a token's sum is cut at the MoE ranks, so these
+# above: exact, and equal to its host-routed run); with several a token's sum
+# is cut at the MoE ranks, so these
 # layouts' exact and same-file checks run with JANUS_XCHG_SUMS=0, and a
 # default run is checked as a reshaped layout.
 SUMS_OFF = ["1+2", "1+3 replicas 2", "2+2 replicas 2 m2"]

@@ -194,6 +194,16 @@ int main(int argc, char **argv) {
         }
         check(ok_default, "every preset prices the exchange at 4 bytes per element (f32 rows)");
         check(ok, "the exchange per layer is 2 (alpha + rows x payload_bytes / link) at 1, 2 and 4 bytes (1+1, monolithic 2)");
+        { // intra_sums 0 (host MPI, NCCL): a row per pair; the cpu preset says so
+            janus_hw pp = *janus_hw_preset("h200");
+            pp.intra_sums = 0;
+            janus_plan d = {.attn = 1, .moe = 1, .batch = 256, .micro = 1};
+            janus_plan_eval(&q, &pp, &w, &d);
+            const double want = 2 * (pp.intra_alpha_s + 256.0 * q.top_k * q.hidden * pp.payload_bytes / pp.intra_Bps);
+            check(fabs(d.t_xchg_s - want) < 1e-12 && janus_hw_preset("cpu")->intra_sums == 0 &&
+                      janus_hw_preset("h100")->intra_sums == 1 && janus_hw_preset("h200")->intra_sums == 1,
+                  "intra_sums 0 prices a row per (token, expert) pair (the cpu preset); the GPU presets sum");
+        }
         // janus_rows_per_token against draws of k distinct experts of E over M ranks.
         uint64_t z = 99;
         int ok_r = 1;

@@ -140,8 +140,10 @@ void janus_xchg_free(janus_xchg *x);
 
 // Phase 1 + the start of phase 2 for micro-batch i of layer l. On attention
 // ranks: x [T, H] rows, ids [T, k] routing (host), w [T, k] the router's
-// weights where the rows are (device rows: device weights; NULL: the outputs
-// come back per pair). Every rank calls it, in the same (l, i) order.
+// weights where the rows are (device rows: device weights; required where
+// the transport sums the outputs, CUDA IPC by default; NULL only on ranks
+// without tokens or transports that return a row per pair). Every rank calls
+// it, in the same (l, i) order.
 void janus_xchg_dispatch(janus_xchg *x, int l, int i, const float *xrows, const int32_t *ids, const float *w, int T);
 // MoE ranks: receive this (l, i)'s rows, run the experts, start sending outputs.
 void janus_xchg_serve(janus_xchg *x, int l, int i);

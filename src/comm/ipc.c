@@ -60,9 +60,10 @@ struct janus_ipc {
     int64_t *d_rows_out;        // rows sent on that path (device counter), and
     int64_t pairs_dev;          // the pairs they carried (host)
     // Outputs back once per (token, MoE rank), the weighted sum of the
-    // token's outputs there (JANUS_XCHG_SUMS, default 1; decode steps routed on
-    // the GPUs, with dedup): after the index part, a header of 2k int32 per
-    // row (the token rows' pairs and weights, jk_xchg_send_tokens).
+    // token's outputs there (JANUS_XCHG_SUMS, default 1; needs dedup, k <= 16
+    // and H % 4 == 0, else per pair; steps routed on the GPUs and on the host
+    // alike): after the index part, a header of 2k int32 per row (the token
+    // rows' pairs and weights: jk_xchg_send_tokens, post_sum_headers).
     int sums;
     int32_t **d_peer_hdr;       // [M] device array: each MoE rank's header part, mapped here
     int32_t *d_lead;            // [n_mb, rows_attn] attention side: 1 where a pair's return row holds its sum
@@ -73,6 +74,8 @@ struct janus_ipc {
     int32_t *h_lead, *h_slot;   // [rows_attn] pinned: each pair's lead flag and return row
     int32_t *h_rowof, *h_mof;   // [rows_attn]: each pair's send row and MoE rank
     int32_t *h_oa, *h_or;       // [rows_moe] pinned, MoE side: each grouped row's attention rank, return row
+    int32_t *h_ra;              // [rows_moe] MoE side: each receive row's attention rank
+    int64_t *h_reg;             // [max(A, M)]: a region offset per peer
     int32_t *h_tokrow;          // [max_tokens] attention side, host-routed steps: a token's row for one
                                 // MoE rank (-1: none), the same once per token and MoE rank there
     int *h_first;               // [2 M] attention side, host-routed steps: per MoE rank, its first
@@ -232,6 +235,7 @@ static void sums_init(janus_xchg *x, struct janus_ipc *c) {
         CK(cudaMallocHost((void **)&c->h_slot, 4 * rows_attn));
         c->h_rowof = xmalloc(4 * rows_attn), c->h_mof = xmalloc(4 * rows_attn);
     }
+    c->h_reg = xmalloc(sizeof(int64_t) * (size_t)(A > M ? A : M));
     if (x->moe_idx >= 0) {
         if (!c->d_inv) c->d_inv = janus_cuda_alloc(4 * rows_moe);
         if (!c->d_out_a) c->d_out_a = janus_cuda_alloc(4 * rows_moe);
@@ -245,6 +249,7 @@ static void sums_init(janus_xchg *x, struct janus_ipc *c) {
         }
         CK(cudaMallocHost((void **)&c->h_oa, 4 * rows_moe));
         CK(cudaMallocHost((void **)&c->h_or, 4 * rows_moe));
+        c->h_ra = xmalloc(4 * rows_moe);
     }
 }
 
@@ -262,7 +267,7 @@ static void sched_gpu_free(janus_xchg *x, struct janus_ipc *c) {
     void *hp[] = {c->h_ent, c->h_lead, c->h_slot, c->h_oa, c->h_or};
     for (size_t b = 0; b < sizeof hp / sizeof hp[0]; b++)
         if (hp[b]) cudaFreeHost(hp[b]);
-    free(c->h_rowof), free(c->h_mof);
+    free(c->h_rowof), free(c->h_mof), free(c->h_ra), free(c->h_reg);
     if (c->h_stage) cudaFreeHost(c->h_stage);
     if (c->h_served) cudaFreeHost(c->h_served);
 }
@@ -455,8 +460,11 @@ static void post_sum_headers(janus_xchg *x, int i, const int32_t *ids, const flo
     const int M = x->n_moe, K = x->k, P = a->off[M], T = P / K, W = 2 + 2 * K;
     if (!d_w) janus_die(NULL, "internal: CUDA IPC exchange: outputs summed without router weights");
     int32_t *rowof = c->h_rowof, *mof = c->h_mof, *ent = c->h_ent;
-    for (int m = 0; m < M; m++)
+    int64_t *reg = c->h_reg; // this rank's region in each MoE rank's buffer
+    for (int m = 0; m < M; m++) {
+        reg[m] = off_in_moe(x, i, x->attn_idx, m);
         for (int r = a->off[m]; r < a->off[m + 1]; r++) rowof[a->pair[r]] = r, mof[a->pair[r]] = m;
+    }
     int n = 0;
     for (int t = 0; t < T; t++) {
         int ord[JK_XCHG_SUM_MAX_K]; // the token's pairs by (MoE rank, expert, slot)
@@ -476,12 +484,15 @@ static void post_sum_headers(janus_xchg *x, int i, const int32_t *ids, const flo
             while (j1 < K && mof[t * K + ord[j1]] == m) j1++;
             int32_t *e = ent + (size_t)n++ * W;
             const int lead_q = t * K + ord[j0];
-            const int64_t base = off_in_moe(x, i, x->attn_idx, m); // this rank's region in m's buffer
+            const int64_t base = reg[m]; // this rank's region in m's buffer
             e[0] = m, e[1] = (int32_t)((size_t)i * c->rows_moe + c->h_idx2[rowof[lead_q]]); // its token row there
             for (int u = 0; u < K; u++) {
-                const int q = t * K + ord[j0 + u];
-                e[2 + u] = j0 + u < j1 ? (int32_t)(base + rowof[q] - a->off[m]) : -1;
-                e[2 + K + u] = j0 + u < j1 ? q : -1;
+                if (j0 + u < j1) {
+                    const int q = t * K + ord[j0 + u];
+                    e[2 + u] = (int32_t)(base + rowof[q] - a->off[m]), e[2 + K + u] = q;
+                } else {
+                    e[2 + u] = e[2 + K + u] = -1;
+                }
             }
             for (int u = j0; u < j1; u++) {
                 const int q = t * K + ord[u];
@@ -543,10 +554,15 @@ static void ipc_serve(janus_xchg *x, int l, int i, const int32_t *perm, const in
     memcpy(c->h_idx, perm, sizeof(int32_t) * R);
     CK(cudaMemcpyAsync(c->d_idx, c->h_idx, sizeof(int32_t) * R, cudaMemcpyHostToDevice, c->st));
     if (c->sums) {
-        for (int g = 0, a = 0; g < R; g++) {
-            const int r = perm[g];
-            for (a = 0; r >= q->off[a + 1]; a++) {}
-            c->h_oa[g] = a, c->h_or[g] = (int32_t)(off_in_attn(x, i, a, x->moe_idx) + r - q->off[a]);
+        int64_t *reg = c->h_reg; // this rank's rows in each attention rank's return buffer
+        int32_t *ra = c->h_ra;   // the attention rank of each receive row
+        for (int a = 0; a < A; a++) {
+            reg[a] = off_in_attn(x, i, a, x->moe_idx);
+            for (int r = q->off[a]; r < q->off[a + 1]; r++) ra[r] = a;
+        }
+        for (int g = 0; g < R; g++) {
+            const int r = perm[g], a = ra[r];
+            c->h_oa[g] = a, c->h_or[g] = (int32_t)(reg[a] + r - q->off[a]);
         }
         CK(cudaMemcpyAsync(c->d_out_a, c->h_oa, sizeof(int32_t) * R, cudaMemcpyHostToDevice, c->st));
         CK(cudaMemcpyAsync(c->d_out_row, c->h_or, sizeof(int32_t) * R, cudaMemcpyHostToDevice, c->st));

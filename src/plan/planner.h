@@ -43,10 +43,16 @@ typedef struct {
     // A calibration file sets the three numbers from measured layouts
     // (tools/gpu-plan-check, docs/plan.md).
     double ranks_share_gpu, shared_handoff_s, shared_attn_handoff_s;
-    // Bytes per element of the exchange payload: janus moves f32 rows, one per
-    // (token, expert) pair, on every transport (4); act_bytes stays the KV
-    // cache's and the activations' element inside a GPU.
+    // Bytes per element of the exchange payload: janus moves f32 rows on every
+    // transport (4); act_bytes stays the KV cache's and the activations'
+    // element inside a GPU.
     double payload_bytes;
+    // 1: within a node the exchange moves a token's row once per MoE rank
+    // holding one of its experts and one weighted sum back (CUDA IPC, the GPU
+    // default; janus_rows_per_token); 0: a row per (token, expert) pair each
+    // way (host MPI: the CPU backend; also --transport nccl,
+    // JANUS_XCHG_DEDUP=0 or JANUS_XCHG_SUMS=0). Across nodes: a row per pair.
+    double intra_sums;
 } janus_hw;
 
 // Data-sheet profiles ("h100", "h200", "cpu"); NULL if unknown.
@@ -54,7 +60,7 @@ const janus_hw *janus_hw_preset(const char *name);
 // A calibration file: JSON with any of the janus_hw fields by name (hbm_Bps,
 // eff, flops, mem_bytes, intra_Bps, intra_alpha_s, inter_Bps, inter_alpha_s,
 // layer_overhead_s, gpus_per_node, act_bytes, overlap_max_bytes, ranks_share_gpu,
-// shared_handoff_s, shared_attn_handoff_s, payload_bytes) over the
+// shared_handoff_s, shared_attn_handoff_s, payload_bytes, intra_sums) over the
 // preset named by "base" (default h100); other keys are ignored. `janus bench
 // decode --calibration FILE` writes one for CPUs (plan/calib.h).
 int janus_hw_load(const char *path, janus_hw *hw, janus_err *e);
