@@ -112,11 +112,12 @@ def gpus_visible():
 
 
 def run(janus, fixture, np_, extra, tmp, name, sched=None, dedup=None, sums=None):
-    """Results of one layout, or None and the error; sched: JANUS_XCHG_SCHED
-    for the run (then it logs, and the count of (layer, micro-batch)s routed
-    on the GPUs comes back as the third value, and whether it says its decode
-    outputs came back summed on the MoE ranks as the fourth); dedup:
-    JANUS_XCHG_DEDUP; sums: JANUS_XCHG_SUMS."""
+    """Results of one layout, or None and the error, and what its log says;
+    sched: JANUS_XCHG_SCHED for the run (then it logs: info["gpu"] the
+    (layer, micro-batch)s routed on the GPUs, info["summed"] whether its
+    outputs came back summed on the MoE ranks, info["payload"] rank 0's
+    (pairs, rows out, rows back)); dedup: JANUS_XCHG_DEDUP; sums:
+    JANUS_XCHG_SUMS."""
     tag = (f"_{sched}" if sched else "") + (f"_dedup{dedup}" if dedup is not None else "") + \
         (f"_sums{sums}" if sums is not None else "")
     out = os.path.join(tmp, name.replace(" ", "_").replace("+", "p") + tag + ".h5")
@@ -133,10 +134,27 @@ def run(janus, fixture, np_, extra, tmp, name, sched=None, dedup=None, sums=None
                                 "--out", out, "--backend", "cuda"] + ([] if sched else ["--quiet"]) + extra
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     if p.returncode != 0:
-        return None, f"janus exited {p.returncode}: {p.stderr.strip()[-1500:]}", None, None
+        return None, f"janus exited {p.returncode}: {p.stderr.strip()[-1500:]}", {}
     m = re.search(r"exchange: (\d+) of (\d+) \(layer, micro-batch\)s scheduled and routed on the GPUs", p.stderr)
-    summed = "outputs back once per (token, MoE rank), summed there" in p.stderr
-    return janus_h5.read_results(out), None, int(m.group(1)) if m else None, summed
+    v = re.search(r"exchange: (\d+) \(token, expert\) pairs went out as (\d+) rows and came back as (\d+) rows",
+                  p.stderr)
+    info = {"gpu": int(m.group(1)) if m else None,
+            "summed": "outputs back once per (token, MoE rank), summed there" in p.stderr,
+            "payload": tuple(int(g) for g in v.groups()) if v else None}
+    return janus_h5.read_results(out), None, info
+
+
+def payload_errs(info, k, want):
+    """Rank 0's payload against what the run should move: want "sums" (rows
+    out = rows back <= pairs; one MoE rank: pairs = k x rows), "dedup" (rows
+    out <= pairs, a row per pair back) or "pairs" (a row per pair both ways)."""
+    if not info.get("payload"):
+        return ["the log gave no payload line"]
+    pairs, out, back = info["payload"]
+    ok = pairs > 0 and {"sums": out == back <= pairs and (k is None or pairs == k * out),
+                        "dedup": out <= pairs and back == pairs,
+                        "pairs": out == back == pairs}[want]
+    return [] if ok else [f"payload {pairs} pairs, {out} rows out, {back} back: not {want}"]
 
 
 def identical(a, b):
@@ -202,7 +220,8 @@ def main():
         with tempfile.TemporaryDirectory() as tmp:
             janus_h5.write_requests(os.path.join(tmp, "req.h5"), [r["prompt"] for r in reqs],
                                     [r["max_new_tokens"] for r in reqs], ids=[r["id"] for r in reqs])
-            base, err, _, _ = run(janus, fx, 1, [], tmp, "base")
+            base, err, _ = run(janus, fx, 1, [], tmp, "base")
+            top_k = json.load(open(os.path.join(fx, "config.json"))).get("num_experts_per_tok")
             if err:
                 print(f"FAIL {os.path.basename(fx)} one rank: {err}")
                 failed += 1
@@ -214,41 +233,47 @@ def main():
                         continue
                     same = name in SCHED_SAME
                     sums = 0 if name in SUMS_OFF else None
-                    res, err, n_gpu, summed = run(janus, fx, np_, extra, tmp, name, "gpu" if same else None, sums=sums)
+                    res, err, info = run(janus, fx, np_, extra, tmp, name, "gpu" if same else None, sums=sums)
                     errs = [err] if err else compare(base, res, reqs, exact)
                     where = (f"{np_} ranks, one per GPU" if "nccl" in extra
                              else f"{np_} ranks on {min(np_, n_gpus)} GPU{'s' if min(np_, n_gpus) > 1 else ''}")
                     ok = tally(f"{os.path.basename(fx)} {name} ({where})", errs)
                     passed, failed = passed + ok, failed + (not ok)
                     if sums == 0 and not err:
-                        res_sums, err2, _, _ = run(janus, fx, np_, extra, tmp, name)
+                        res_sums, err2, _ = run(janus, fx, np_, extra, tmp, name)
                         ok = tally(f"{os.path.basename(fx)} {name}: outputs summed on the MoE ranks (as reshaped)",
                                    [err2] if err2 else compare(base, res_sums, reqs, False))
                         passed, failed = passed + ok, failed + (not ok)
                         if not err2: # summed on the host's routing: the same sums, the same bits
-                            host_sums, err3, _, said = run(janus, fx, np_, extra, tmp, name, "host")
-                            errs = [err3] if err3 else identical(res_sums, host_sums)
-                            if not err3 and not said:
+                            host_sums, err3, hinfo = run(janus, fx, np_, extra, tmp, name, "host")
+                            errs = [err3] if err3 else identical(res_sums, host_sums) + payload_errs(hinfo, None, "sums")
+                            if not err3 and not hinfo["summed"]:
                                 errs.append("the host-routed run did not say its outputs came back summed")
                             ok = tally(f"{os.path.basename(fx)} {name}: outputs summed, host-routed = GPU-routed", errs)
                             passed, failed = passed + ok, failed + (not ok)
                     if not same or err:
                         continue
-                    host, err, n_host, _ = run(janus, fx, np_, extra, tmp, name, "host", sums=sums)
+                    host, err, hinfo = run(janus, fx, np_, extra, tmp, name, "host", sums=sums)
                     errs = [err] if err else identical(res, host)
+                    n_gpu = info["gpu"]
                     if not err and not n_gpu:
                         errs.append(f"the default run routed {n_gpu} (layer, micro-batch)s on the GPUs")
-                    if not err and summed != (sums is None):
+                    if not err and info["summed"] != (sums is None):
                         errs.append(f"the GPU-routed run {'did not say' if sums is None else 'said'} its outputs "
                                     "came back summed on the MoE ranks")
-                    if not err and n_host != 0:
-                        errs.append(f"the JANUS_XCHG_SCHED=host run routed {n_host} on the GPUs")
+                    if not err and hinfo["gpu"] != 0:
+                        errs.append(f"the JANUS_XCHG_SCHED=host run routed {hinfo['gpu']} on the GPUs")
+                    if not err: # rank 0's payload: summed (one MoE rank: a row per token) or rows out once, back per pair
+                        one = extra[extra.index("--moe-ranks") + 1] == "1" if "--moe-ranks" in extra else False
+                        want = "sums" if sums is None else "dedup"
+                        errs += payload_errs(info, top_k if one else None, want)
+                        errs += payload_errs(hinfo, top_k if one else None, want)
                     ok = tally(f"{os.path.basename(fx)} {name}: schedule on the GPUs ({n_gpu} routed there) = on the host", errs)
                     passed, failed = passed + ok, failed + (not ok)
                     if name not in DEDUP_SAME:
                         continue
-                    per_pair, err, _, _ = run(janus, fx, np_, extra, tmp, name, "gpu", dedup=0, sums=sums)
-                    errs = [err] if err else identical(res, per_pair)
+                    per_pair, err, pinfo = run(janus, fx, np_, extra, tmp, name, "gpu", dedup=0, sums=sums)
+                    errs = [err] if err else identical(res, per_pair) + payload_errs(pinfo, None, "pairs")
                     ok = tally(f"{os.path.basename(fx)} {name}: rows once per (token, MoE rank) = once per pair", errs)
                     passed, failed = passed + ok, failed + (not ok)
     print(f"{passed} passed, {failed} failed")

@@ -59,6 +59,9 @@ struct janus_ipc {
     void *d_dd_ws;              // jk_xchg_dedup_ws_bytes
     int64_t *d_rows_out;        // rows sent on that path (device counter), and
     int64_t pairs_dev;          // the pairs they carried (host)
+    // This attention rank's payload on every other path (host counts): the
+    // pairs, the rows that carried them out and the rows that came back.
+    int64_t pairs_host, out_host, back_host;
     // Outputs back once per (token, MoE rank), the weighted sum of the
     // token's outputs there (JANUS_XCHG_SUMS, default 1; needs dedup, k <= 16
     // and H % 4 == 0, else per pair; steps routed on the GPUs and on the host
@@ -357,11 +360,15 @@ static void ipc_free(janus_xchg *x) {
               c->dedup ? "once per (token, MoE rank)" : "once per (token, expert) pair (JANUS_XCHG_DEDUP=0)",
               c->sums ? "once per (token, MoE rank), summed there"
                       : c->dedup ? "once per pair (JANUS_XCHG_SUMS=0)" : "once per pair");
-    if (c->d_rows_out) { // this attention rank's (verbose: every rank's)
-        int64_t rows = 0;
-        cudaMemcpy(&rows, c->d_rows_out, 8, cudaMemcpyDeviceToHost);
-        janus_vlog("rank %d: decode rows out: %lld pairs sent as %lld token rows (%.1f pairs per row)", x->rank,
-                   (long long)c->pairs_dev, (long long)rows, rows ? (double)c->pairs_dev / rows : 0.0);
+    if (x->attn_idx >= 0) { // this attention rank's payload (the log: rank 0's; verbose: every rank's)
+        int64_t rows = 0; // token rows of the deduplicated GPU-routed steps
+        if (c->d_rows_out) cudaMemcpy(&rows, c->d_rows_out, 8, cudaMemcpyDeviceToHost);
+        const long long pairs = c->pairs_dev + c->pairs_host, out = rows + c->out_host,
+                        back = (c->sums ? rows : 0) + c->back_host;
+        janus_log("CUDA IPC exchange: %lld (token, expert) pairs went out as %lld rows and came back as %lld rows "
+                  "(rank 0; %.2f and %.2f pairs per row)", pairs, out, back, out ? (double)pairs / out : 0.0,
+                  back ? (double)pairs / back : 0.0);
+        janus_vlog("rank %d: %lld pairs, %lld rows out, %lld rows back", x->rank, pairs, out, back);
     }
     for (int r = 0; r < x->size; r++) {
         if (r == x->rank) continue;
@@ -443,6 +450,7 @@ static void post_rows_dedup(janus_xchg *x, int l, int i, const float *d_rows, co
         x->t.bytes_sent += (int64_t)n_tok[m] * row;
     }
     if (c->sums) post_sum_headers(x, i, ids, d_w);
+    c->pairs_host += a->off[M], c->out_host += n, c->back_host += c->sums ? n : a->off[M];
     CK(cudaStreamSynchronize(c->st)); // the rows are there before the signal says so (and tok, src reusable)
     for (int m = 0; m < M; m++)
         if (a->cnt[m]) post_signal(x, x->moe_world[m], janus_xchg_tag(x, l, i, 0));
@@ -521,6 +529,7 @@ static void ipc_post_rows(janus_xchg *x, int l, int i, const float *d_rows, cons
     memcpy(c->h_idx, a->pair, sizeof(int32_t) * R);
     CK(cudaMemcpyAsync(c->d_idx, c->h_idx, sizeof(int32_t) * R, cudaMemcpyHostToDevice, c->st));
     CK(jk_gather_rows(c->d_send, d_rows, c->d_idx, K, R, c->H, c->st)); // row r = token pair[r] / k
+    c->pairs_host += R, c->out_host += R, c->back_host += R;
     for (int m = 0; m < M; m++) {
         if (!a->cnt[m]) continue;
         const int w = x->moe_world[m];
@@ -662,7 +671,8 @@ static void ipc_dispatch_dev(janus_xchg *x, int l, int i, const float *d_rows, c
     c->P_mb[i] = P;
     if (c->dedup) { // each token's row once per MoE rank, and where each pair finds it
         CK(jk_xchg_dedup(c->d_dst_m, c->d_dst_row, T, K, x->n_moe, c->d_tok_dst, c->d_rows_out, c->d_dd_ws, c->st));
-        c->pairs_dev += P;
+        c->pairs_dev += P; // the rows out are counted on the GPU; back the same where summed
+        if (!c->sums) c->back_host += P;
         if (c->sums && !d_w) janus_die(NULL, "internal: CUDA IPC exchange: outputs summed without router weights");
         CK(jk_xchg_send_tokens(c->d_peer_in, c->d_peer_idx, c->sums ? c->d_peer_hdr : NULL, c->rows_moe * i, d_rows,
                                c->d_tok_dst, c->d_dst_m, c->d_dst_row, d_ids, d_w,
@@ -670,6 +680,7 @@ static void ipc_dispatch_dev(janus_xchg *x, int l, int i, const float *d_rows, c
     } else {
         CK(jk_xchg_send_rows(c->d_peer_in, c->rows_moe * i, d_rows, c->d_dst_m, c->d_dst_row, K, P, c->H, c->st));
         x->t.bytes_sent += (int64_t)P * c->H * 4; // (the deduplicated path's count stays on the GPU)
+        c->pairs_host += P, c->out_host += P, c->back_host += P;
     }
     CK(cudaStreamSynchronize(c->st)); // the rows are there before the signal says so
     for (int m = 0; m < x->n_moe; m++) post_signal(x, x->moe_world[m], janus_xchg_tag(x, l, i, 0));
