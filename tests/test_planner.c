@@ -231,6 +231,37 @@ int main(int argc, char **argv) {
             }
         }
         check(ok_r, "rows per token on one node (once per MoE rank holding one of its experts) match Monte-Carlo draws");
+        // Prefill: one GPU prices every prompt token's FLOPs at prefill_eff of
+        // peak: 2 x its weights' multiply-adds (q, k, v, o, router, k experts
+        // of 3 H I) + the scores and values over P / 2 positions (4 (P/2) nq).
+        {
+            janus_hw one = *janus_hw_preset("h200");
+            janus_plan p1 = {.attn = 1, .moe = 0, .batch = 100, .micro = 1};
+            janus_plan_eval(&q, &one, &w, &p1);
+            const double H = q.hidden, nq = (double)q.n_heads * q.head_dim, nkv = (double)q.n_kv_heads * q.head_dim;
+            const double per_layer = 2 * (2 * nq * H + 2 * nkv * H + 2 * H + (double)q.n_experts * H) +
+                                     q.top_k * 6.0 * H * q.moe_inter + 4 * (w.prompt_len / 2) * nq;
+            const double want = 100 * w.prompt_len * q.n_layers * per_layer / (one.flops * one.prefill_eff);
+            const double job = 100 * w.output_len / (want + w.output_len * p1.tpot_s);
+            char what[200];
+            snprintf(what, sizeof what, "prefill of one GPU: %.3f s for 100 prompts of %.0f (want %.3f), job %.1f tok/s (want %.1f)",
+                     p1.prefill_s, w.prompt_len, want, p1.job_per_gpu, job);
+            check(fabs(p1.prefill_s - want) < 1e-9 * want && fabs(p1.job_per_gpu - job) < 1e-9 * job, what);
+            // 1+1: the same FLOPs one after the other, plus every token's rows
+            // there and back (one row each way with sums; k without).
+            janus_plan d1 = {.attn = 1, .moe = 1, .batch = 100, .micro = 1};
+            janus_plan_eval(&q, &one, &w, &d1);
+            const double x1 = 100 * w.prompt_len * (double)q.n_layers * 2 * H * one.payload_bytes / one.intra_Bps;
+            janus_hw pp = one;
+            pp.intra_sums = 0;
+            janus_plan d0 = d1;
+            janus_plan_eval(&q, &pp, &w, &d0);
+            snprintf(what, sizeof what, "prefill of 1+1: FLOPs + one row per token each way (%.3f s, want %.3f), "
+                     "a row per pair without sums (%.3f s, want %.3f)", d1.prefill_s, want + x1, d0.prefill_s,
+                     want + q.top_k * x1);
+            check(fabs(d1.prefill_s - (want + x1)) < 1e-9 * want && fabs(d0.prefill_s - (want + q.top_k * x1)) < 1e-9 * want,
+                  what);
+        }
     }
     // Expected activated experts: formula vs Monte-Carlo (i.i.d. pairs).
     const int E = 64;

@@ -61,13 +61,14 @@ static const char *layout_str(const janus_plan *p, char *buf, size_t n) {
 }
 
 static void print_table(const janus_plan *top, int n) {
-    printf("%3s %-18s %6s %6s %10s %12s %12s %10s %10s %9s\n", "#", "layout", "batch", "micro", "tpot_ms", "tokens/s",
-           "tok/s/GPU", "attn_GB", "moe_GB", "act/MoE");
+    printf("%3s %-18s %6s %6s %10s %12s %12s %10s %10s %9s %10s %12s\n", "#", "layout", "batch", "micro", "tpot_ms",
+           "tokens/s", "tok/s/GPU", "attn_GB", "moe_GB", "act/MoE", "prefill_s", "job/GPU");
     for (int i = 0; i < n; i++) {
         char l[64];
-        printf("%3d %-18s %6d %6d %10.2f %12.1f %12.1f %10.1f %10.1f %9.1f\n", i + 1, layout_str(&top[i], l, sizeof l),
-               top[i].batch, top[i].micro, top[i].tpot_s * 1e3, top[i].tokens_per_s, top[i].per_gpu, top[i].attn_mem / 1e9,
-               top[i].moe_mem / 1e9, top[i].act_per_moe_gpu);
+        printf("%3d %-18s %6d %6d %10.2f %12.1f %12.1f %10.1f %10.1f %9.1f %10.2f %12.1f\n", i + 1,
+               layout_str(&top[i], l, sizeof l), top[i].batch, top[i].micro, top[i].tpot_s * 1e3, top[i].tokens_per_s,
+               top[i].per_gpu, top[i].attn_mem / 1e9, top[i].moe_mem / 1e9, top[i].act_per_moe_gpu, top[i].prefill_s,
+               top[i].job_per_gpu);
     }
 }
 

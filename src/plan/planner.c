@@ -40,9 +40,10 @@ static const janus_hw PRESETS[] = {
     //        activation bytes, overlap limit (CPU: Open MPI's shared-memory eager limit, 4 KiB),
     //        ranks share one GPU (0: one GPU per rank) and its per-layer switch times,
     //        exchange payload bytes per element (f32 rows), rows once per (token, MoE rank) within a node
-    {"h100", 3.35e12, 0.80, 989e12, 80e9, 450e9, 5e-6, 50e9, 10e-6, 20e-6, 8, 2, 0, 0, 0, 0, 4, 1},
-    {"h200", 4.80e12, 0.80, 989e12, 141e9, 450e9, 5e-6, 50e9, 10e-6, 20e-6, 8, 2, 0, 0, 0, 0, 4, 1},
-    {"cpu", 30e9, 0.10, 100e9, 24e9, 10e9, 2e-6, 10e9, 20e-6, 50e-6, 2, 4, 4096, 0, 0, 0, 4, 0},
+    //        and the share of peak FLOP/s prompt steps reach (one H200, Qwen3-30B-A3B, docs/plan.md)
+    {"h100", 3.35e12, 0.80, 989e12, 80e9, 450e9, 5e-6, 50e9, 10e-6, 20e-6, 8, 2, 0, 0, 0, 0, 4, 1, 0.35},
+    {"h200", 4.80e12, 0.80, 989e12, 141e9, 450e9, 5e-6, 50e9, 10e-6, 20e-6, 8, 2, 0, 0, 0, 0, 4, 1, 0.35},
+    {"cpu", 30e9, 0.10, 100e9, 24e9, 10e9, 2e-6, 10e9, 20e-6, 50e-6, 2, 4, 4096, 0, 0, 0, 4, 0, 0.35},
 };
 
 const janus_hw *janus_hw_preset(const char *name) {
@@ -71,7 +72,7 @@ int janus_hw_load(const char *path, janus_hw *hw, janus_err *e) {
         {"act_bytes", &hw->act_bytes}, {"overlap_max_bytes", &hw->overlap_max_bytes},
         {"ranks_share_gpu", &hw->ranks_share_gpu}, {"shared_handoff_s", &hw->shared_handoff_s},
         {"shared_attn_handoff_s", &hw->shared_attn_handoff_s}, {"payload_bytes", &hw->payload_bytes},
-        {"intra_sums", &hw->intra_sums}};
+        {"intra_sums", &hw->intra_sums}, {"prefill_eff", &hw->prefill_eff}};
     // The per-role constants of the first shared-GPU model: a file with them
     // was fitted to a different formula, so its numbers would mislead here.
     if (json_object_get(r, "shared_attn_rank_s") || json_object_get(r, "shared_moe_rank_s")) {
@@ -91,8 +92,9 @@ int janus_hw_load(const char *path, janus_hw *hw, janus_err *e) {
     json_t *g = json_object_get(r, "gpus_per_node");
     if (json_is_integer(g) && json_integer_value(g) > 0) hw->gpus_per_node = (int)json_integer_value(g);
     json_decref(r);
-    if (!(hw->hbm_Bps > 0 && hw->eff > 0 && hw->flops > 0 && hw->act_bytes > 0 && hw->payload_bytes > 0))
-        return janus_errf(e, "%s: hbm_Bps, eff, flops, act_bytes and payload_bytes must be positive", path);
+    if (!(hw->hbm_Bps > 0 && hw->eff > 0 && hw->flops > 0 && hw->act_bytes > 0 && hw->payload_bytes > 0 &&
+          hw->prefill_eff > 0))
+        return janus_errf(e, "%s: hbm_Bps, eff, flops, act_bytes, payload_bytes and prefill_eff must be positive", path);
     return 0;
 }
 
@@ -238,6 +240,38 @@ void janus_plan_eval(const janus_config *c, const janus_hw *hw, const janus_work
     pl->t_attn_s = ta1, pl->t_moe_s = tm1, pl->t_xchg_s = tx1, pl->act_per_moe_gpu = act1;
     pl->tokens_per_s = (double)pl->attn * pl->batch / tpot;
     pl->per_gpu = pl->tokens_per_s / G;
+    // The prompts of one batch per attention GPU: per prompt token, its FLOPs
+    // at prefill_eff of peak (attention side at context P / 2 on average,
+    // k experts of every MoE layer) and its rows through the exchange as in
+    // decode; the job = that prefill + output_len decode steps.
+    {
+        const double P = w->prompt_len, tok = (double)pl->batch * P; // prompt tokens per attention GPU
+        const double F = hw->flops * hw->prefill_eff;
+        double fa = 0, fm = 0, xb = 0; // per token: attention-side FLOPs, expert FLOPs, exchange bytes (one way)
+        for (int l = 0; l < c->n_layers; l++) {
+            double ab, af;
+            attn_cost(c, l, 1, P / 2, hw->act_bytes, &ab, &af);
+            fa += af;
+            if (!c->layer_moe[l]) continue;
+            fm += K * expert_flops;
+            const int Mx = mono ? G : M;
+            const double r = (hw->ranks_share_gpu > 0 || intra) && hw->intra_sums > 0 ? janus_rows_per_token(E, K, Mx) : K;
+            xb += r * c->hidden * hw->payload_bytes * (mono ? (double)(G - 1) / G : 1.0);
+        }
+        double pre;
+        if (hw->ranks_share_gpu > 0) { // every rank's work on one GPU adds up; the rows are device copies
+            const double all = (mono ? G : pl->attn) * tok;
+            pre = all * (fa + fm) / F + all * 2 * 2 * xb / bw;
+        } else if (mono) {
+            pre = tok * (fa + fm) / F + (G > 1 ? tok * 2 * xb / (intra ? hw->intra_Bps : hw->inter_Bps) : 0);
+        } else {
+            const double sa = tok * fa / F; // an attention GPU
+            const double sm = pl->attn * tok * fm / M / F + tok * 2 * xb / (intra ? hw->intra_Bps : hw->inter_Bps);
+            pre = m > 1 ? fmax(sa, sm) + fmin(sa, sm) / m : sa + sm;
+        }
+        pl->prefill_s = pre;
+        pl->job_per_gpu = (double)pl->attn * pl->batch * w->output_len / (pre + w->output_len * tpot) / G;
+    }
     // Memory: weights, KV for every sequence's whole length, 10% for activations.
     double attn_w = 0, expert_w = 0;
     for (int l = 0; l < c->n_layers; l++) {
@@ -340,9 +374,10 @@ void janus_plan_json(const janus_plan *pl, const char *hw, double slo_s, char *b
     snprintf(buf, n,
              "{\"mode\": \"%s\", \"attn_ranks\": %d, \"moe_ranks\": %d, \"micro_batches\": %d, \"max_batch\": %d, "
              "\"hardware\": \"%s\", \"slo_tpot_ms\": %.3f, \"predicted_tpot_ms\": %.4f, \"predicted_tokens_per_s\": %.3f, "
-             "\"predicted_tokens_per_s_per_gpu\": %.3f}",
+             "\"predicted_tokens_per_s_per_gpu\": %.3f, \"predicted_prefill_s\": %.4f, "
+             "\"predicted_job_tokens_per_s_per_gpu\": %.3f}",
              pl->moe ? "disaggregated" : "monolithic", pl->attn, pl->moe, pl->micro, pl->batch, hw, slo_s * 1e3,
-             pl->tpot_s * 1e3, pl->tokens_per_s, pl->per_gpu);
+             pl->tpot_s * 1e3, pl->tokens_per_s, pl->per_gpu, pl->prefill_s, pl->job_per_gpu);
 }
 
 int janus_plan_read(const char *path, janus_plan *pl, janus_err *e) {

@@ -53,6 +53,10 @@ typedef struct {
     // way (host MPI: the CPU backend; also --transport nccl,
     // JANUS_XCHG_DEDUP=0 or JANUS_XCHG_SUMS=0). Across nodes: a row per pair.
     double intra_sums;
+    // Share of peak FLOP/s (flops) prompt steps reach: prefill is priced by
+    // its FLOPs (0.35: one H200 prefilling Qwen3-30B-A3B's 512-token prompts
+    // in 16384-token steps, docs/plan.md).
+    double prefill_eff;
 } janus_hw;
 
 // Data-sheet profiles ("h100", "h200", "cpu"); NULL if unknown.
@@ -60,7 +64,7 @@ const janus_hw *janus_hw_preset(const char *name);
 // A calibration file: JSON with any of the janus_hw fields by name (hbm_Bps,
 // eff, flops, mem_bytes, intra_Bps, intra_alpha_s, inter_Bps, inter_alpha_s,
 // layer_overhead_s, gpus_per_node, act_bytes, overlap_max_bytes, ranks_share_gpu,
-// shared_handoff_s, shared_attn_handoff_s, payload_bytes, intra_sums) over the
+// shared_handoff_s, shared_attn_handoff_s, payload_bytes, intra_sums, prefill_eff) over the
 // preset named by "base" (default h100); other keys are ignored. `janus bench
 // decode --calibration FILE` writes one for CPUs (plan/calib.h).
 int janus_hw_load(const char *path, janus_hw *hw, janus_err *e);
@@ -81,6 +85,9 @@ typedef struct {
     // both the one GPU's total over every rank)
     double tpot_s, tokens_per_s, per_gpu, attn_mem, moe_mem, act_per_moe_gpu;
     double t_attn_s, t_moe_s, t_xchg_s; // one layer, one micro-batch
+    // The whole job of one batch per attention GPU: the prompts' prefill
+    // (seconds) and output tokens/s per GPU over prefill + decode.
+    double prefill_s, job_per_gpu;
     bool fits;
 } janus_plan;
 
