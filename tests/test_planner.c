@@ -36,7 +36,7 @@ int main(int argc, char **argv) {
         if (janus_config_load(path, &c, &e)) { printf("FAIL %s\n", e.msg); return 1; }
         for (size_t hi = 0; hi < 3; hi++) {
             const janus_hw *hw = &hws[hi];
-            janus_workload w = {300, 120, mi == 0 ? 1.0 : 0.0};
+            janus_workload w = {300, 120, mi == 0 ? 1.0 : 0.0, 0};
             int equal = 1, valid = 1, det = 1, cases = 0;
             for (int g = 1; g <= 6; g++)
                 for (size_t si = 0; si < 4; si++) {
@@ -62,6 +62,36 @@ int main(int argc, char **argv) {
             check(valid, what);
             snprintf(what, sizeof what, "%s on %s: deterministic", models[mi], hw->name);
             check(det, what);
+            // The whole job's objective: the search's winner against every
+            // (layout, batch) that meets the SLO in memory, brute force.
+            {
+                janus_workload wj = w;
+                wj.job = 1;
+                int job_ok = 1, jcases = 0;
+                for (int g = 1; g <= 4; g++)
+                    for (size_t si = 1; si < 4; si++) {
+                        janus_plan top[2];
+                        const int nf = janus_plan_search(&c, hw, &wj, g, slos[si], 256, false, top, 2);
+                        double best = 0;
+                        for (int a = 1; a <= g; a++)
+                            for (int mo = 0; a + mo <= g; mo++)
+                                for (int m = 1; m <= (mo ? 4 : 1); m++)
+                                    for (int bsz = m; bsz <= 256; bsz++) {
+                                        janus_plan p = {.attn = a, .moe = mo, .micro = m, .batch = bsz};
+                                        janus_plan_eval(&c, hw, &wj, &p);
+                                        if (p.fits && p.tpot_s <= slos[si] && p.job_per_gpu > best) best = p.job_per_gpu;
+                                    }
+                        jcases++;
+                        if ((nf > 0) != (best > 0) || (nf && fabs(top[0].job_per_gpu - best) > 1e-9 * best)) {
+                            job_ok = 0;
+                            printf("     %d GPUs, SLO %.0f ms: search %.3f job tok/s/GPU, brute force %.3f\n", g,
+                                   slos[si] * 1e3, nf ? top[0].job_per_gpu : 0.0, best);
+                        }
+                    }
+                snprintf(what, sizeof what, "%s on %s: --objective job: the search's winner is the best whole-job plan "
+                         "of a brute-force scan (%d budgets x SLOs)", models[mi], hw->name, jcases);
+                check(job_ok, what);
+            }
             int mono = 1;
             for (int layout = 0; layout < 3; layout++) {
                 double prev = 0;
@@ -89,7 +119,7 @@ int main(int argc, char **argv) {
         janus_err e;
         snprintf(path, sizeof path, "%s/inputs/configs/qwen3-moe-12l", root);
         if (janus_config_load(path, &c, &e)) { printf("FAIL %s\n", e.msg); return 1; }
-        janus_workload w = {64, 64, 0};
+        janus_workload w = {64, 64, 0, 0};
         janus_hw h0 = hws[2];
         h0.shared_handoff_s = h0.shared_attn_handoff_s = 0;
         int hand_ok = 1, lin_ok = 1, sep_ok = 1, mem_ok = 1, cases = 0;
@@ -171,7 +201,7 @@ int main(int argc, char **argv) {
         janus_err e;
         snprintf(path, sizeof path, "%s/inputs/configs/qwen3-30b-a3b", root);
         if (janus_config_load(path, &q, &e)) { printf("FAIL %s\n", e.msg); return 1; }
-        janus_workload w = {512, 256, 0};
+        janus_workload w = {512, 256, 0, 0};
         janus_hw h = *janus_hw_preset("h200");
         const int ok_default = h.payload_bytes == 4 && janus_hw_preset("h100")->payload_bytes == 4 &&
                                janus_hw_preset("cpu")->payload_bytes == 4;

@@ -251,7 +251,7 @@ static void apply_plan(gen_args *a, int size, char *json, size_t n) {
         if (janus_config_load(a->model, &c, &e)) janus_die(NULL, "%s", e.msg);
         janus_requests R;
         if (janus_requests_read(a->requests, &R, &e)) janus_die(NULL, "%s", e.msg);
-        janus_workload w = {1, 1, 0};
+        janus_workload w = {1, 1, 0, 0};
         double pl_sum = 0, out_sum = 0;
         for (int64_t i = 0; i < R.n; i++) pl_sum += (double)(R.offsets[i + 1] - R.offsets[i]), out_sum += R.max_new[i];
         if (R.n) w.prompt_len = pl_sum / R.n, w.output_len = out_sum / R.n;

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cli/cli.h"
 #include "io/requests.h"
@@ -28,6 +29,8 @@ static const char *HELP =
     "  --prompt-len P         workload without a file (default 512)\n"
     "  --output-len O         (default 256)\n"
     "  --zipf S               router skew assumed (default 0: uniform)\n"
+    "  --objective O          decode (default): the most decode tokens/s per GPU; job: the\n"
+    "                         most over the whole job, the prompts' prefill included\n"
     "  --hardware H           h100 | h200 | cpu (default h100), or a calibration JSON file\n"
     "                         (janus bench decode --calibration FILE writes one for CPUs,\n"
     "                         tools/gpu-plan-check one for ranks sharing one GPU)\n"
@@ -125,7 +128,7 @@ int cmd_plan(int argc, char **argv) {
     double slo_ms = 200, inter_gbps = 0;
     const char *eval_s = NULL;
     int max_batch = 1024, ntop = 8, sbatch = 0, simulate = 0, gpn = 0, as_json = 0;
-    janus_workload w = {512, 256, 0};
+    janus_workload w = {512, 256, 0, 0};
     static struct option opts[] = {
         {"model", required_argument, 0, 'm'},       {"gpus", required_argument, 0, 'g'},
         {"slo-tpot-ms", required_argument, 0, 's'}, {"requests", required_argument, 0, 'r'},
@@ -136,7 +139,8 @@ int cmd_plan(int argc, char **argv) {
         {"out", required_argument, 0, 'O'},         {"sbatch", no_argument, 0, 'S'},
         {"simulate", no_argument, 0, 'Y'},          {"csv", required_argument, 0, 'c'},
         {"eval", required_argument, 0, 'e'},        {"json", no_argument, 0, 'J'},
-        {"help", no_argument, 0, 'h'},              {0, 0, 0, 0}};
+        {"objective", required_argument, 0, 'j'},   {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
     int c;
     opterr = 0;
     optind = 1;
@@ -149,6 +153,11 @@ int cmd_plan(int argc, char **argv) {
         case 'p': w.prompt_len = cli_num("--prompt-len", optarg, 1, 1e7); break;
         case 'o': w.output_len = cli_num("--output-len", optarg, 1, 1e7); break;
         case 'z': w.zipf = cli_num("--zipf", optarg, 0, 10); break;
+        case 'j':
+            if (strcmp(optarg, "decode") && strcmp(optarg, "job"))
+                janus_die(NULL, "--objective: \"%s\" is not decode or job", optarg);
+            w.job = !strcmp(optarg, "job");
+            break;
         case 'H': hwname = optarg; break;
         case 'n': gpn = (int)cli_int("--gpus-per-node", optarg, 1, 1024); break;
         case 'i': inter_gbps = cli_num("--inter-gbps", optarg, 1e-3, 1e6); break;
@@ -221,10 +230,10 @@ int cmd_plan(int argc, char **argv) {
                     if (!bd || bd < mb) continue;
                     pd.batch = bd;
                     janus_plan_eval(&cfg, &hw, &w, &pd);
-                    if (pd.per_gpu > best_d.per_gpu) best_d = pd;
+                    if (janus_plan_score(&pd, &w) > janus_plan_score(&best_d, &w)) best_d = pd;
                 }
             }
-            const janus_plan *b = best_d.per_gpu > best_m.per_gpu ? &best_d : &best_m;
+            const janus_plan *b = janus_plan_score(&best_d, &w) > janus_plan_score(&best_m, &w) ? &best_d : &best_m;
             char l[64];
             printf("%6d %-18s %6d %10.2f %12.1f %14.1f %14.1f %8.2f\n", G, b->per_gpu > 0 ? layout_str(b, l, sizeof l) : "none",
                    b->batch, b->tpot_s * 1e3, b->per_gpu, best_m.per_gpu, best_d.per_gpu,
@@ -262,10 +271,13 @@ int cmd_plan(int argc, char **argv) {
     nxt.batch++;
     janus_plan_eval(&cfg, &hw, &w, &nxt);
     char l1[64], l2[64];
-    printf("# winner: %s, batch %d per attention GPU, %d micro-batch(es): %.1f tokens/s per GPU at %.1f ms per token.\n",
-           layout_str(&top[0], l1, sizeof l1), top[0].batch, top[0].micro, top[0].per_gpu, top[0].tpot_s * 1e3);
+    printf("# winner: %s, batch %d per attention GPU, %d micro-batch(es): %.1f tokens/s per GPU at %.1f ms per token"
+           " (%.1f per GPU over the whole job, prefill %.2f s).\n",
+           layout_str(&top[0], l1, sizeof l1), top[0].batch, top[0].micro, top[0].per_gpu, top[0].tpot_s * 1e3,
+           top[0].job_per_gpu, top[0].prefill_s);
     if (other.per_gpu > 0)
-        printf("# it gives %.2fx the tokens/s per GPU of the best %s layout (%s, batch %d).\n", top[0].per_gpu / other.per_gpu,
+        printf("# it gives %.2fx the %stokens/s per GPU of the best %s layout (%s, batch %d).\n",
+               janus_plan_score(&top[0], &w) / janus_plan_score(&other, &w), w.job ? "whole job's " : "",
                other.moe ? "disaggregated" : "monolithic", layout_str(&other, l2, sizeof l2), other.batch);
     printf("# its batch is bound by %s; one layer: attention %.3f ms, exchange %.3f ms, experts %.3f ms (%.1f activated per MoE GPU).\n",
            !nxt.fits ? "memory" : (top[0].batch == max_batch ? "--max-batch" : "the TPOT SLO"), top[0].t_attn_s * 1e3,

@@ -20,7 +20,7 @@
 static double eval_tpot(const janus_config *c, const janus_hw *hw, const janus_calib_point *p) {
     // Context at the timed steps: context .. context + steps - 1, whose mean the
     // model's prompt_len + output_len / 2 gives.
-    janus_workload w = {p->context, p->steps - 1, 0};
+    janus_workload w = {p->context, p->steps - 1, 0, 0};
     janus_plan pl = {.attn = 1, .moe = 0, .batch = p->batch, .micro = 1};
     janus_plan_eval(c, hw, &w, &pl);
     return pl.tpot_s;

@@ -294,10 +294,13 @@ void janus_plan_eval(const janus_config *c, const janus_hw *hw, const janus_work
     free(p);
 }
 
-// Better: more tokens/s per GPU; then fewer GPUs; then lower TPOT; then a
-// fixed order of the layout numbers (determinism).
-static bool better(const janus_plan *a, const janus_plan *b) {
-    if (fabs(a->per_gpu - b->per_gpu) > 1e-9 * fmax(a->per_gpu, b->per_gpu)) return a->per_gpu > b->per_gpu;
+double janus_plan_score(const janus_plan *pl, const janus_workload *w) { return w->job ? pl->job_per_gpu : pl->per_gpu; }
+
+// Better: more tokens/s per GPU (decode, or the whole job's); then fewer
+// GPUs; then lower TPOT; then a fixed order of the layout numbers (determinism).
+static bool better(const janus_plan *a, const janus_plan *b, const janus_workload *w) {
+    const double sa = janus_plan_score(a, w), sb = janus_plan_score(b, w);
+    if (fabs(sa - sb) > 1e-9 * fmax(sa, sb)) return sa > sb;
     int ga = a->attn + a->moe, gb = b->attn + b->moe;
     if (ga != gb) return ga < gb;
     if (fabs(a->tpot_s - b->tpot_s) > 1e-12) return a->tpot_s < b->tpot_s;
@@ -307,16 +310,16 @@ static bool better(const janus_plan *a, const janus_plan *b) {
     return a->batch < b->batch;
 }
 
-static void keep(janus_plan *top, int ntop, int *n, const janus_plan *c) {
+static void keep(janus_plan *top, int ntop, int *n, const janus_plan *c, const janus_workload *w) {
     int i;
     if (*n < ntop) {
         i = (*n)++; // a free slot
     } else {
         i = ntop - 1; // full: replace the worst if c beats it
-        if (!better(c, &top[i])) return;
+        if (!better(c, &top[i], w)) return;
     }
     top[i] = *c;
-    while (i > 0 && better(&top[i], &top[i - 1])) {
+    while (i > 0 && better(&top[i], &top[i - 1], w)) {
         janus_plan t = top[i];
         top[i] = top[i - 1], top[i - 1] = t;
         i--;
@@ -358,14 +361,14 @@ int janus_plan_search(const janus_config *c, const janus_hw *hw, const janus_wor
     int n = 0, feasible = 0;
     for (int g = 1; g <= gpus; g++) { // monolithic layouts of g GPUs
         janus_plan pl = {.attn = g, .moe = 0, .micro = 1};
-        if (best_batch(c, hw, w, &pl, slo_tpot_s, max_batch, exhaustive)) feasible++, keep(top, ntop, &n, &pl);
+        if (best_batch(c, hw, w, &pl, slo_tpot_s, max_batch, exhaustive)) feasible++, keep(top, ntop, &n, &pl, w);
     }
     for (int a = 1; a < gpus; a++)
         for (int mo = 1; a + mo <= gpus; mo++)
             for (int m = 1; m <= 4; m++) {
                 janus_plan pl = {.attn = a, .moe = mo, .micro = m};
                 if (best_batch(c, hw, w, &pl, slo_tpot_s, max_batch, exhaustive) && pl.batch >= m)
-                    feasible++, keep(top, ntop, &n, &pl);
+                    feasible++, keep(top, ntop, &n, &pl, w);
             }
     return feasible;
 }

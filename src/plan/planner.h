@@ -74,6 +74,7 @@ int janus_hw_get(const char *name_or_path, janus_hw *hw, janus_err *e);
 typedef struct {
     double prompt_len, output_len; // means over the requests
     double zipf;                   // router skew assumed (0: uniform)
+    int job;                       // the search's objective: 0 decode tokens/s per GPU, 1 the whole job's (prefill too)
 } janus_workload;
 
 typedef struct {
@@ -100,6 +101,9 @@ double janus_expected_active(int E, double pairs, const double *p);
 // distinct experts, picked uniformly; one summed row back from each):
 // M (1 - C(E - E/M, K) / C(E, K)); 1 when M == 1.
 double janus_rows_per_token(int E, int K, int M);
+
+// What the search maximises: per_gpu, or job_per_gpu where w->job.
+double janus_plan_score(const janus_plan *pl, const janus_workload *w);
 
 // Fills the predictions of pl (attn, moe, batch, micro set).
 void janus_plan_eval(const janus_config *c, const janus_hw *hw, const janus_workload *w, janus_plan *pl);
