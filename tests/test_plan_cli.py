@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """test_plan_cli.py: `janus plan` end to end: the table and the plan JSON
 (whose predicted TPOT meets the SLO and whose layout fits the budget), the
-sbatch geometry, clear errors, and --simulate's CSV (one row per GPU count)
-and its PNG plot.
+sbatch geometry, clear errors, --objective job (the winner has the table's
+most whole-job tokens/s per GPU), and --simulate's CSV (one row per GPU
+count) and its PNG plot.
 
 usage: test_plan_cli.py JANUS
 """
@@ -41,6 +42,19 @@ def main():
         check(q.returncode == 2 and "--hardware" in q.stderr, "unknown hardware refused by name")
         q = subprocess.run([janus, "plan", "--model", QWEN, "--gpus", "2", "--slo-tpot-ms", "0.01"], capture_output=True, text=True)
         check(q.returncode == 2 and "no layout" in q.stderr, "an SLO nothing meets is reported, exit 2")
+        # --objective job: the winner is the table's best job/GPU (the last column), and the JSON carries it.
+        plan_j = os.path.join(tmp, "plan_job.json")
+        q = subprocess.run([janus, "plan", "--model", QWEN, "--gpus", "4", "--hardware", "h200", "--objective", "job",
+                            "--top", "50", "--out", plan_j], capture_output=True, text=True, timeout=120)
+        rows = [ln.split() for ln in q.stdout.splitlines() if ln.strip() and ln.split()[0].isdigit()]
+        jobs = [float(r[-1]) for r in rows]
+        jj = json.load(open(plan_j)) if os.path.exists(plan_j) else {}
+        check(q.returncode == 0 and jobs and jobs[0] == max(jobs) and "whole job" in q.stdout and
+              abs(jj.get("predicted_job_tokens_per_s_per_gpu", 0) - jobs[0]) <= 0.05 + 1e-6 * jobs[0],
+              f"--objective job: the winner has the most job tok/s per GPU of the table ({jobs[:3]}), in the JSON")
+        q = subprocess.run([janus, "plan", "--model", QWEN, "--gpus", "4", "--objective", "throughput"],
+                           capture_output=True, text=True)
+        check(q.returncode == 2 and "--objective" in q.stderr, "an unknown --objective is refused by name")
         sim = os.path.join(tmp, "sim.csv")
         q = subprocess.run([janus, "plan", "--model", QWEN, "--gpus", "8,16,64,512", "--simulate", "--hardware", "h200",
                             "--csv", sim], capture_output=True, text=True, timeout=300)
