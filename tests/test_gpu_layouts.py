@@ -43,6 +43,13 @@ payload over NCCL (--transport nccl: NCCL refuses two ranks on one GPU), with
 the same checks; on fewer GPUs each prints a "skip" line naming the GPUs it
 needs.
 
+The CUDA-aware MPI transport (--transport cuda-mpi, the layouts in CMPI)
+runs with JANUS_CUDA_MPI_MANAGED=1 (its buffers in managed memory, which an
+MPI that is not CUDA-aware reads and writes from the host), exact or
+reshaped like the others, and must say it ran; asked for where the MPI is not
+CUDA-aware (JANUS_CUDA_AWARE_MPI=0) without that hook, it must stop with one
+clear error.
+
 Skips (exit 77) where no GPU is visible.
 """
 import json
@@ -89,6 +96,16 @@ SCHED_SAME = ["1+1", "1+2", "1+3 replicas 2", "2+2 replicas 2 m2"]
 # Rows sent once per (token, MoE rank) (the default) against once per
 # pair (JANUS_XCHG_DEDUP=0): identical result files.
 DEDUP_SAME = ["1+2", "2+2 replicas 2 m2"]
+# The CUDA-aware MPI transport (--transport cuda-mpi) on an MPI that is not
+# CUDA-aware: JANUS_CUDA_MPI_MANAGED=1 puts its buffers in managed memory,
+# which host MPI reads and writes, so the transport's code runs here; exact
+# where the batches keep their shape, reshaped otherwise.
+CMPI = [
+    ("1+2 cuda-mpi", 3, ["--attn-ranks", "1", "--moe-ranks", "2", "--transport", "cuda-mpi"], True),
+    ("2+2 m2 cuda-mpi", 4, ["--attn-ranks", "2", "--moe-ranks", "2", "--micro-batches", "2", "--transport", "cuda-mpi"],
+     False),
+    ("monolithic np2 cuda-mpi", 2, ["--transport", "cuda-mpi"], False),
+]
 # Decode outputs come back summed per (token, MoE rank) (JANUS_XCHG_SUMS,
 # default 1). With one MoE rank the sum is the combine's own, to the bit (1+1
 # above: exact, and equal to its host-routed run); with several a token's sum
@@ -111,7 +128,7 @@ def gpus_visible():
     return n
 
 
-def run(janus, fixture, np_, extra, tmp, name, sched=None, dedup=None, sums=None):
+def run(janus, fixture, np_, extra, tmp, name, sched=None, dedup=None, sums=None, env_extra=None):
     """Results of one layout, or None and the error, and what its log says;
     sched: JANUS_XCHG_SCHED for the run (then it logs: info["gpu"] the
     (layer, micro-batch)s routed on the GPUs, info["summed"] whether its
@@ -130,15 +147,16 @@ def run(janus, fixture, np_, extra, tmp, name, sched=None, dedup=None, sums=None
         env["JANUS_XCHG_DEDUP"] = str(dedup)
     if sums is not None:
         env["JANUS_XCHG_SUMS"] = str(sums)
+    env.update(env_extra or {})
     cmd = mpirun_prefix(np_) + [janus, "generate", "--model", fixture, "--requests", os.path.join(tmp, "req.h5"),
-                                "--out", out, "--backend", "cuda"] + ([] if sched else ["--quiet"]) + extra
+                                "--out", out, "--backend", "cuda"] + ([] if sched or env_extra else ["--quiet"]) + extra
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     if p.returncode != 0:
         return None, f"janus exited {p.returncode}: {p.stderr.strip()[-1500:]}", {}
     m = re.search(r"exchange: (\d+) of (\d+) \(layer, micro-batch\)s scheduled and routed on the GPUs", p.stderr)
     v = re.search(r"exchange: (\d+) \(token, expert\) pairs went out as (\d+) rows and came back as (\d+) rows",
                   p.stderr)
-    info = {"gpu": int(m.group(1)) if m else None,
+    info = {"gpu": int(m.group(1)) if m else None, "log": p.stderr,
             "summed": "outputs back once per (token, MoE rank), summed there" in p.stderr,
             "payload": tuple(int(g) for g in v.groups()) if v else None}
     return janus_h5.read_results(out), None, info
@@ -276,6 +294,20 @@ def main():
                     errs = [err] if err else identical(res, per_pair) + payload_errs(pinfo, None, "pairs")
                     ok = tally(f"{os.path.basename(fx)} {name}: rows once per (token, MoE rank) = once per pair", errs)
                     passed, failed = passed + ok, failed + (not ok)
+            for name, np_, extra, exact in CMPI:
+                res, err, info = run(janus, fx, np_, extra, tmp, name, env_extra={"JANUS_CUDA_MPI_MANAGED": "1"})
+                errs = [err] if err else compare(base, res, reqs, exact)
+                if not err and "exchange payload GPU to GPU through a CUDA-aware MPI" not in info["log"]:
+                    errs.append("the log does not name the CUDA-aware MPI transport")
+                ok = tally(f"{os.path.basename(fx)} {name} (managed buffers, {np_} ranks on {min(np_, n_gpus)} GPU"
+                           f"{'s' if min(np_, n_gpus) > 1 else ''})", errs)
+                passed, failed = passed + ok, failed + (not ok)
+            # Asked for on an MPI that does not say it is CUDA-aware, without the test hook: one clear error.
+            if fx == fixtures[0]:
+                _, err, _ = run(janus, fx, 3, CMPI[0][2], tmp, "cmpi refused", env_extra={"JANUS_CUDA_AWARE_MPI": "0"})
+                ok = tally(f"{os.path.basename(fx)} --transport cuda-mpi refused where the MPI is not CUDA-aware",
+                           [] if err and "not CUDA-aware" in err else [f"not refused clearly: {err}"])
+                passed, failed = passed + ok, failed + (not ok)
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
 

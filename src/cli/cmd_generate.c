@@ -25,6 +25,7 @@
 #include <cuda_runtime_api.h>
 
 #include "comm/ipc.h"
+#include "comm/cudampi.h"
 #include "engine/gpu.h"
 #ifdef JANUS_NCCL
 #include "comm/nccl.h"
@@ -87,8 +88,11 @@ static const char *HELP =
     "  --transport T          exchange payload (cuda, several ranks): ipc (GPU to GPU\n"
     "                         through CUDA IPC, ranks of one node, direct path), nccl\n"
     "                         (NCCL send/recv, one GPU per rank, any nodes; run on one\n"
-    "                         node of 2 GPUs, not yet across nodes), mpi (host-staged MPI),\n"
-    "                         auto (default: ipc on one node, else mpi)\n"
+    "                         node of 2 GPUs, not yet across nodes), cuda-mpi (device\n"
+    "                         buffers straight to a CUDA-aware MPI, any nodes), mpi\n"
+    "                         (host-staged MPI), auto (default: ipc on one node, else\n"
+    "                         cuda-mpi where the MPI says it is CUDA-aware, else mpi;\n"
+    "                         JANUS_CUDA_AWARE_MPI=1|0 overrides what it says)\n"
     "  --synthetic            (cuda) weights made on the GPU from config.json alone, for\n"
     "                         scaling runs of full-size shapes without a checkpoint\n"
     "  --zipf S               (with --synthetic) router skew: expert popularity ~ rank^-S\n"
@@ -190,8 +194,8 @@ static void parse(int argc, char **argv, gen_args *a) {
         janus_die_all(NULL, "--backend: \"%s\" is not available in this build (cpu only; build with -Dcuda=enabled)", a->backend);
 #endif
     if (strcmp(a->transport, "auto") && strcmp(a->transport, "mpi") && strcmp(a->transport, "ipc") &&
-        strcmp(a->transport, "nccl"))
-        janus_die_all(NULL, "--transport: \"%s\" is not one of auto, ipc, mpi, nccl", a->transport);
+        strcmp(a->transport, "nccl") && strcmp(a->transport, "cuda-mpi"))
+        janus_die_all(NULL, "--transport: \"%s\" is not one of auto, ipc, cuda-mpi, mpi, nccl", a->transport);
     if (a->synthetic && strcmp(a->backend, "cuda"))
         janus_die_all(NULL, "--synthetic: weights are made on the GPU; add --backend cuda");
     if (a->zipf > 0 && !a->synthetic) janus_die_all(NULL, "--zipf: only with --synthetic (a checkpoint routes as it was trained)");
@@ -595,14 +599,33 @@ int cmd_generate(int argc, char **argv) {
                           local_size, size, path == XPATH_DIRECT ? "direct" : "hierarchical");
         if (!strcmp(a.transport, "nccl") && xcp && path != XPATH_DIRECT)
             janus_die_all(NULL, "--transport nccl: needs the direct exchange path (add --exchange direct)");
+        // A CUDA-aware MPI (asked for, or auto across nodes where the MPI says
+        // so; every rank must agree); JANUS_CUDA_MPI_MANAGED=1 (tests) runs it
+        // on any MPI through managed memory.
+        const char *how = "";
+        int aware = xcp ? janus_cuda_aware_mpi(&how) : 0, aware_min = aware;
+        MPI_Allreduce(&aware, &aware_min, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+        const char *mg = getenv("JANUS_CUDA_MPI_MANAGED");
+        const bool managed = mg && !strcmp(mg, "1");
+        if (xcp && !strcmp(a.transport, "cuda-mpi") && path != XPATH_DIRECT)
+            janus_die_all(NULL, "--transport cuda-mpi: needs the direct exchange path (add --exchange direct)");
+        if (xcp && !strcmp(a.transport, "cuda-mpi") && !aware_min && !managed)
+            janus_die_all(NULL, "--transport cuda-mpi: this MPI is not CUDA-aware on every rank (%s); use --transport "
+                                "mpi, or set JANUS_CUDA_AWARE_MPI=1 if it is (e.g. Cray MPICH with "
+                                "MPICH_GPU_SUPPORT_ENABLED=1)", how);
+        const bool cmpi = xcp && path == XPATH_DIRECT &&
+                          (!strcmp(a.transport, "cuda-mpi") || (!strcmp(a.transport, "auto") && !ipc_ok && aware_min));
 #ifdef JANUS_NCCL
         if (xcp && !strcmp(a.transport, "nccl")) janus_nccl_init(&xc, mb_tokens, janus_gpu_stream(gpu_h));
         else
 #endif
-        if (xcp && ipc_ok && strcmp(a.transport, "mpi")) janus_ipc_init(&xc, mb_tokens, janus_gpu_stream(gpu_h));
+        if (cmpi) janus_cudampi_init(&xc, mb_tokens, janus_gpu_stream(gpu_h));
+        else if (xcp && ipc_ok && strcmp(a.transport, "mpi")) janus_ipc_init(&xc, mb_tokens, janus_gpu_stream(gpu_h));
         if (xcp)
-            janus_log("cuda: each rank on GPU (node-local rank mod visible GPUs); exchange payload %s",
-                      xc.dev ? xc.dev->name : "host-staged through MPI");
+            janus_log("cuda: each rank on GPU (node-local rank mod visible GPUs); exchange payload %s%s%s%s",
+                      xc.dev ? xc.dev->name : "host-staged through MPI", cmpi ? " (" : "",
+                      cmpi ? (managed && !aware_min ? "managed buffers: JANUS_CUDA_MPI_MANAGED=1" : how) : "",
+                      cmpi ? ")" : "");
         janus_vlog("rank %d: GPU %d holds %.1f MiB of weights%s", rank, dev, janus_gpu_weight_bytes(gpu_h) / 1048576.0,
                    is_attn ? " and the KV cache" : "");
         if (a.synthetic) {
