@@ -304,7 +304,8 @@ def main():
                 passed, failed = passed + ok, failed + (not ok)
             # Asked for on an MPI that does not say it is CUDA-aware, without the test hook: one clear error.
             if fx == fixtures[0]:
-                _, err, _ = run(janus, fx, 3, CMPI[0][2], tmp, "cmpi refused", env_extra={"JANUS_CUDA_AWARE_MPI": "0"})
+                _, err, _ = run(janus, fx, 3, CMPI[0][2], tmp, "cmpi refused",
+                                env_extra={"JANUS_CUDA_AWARE_MPI": "0", "JANUS_CUDA_MPI_MANAGED": "0"})
                 ok = tally(f"{os.path.basename(fx)} --transport cuda-mpi refused where the MPI is not CUDA-aware",
                            [] if err and "not CUDA-aware" in err else [f"not refused clearly: {err}"])
                 passed, failed = passed + ok, failed + (not ok)

@@ -511,7 +511,38 @@ int cmd_generate(int argc, char **argv) {
     int node_size = a.node_size;
     if (!node_size) // one value on every rank (nodes may hold different rank counts)
         MPI_Allreduce(&local_size, &node_size, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-    if (!strcmp(a.exchange, "hierarchical") || (!strcmp(a.exchange, "auto") && node_size < size)) path = XPATH_HIER;
+    // The CUDA-aware MPI transport (cuda backend, several ranks): asked for, or
+    // auto across nodes where the MPI says it is CUDA-aware on every rank; it
+    // takes the direct path (--exchange auto then picks it across nodes too).
+    // JANUS_CUDA_MPI_MANAGED=1 (tests) runs it on any MPI through managed memory.
+    bool cmpi = false, cmpi_managed = false;
+    const char *cmpi_how = "";
+#ifdef JANUS_CUDA
+    if (!strcmp(a.backend, "cuda") && size > 1 && (!strcmp(a.transport, "cuda-mpi") || !strcmp(a.transport, "auto"))) {
+        const char *mg = getenv("JANUS_CUDA_MPI_MANAGED");
+        if (mg && strcmp(mg, "0") && strcmp(mg, "1"))
+            janus_die_all(NULL, "JANUS_CUDA_MPI_MANAGED=%s: expected 0 or 1", mg);
+        cmpi_managed = mg && mg[0] == '1';
+        int aware = janus_cuda_aware_mpi(&cmpi_how), aware_all = 0, one_node = 0;
+        MPI_Allreduce(&aware, &aware_all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+        MPI_Allreduce(&local_size, &one_node, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+        one_node = one_node == size;
+        if (!strcmp(a.transport, "cuda-mpi")) {
+            if (!aware_all && !cmpi_managed)
+                janus_die_all(NULL, "--transport cuda-mpi: this MPI is not CUDA-aware on every rank (%s); use --transport "
+                                    "mpi, or set JANUS_CUDA_AWARE_MPI=1 if it is (e.g. Cray MPICH with "
+                                    "MPICH_GPU_SUPPORT_ENABLED=1)", cmpi_how);
+            if (!strcmp(a.exchange, "hierarchical"))
+                janus_die_all(NULL, "--transport cuda-mpi: needs the direct exchange path (drop --exchange hierarchical)");
+            cmpi = true;
+        } else {
+            cmpi = aware_all && !one_node && strcmp(a.exchange, "hierarchical");
+        }
+    }
+#endif
+    (void)cmpi_managed, (void)cmpi_how;
+    if (!strcmp(a.exchange, "hierarchical") || (!strcmp(a.exchange, "auto") && node_size < size && !cmpi))
+        path = XPATH_HIER;
     char layout[256];
     if (disagg)
         snprintf(layout, sizeof layout, "disaggregated: %d attention + %d MoE ranks, %d expert replica(s), %d micro-batch(es), %s exchange, %d threads each",
@@ -599,32 +630,16 @@ int cmd_generate(int argc, char **argv) {
                           local_size, size, path == XPATH_DIRECT ? "direct" : "hierarchical");
         if (!strcmp(a.transport, "nccl") && xcp && path != XPATH_DIRECT)
             janus_die_all(NULL, "--transport nccl: needs the direct exchange path (add --exchange direct)");
-        // A CUDA-aware MPI (asked for, or auto across nodes where the MPI says
-        // so; every rank must agree); JANUS_CUDA_MPI_MANAGED=1 (tests) runs it
-        // on any MPI through managed memory.
-        const char *how = "";
-        int aware = xcp ? janus_cuda_aware_mpi(&how) : 0, aware_min = aware;
-        MPI_Allreduce(&aware, &aware_min, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
-        const char *mg = getenv("JANUS_CUDA_MPI_MANAGED");
-        const bool managed = mg && !strcmp(mg, "1");
-        if (xcp && !strcmp(a.transport, "cuda-mpi") && path != XPATH_DIRECT)
-            janus_die_all(NULL, "--transport cuda-mpi: needs the direct exchange path (add --exchange direct)");
-        if (xcp && !strcmp(a.transport, "cuda-mpi") && !aware_min && !managed)
-            janus_die_all(NULL, "--transport cuda-mpi: this MPI is not CUDA-aware on every rank (%s); use --transport "
-                                "mpi, or set JANUS_CUDA_AWARE_MPI=1 if it is (e.g. Cray MPICH with "
-                                "MPICH_GPU_SUPPORT_ENABLED=1)", how);
-        const bool cmpi = xcp && path == XPATH_DIRECT &&
-                          (!strcmp(a.transport, "cuda-mpi") || (!strcmp(a.transport, "auto") && !ipc_ok && aware_min));
 #ifdef JANUS_NCCL
         if (xcp && !strcmp(a.transport, "nccl")) janus_nccl_init(&xc, mb_tokens, janus_gpu_stream(gpu_h));
         else
 #endif
-        if (cmpi) janus_cudampi_init(&xc, mb_tokens, janus_gpu_stream(gpu_h));
+        if (xcp && cmpi) janus_cudampi_init(&xc, mb_tokens, janus_gpu_stream(gpu_h), cmpi_managed);
         else if (xcp && ipc_ok && strcmp(a.transport, "mpi")) janus_ipc_init(&xc, mb_tokens, janus_gpu_stream(gpu_h));
         if (xcp)
             janus_log("cuda: each rank on GPU (node-local rank mod visible GPUs); exchange payload %s%s%s%s",
                       xc.dev ? xc.dev->name : "host-staged through MPI", cmpi ? " (" : "",
-                      cmpi ? (managed && !aware_min ? "managed buffers: JANUS_CUDA_MPI_MANAGED=1" : how) : "",
+                      cmpi ? (cmpi_managed ? "managed buffers: JANUS_CUDA_MPI_MANAGED=1" : cmpi_how) : "",
                       cmpi ? ")" : "");
         janus_vlog("rank %d: GPU %d holds %.1f MiB of weights%s", rank, dev, janus_gpu_weight_bytes(gpu_h) / 1048576.0,
                    is_attn ? " and the KV cache" : "");

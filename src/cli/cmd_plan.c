@@ -194,7 +194,7 @@ int cmd_plan(int argc, char **argv) {
         if (!f) janus_die(csv, "cannot open for writing");
         fprintf(f, "model,hardware,gpus,gpus_per_node,slo_tpot_ms,best_mode,attn,moe,micro,batch,tpot_ms,tokens_per_s,"
                    "tokens_per_s_per_gpu,best_monolithic_per_gpu,best_disaggregated_per_gpu,job_tokens_per_s_per_gpu,"
-                   "objective\n");
+                   "best_monolithic_job_per_gpu,best_disaggregated_job_per_gpu,objective\n");
         printf("# janus plan --simulate: %s on %s, SLO %.0f ms, prompt %.0f, output %.0f, zipf %.2f\n", model, hw.name,
                slo_ms, w.prompt_len, w.output_len, w.zipf);
         printf("%6s %-18s %6s %10s %12s %14s %14s %8s\n", "gpus", "best", "batch", "tpot_ms", "tok/s/GPU", "mono tok/s/GPU",
@@ -239,10 +239,10 @@ int cmd_plan(int argc, char **argv) {
             printf("%6d %-18s %6d %10.2f %12.1f %14.1f %14.1f %8.2f\n", G, b->per_gpu > 0 ? layout_str(b, l, sizeof l) : "none",
                    b->batch, b->tpot_s * 1e3, b->per_gpu, best_m.per_gpu, best_d.per_gpu,
                    best_m.per_gpu > 0 ? best_d.per_gpu / best_m.per_gpu : 0.0);
-            fprintf(f, "%s,%s,%d,%d,%.1f,%s,%d,%d,%d,%d,%.4f,%.3f,%.3f,%.3f,%.3f,%.3f,%s\n", model, hw.name, G,
+            fprintf(f, "%s,%s,%d,%d,%.1f,%s,%d,%d,%d,%d,%.4f,%.3f,%.3f,%.3f,%.3f,%.3f,%.3f,%.3f,%s\n", model, hw.name, G,
                     hw.gpus_per_node, slo_ms, b->moe ? "disaggregated" : "monolithic", b->attn, b->moe, b->micro, b->batch,
                     b->tpot_s * 1e3, b->tokens_per_s, b->per_gpu, best_m.per_gpu, best_d.per_gpu, b->job_per_gpu,
-                    w.job ? "job" : "decode");
+                    best_m.job_per_gpu, best_d.job_per_gpu, w.job ? "job" : "decode");
         }
         fclose(f);
         printf("# wrote %s (plot: tools/plot_simulation.py %s)\n", csv, csv);

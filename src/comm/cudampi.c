@@ -62,11 +62,9 @@ static float *buf(const struct janus_cmpi *c, size_t bytes) {
     return p;
 }
 
-void janus_cudampi_init(janus_xchg *x, int max_tokens, void *stream) {
+void janus_cudampi_init(janus_xchg *x, int max_tokens, void *stream, bool managed) {
     struct janus_cmpi *c = xcalloc(1, sizeof *c);
-    const char *mg = getenv("JANUS_CUDA_MPI_MANAGED");
-    if (mg && strcmp(mg, "0") && strcmp(mg, "1")) janus_die_all(NULL, "JANUS_CUDA_MPI_MANAGED=%s: expected 0 or 1", mg);
-    c->managed = mg && mg[0] == '1';
+    c->managed = managed;
     c->st = (cudaStream_t)stream;
     c->H = x->H, c->n_mb = x->n_mb, c->M = x->n_moe, c->A = x->n_attn;
     c->rows_attn = (size_t)max_tokens * x->k;

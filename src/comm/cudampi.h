@@ -9,7 +9,8 @@
 // equal it bit for bit.
 //
 // `--transport cuda-mpi` asks for it; `auto` takes it across nodes where the
-// MPI says it is CUDA-aware (janus_cuda_aware_mpi). Test hook:
+// MPI says it is CUDA-aware (janus_cuda_aware_mpi), and then `--exchange
+// auto` takes the direct path (the hierarchical path stays host-staged). Test hook:
 // JANUS_CUDA_MPI_MANAGED=1 puts its buffers in CUDA managed memory, which any
 // MPI can read and write from the host, so the transport's code runs (and is
 // tested) on an MPI that is not CUDA-aware.
@@ -26,7 +27,9 @@
 int janus_cuda_aware_mpi(const char **how);
 
 // Collective over x->world. stream: this rank's GPU stream; max_tokens:
-// tokens per micro-batch on attention ranks. Sets x->dev and x->dev_state.
-void janus_cudampi_init(janus_xchg *x, int max_tokens, void *stream);
+// tokens per micro-batch on attention ranks; managed: buffers in managed
+// memory (JANUS_CUDA_MPI_MANAGED=1, parsed by the caller). Sets x->dev and
+// x->dev_state.
+void janus_cudampi_init(janus_xchg *x, int max_tokens, void *stream, bool managed);
 
 #endif

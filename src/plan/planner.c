@@ -256,7 +256,8 @@ void janus_plan_eval(const janus_config *c, const janus_hw *hw, const janus_work
             fm += K * expert_flops;
             const int Mx = mono ? G : M;
             const double r = (hw->ranks_share_gpu > 0 || intra) && hw->intra_sums > 0 ? janus_rows_per_token(E, K, Mx) : K;
-            xb += r * c->hidden * hw->payload_bytes * (mono ? (double)(G - 1) / G : 1.0);
+            // to the other ranks only, monolithic on their own GPUs (one GPU's ranks: every row, as decode)
+            xb += r * c->hidden * hw->payload_bytes * (mono && hw->ranks_share_gpu <= 0 ? (double)(G - 1) / G : 1.0);
         }
         double pre;
         if (hw->ranks_share_gpu > 0) { // every rank's work on one GPU adds up; the rows are device copies
@@ -270,7 +271,8 @@ void janus_plan_eval(const janus_config *c, const janus_hw *hw, const janus_work
             pre = m > 1 ? fmax(sa, sm) + fmin(sa, sm) / m : sa + sm;
         }
         pl->prefill_s = pre;
-        pl->job_per_gpu = (double)pl->attn * pl->batch * w->output_len / (pre + w->output_len * tpot) / G;
+        const double job_s = pre + w->output_len * tpot;
+        pl->job_per_gpu = job_s > 0 ? (double)pl->attn * pl->batch * w->output_len / job_s / G : 0;
     }
     // Memory: weights, KV for every sequence's whole length, 10% for activations.
     double attn_w = 0, expert_w = 0;
