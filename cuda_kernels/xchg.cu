@@ -394,7 +394,8 @@ __global__ void __launch_bounds__(ROW_THREADS) return_sums_kernel(float *const *
     }
     __syncthreads();
     const int cnt = s_n;
-    float4 *dst = (float4 *)(peer[out_a[g]] + (base + (size_t)out_row[g]) * H);
+    const size_t at = out_row ? (size_t)out_row[g] : (size_t)src_row[r]; // (NULL: the token row itself)
+    float4 *dst = (float4 *)(peer[out_a ? out_a[g] : 0] + (base + at) * H);
     for (int c4 = threadIdx.x; c4 < H / 4; c4 += blockDim.x) dst[c4] = combine4(y, s_row, s_w, cnt, H, c4);
 }
 

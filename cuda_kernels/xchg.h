@@ -99,7 +99,9 @@ int jk_xchg_send_tokens(float *const *peer, int32_t *const *peer_idx, int32_t *c
 // hdr at row src_row[perm[g]] starts with perm[g]), the sum over the header's
 // pairs of weight x output (their grouped rows: inv, an [rows] scratch this
 // call fills from perm), in the header's order with jk_combine_add's rounding,
-// to peer[out_a[g]] at row base + out_row[g]. H % 4 == 0. n NULL: g < n_max.
+// to peer[out_a[g]] at row base + out_row[g]. H % 4 == 0. n NULL: g < n_max;
+// out_a NULL: peer[0]; out_row NULL: the token row src_row[perm[g]] (the sums
+// laid out as the token rows came in: comm/cudampi.c).
 // The same headers built on the host (host-routed steps): ent [n, 2 + 2K]
 // int32, entry e = {MoE rank m, row, the K receive rows (-1 after the
 // token's), the K pair indices into w (-1 likewise)}: peer_hdr[m] at that row

@@ -98,13 +98,19 @@ SCHED_SAME = ["1+1", "1+2", "1+3 replicas 2", "2+2 replicas 2 m2"]
 DEDUP_SAME = ["1+2", "2+2 replicas 2 m2"]
 # The CUDA-aware MPI transport (--transport cuda-mpi) on an MPI that is not
 # CUDA-aware: JANUS_CUDA_MPI_MANAGED=1 puts its buffers in managed memory,
-# which host MPI reads and writes, so the transport's code runs here; exact
-# where the batches keep their shape, reshaped otherwise.
+# which host MPI reads and writes, so the transport's code runs here. It sums
+# the outputs per (token, MoE rank) as CUDA IPC does (JANUS_XCHG_SUMS=0: a
+# row per pair each way): exact where the batches keep their shape and one
+# MoE rank holds a token's pairs (or per pair), reshaped otherwise; each
+# run's payload line must match (name, ranks, args, exact, JANUS_XCHG_SUMS).
+_1P2 = ["--attn-ranks", "1", "--moe-ranks", "2", "--transport", "cuda-mpi"]
 CMPI = [
-    ("1+2 cuda-mpi", 3, ["--attn-ranks", "1", "--moe-ranks", "2", "--transport", "cuda-mpi"], True),
+    ("1+1 cuda-mpi", 2, ["--attn-ranks", "1", "--moe-ranks", "1", "--transport", "cuda-mpi"], True, None),
+    ("1+2 cuda-mpi per pair", 3, _1P2, True, 0),
+    ("1+2 cuda-mpi", 3, _1P2, False, None),
     ("2+2 m2 cuda-mpi", 4, ["--attn-ranks", "2", "--moe-ranks", "2", "--micro-batches", "2", "--transport", "cuda-mpi"],
-     False),
-    ("monolithic np2 cuda-mpi", 2, ["--transport", "cuda-mpi"], False),
+     False, None),
+    ("monolithic np2 cuda-mpi", 2, ["--transport", "cuda-mpi"], False, None),
 ]
 # Decode outputs come back summed per (token, MoE rank) (JANUS_XCHG_SUMS,
 # default 1). With one MoE rank the sum is the combine's own, to the bit (1+1
@@ -294,17 +300,21 @@ def main():
                     errs = [err] if err else identical(res, per_pair) + payload_errs(pinfo, None, "pairs")
                     ok = tally(f"{os.path.basename(fx)} {name}: rows once per (token, MoE rank) = once per pair", errs)
                     passed, failed = passed + ok, failed + (not ok)
-            for name, np_, extra, exact in CMPI:
-                res, err, info = run(janus, fx, np_, extra, tmp, name, env_extra={"JANUS_CUDA_MPI_MANAGED": "1"})
+            for name, np_, extra, exact, sums in CMPI:
+                res, err, info = run(janus, fx, np_, extra, tmp, name, sums=sums,
+                                     env_extra={"JANUS_CUDA_MPI_MANAGED": "1"})
                 errs = [err] if err else compare(base, res, reqs, exact)
                 if not err and "exchange payload GPU to GPU through a CUDA-aware MPI" not in info["log"]:
                     errs.append("the log does not name the CUDA-aware MPI transport")
+                if not err:
+                    one = "--moe-ranks" in extra and extra[extra.index("--moe-ranks") + 1] == "1"
+                    errs += payload_errs(info, top_k if one else None, "pairs" if sums == 0 else "sums")
                 ok = tally(f"{os.path.basename(fx)} {name} (managed buffers, {np_} ranks on {min(np_, n_gpus)} GPU"
                            f"{'s' if min(np_, n_gpus) > 1 else ''})", errs)
                 passed, failed = passed + ok, failed + (not ok)
             # Asked for on an MPI that does not say it is CUDA-aware, without the test hook: one clear error.
             if fx == fixtures[0]:
-                _, err, _ = run(janus, fx, 3, CMPI[0][2], tmp, "cmpi refused",
+                _, err, _ = run(janus, fx, 3, _1P2, tmp, "cmpi refused",
                                 env_extra={"JANUS_CUDA_AWARE_MPI": "0", "JANUS_CUDA_MPI_MANAGED": "0"})
                 ok = tally(f"{os.path.basename(fx)} --transport cuda-mpi refused where the MPI is not CUDA-aware",
                            [] if err and "not CUDA-aware" in err else [f"not refused clearly: {err}"])
