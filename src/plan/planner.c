@@ -7,10 +7,11 @@
 //            + expert FLOPs / peak + overhead, with the A b' k routed pairs
 //            spread over the MoE GPUs by the activation scheduler
 //   t_xchg = 2 (alpha + b' r H payload_bytes / link bandwidth)   (there and back)
-//            r rows per token: on one node with hw->intra_sums (CUDA IPC) a
-//            token's row goes once to each MoE GPU holding one of its k
-//            experts and one sum comes back (janus_rows_per_token); else
-//            (host MPI, NCCL, across nodes) r = k, a row per pair
+//            r rows per token: on one node with hw->intra_sums (CUDA IPC), or
+//            across nodes with hw->inter_sums (a CUDA-aware MPI), a token's row
+//            goes once to each MoE GPU holding one of its k experts and one
+//            sum comes back (janus_rows_per_token); else (host MPI, NCCL)
+//            r = k, a row per pair
 // Disaggregated, ping-pong over m micro-batches:
 //   T_layer = m max(t_attn, t_xchg + t_moe) + min(t_attn, t_xchg + t_moe)
 // or, where one message exceeds hw->overlap_max_bytes (host MPI moves it only
@@ -41,9 +42,9 @@ static const janus_hw PRESETS[] = {
     //        ranks share one GPU (0: one GPU per rank) and its per-layer switch times,
     //        exchange payload bytes per element (f32 rows), rows once per (token, MoE rank) within a node
     //        and the share of peak FLOP/s prompt steps reach (one H200, Qwen3-30B-A3B, docs/plan.md)
-    {"h100", 3.35e12, 0.80, 989e12, 80e9, 450e9, 5e-6, 50e9, 10e-6, 20e-6, 8, 2, 0, 0, 0, 0, 4, 1, 0.35},
-    {"h200", 4.80e12, 0.80, 989e12, 141e9, 450e9, 5e-6, 50e9, 10e-6, 20e-6, 8, 2, 0, 0, 0, 0, 4, 1, 0.35},
-    {"cpu", 30e9, 0.10, 100e9, 24e9, 10e9, 2e-6, 10e9, 20e-6, 50e-6, 2, 4, 4096, 0, 0, 0, 4, 0, 0.35},
+    {"h100", 3.35e12, 0.80, 989e12, 80e9, 450e9, 5e-6, 50e9, 10e-6, 20e-6, 8, 2, 0, 0, 0, 0, 4, 1, 0, 0.35},
+    {"h200", 4.80e12, 0.80, 989e12, 141e9, 450e9, 5e-6, 50e9, 10e-6, 20e-6, 8, 2, 0, 0, 0, 0, 4, 1, 0, 0.35},
+    {"cpu", 30e9, 0.10, 100e9, 24e9, 10e9, 2e-6, 10e9, 20e-6, 50e-6, 2, 4, 4096, 0, 0, 0, 4, 0, 0, 0.35},
 };
 
 const janus_hw *janus_hw_preset(const char *name) {
@@ -72,7 +73,7 @@ int janus_hw_load(const char *path, janus_hw *hw, janus_err *e) {
         {"act_bytes", &hw->act_bytes}, {"overlap_max_bytes", &hw->overlap_max_bytes},
         {"ranks_share_gpu", &hw->ranks_share_gpu}, {"shared_handoff_s", &hw->shared_handoff_s},
         {"shared_attn_handoff_s", &hw->shared_attn_handoff_s}, {"payload_bytes", &hw->payload_bytes},
-        {"intra_sums", &hw->intra_sums}, {"prefill_eff", &hw->prefill_eff}};
+        {"intra_sums", &hw->intra_sums}, {"inter_sums", &hw->inter_sums}, {"prefill_eff", &hw->prefill_eff}};
     // The per-role constants of the first shared-GPU model: a file with them
     // was fitted to a different formula, so its numbers would mislead here.
     if (json_object_get(r, "shared_attn_rank_s") || json_object_get(r, "shared_moe_rank_s")) {
@@ -206,7 +207,7 @@ void janus_plan_eval(const janus_config *c, const janus_hw *hw, const janus_work
             double act = fmin((double)E / G + 1, janus_expected_active(E, pairs, p) / G);
             double t_a = ab / bw + af / hw->flops;
             double t_e = act * expert_bytes / bw + pairs / G * expert_flops / hw->flops;
-            const double r = intra && hw->intra_sums > 0 ? janus_rows_per_token(E, K, G) : K; // per token, to all G ranks
+            const double r = (intra ? hw->intra_sums : hw->inter_sums) > 0 ? janus_rows_per_token(E, K, G) : K; // to all G
             double t_x = G > 1 ? 2 * link_time(hw, intra, (double)pl->batch * r * c->hidden * hw->payload_bytes * (G - 1) / G) : 0;
             tpot += t_a + t_e + t_x + 2 * hw->layer_overhead_s;
             ta1 = t_a, tm1 = t_e, tx1 = t_x, act1 = act;
@@ -220,7 +221,7 @@ void janus_plan_eval(const janus_config *c, const janus_hw *hw, const janus_work
         // the experts a MoE GPU holds.
         double act = fmin(ceil((double)E / M), ceil(janus_expected_active(E, pairs, p) / M - 1e-9));
         const double t_e = act * expert_bytes / bw + pairs / M * expert_flops / hw->flops + hw->layer_overhead_s;
-        const double r = intra && hw->intra_sums > 0 ? janus_rows_per_token(E, K, M) : K; // rows per token
+        const double r = (intra ? hw->intra_sums : hw->inter_sums) > 0 ? janus_rows_per_token(E, K, M) : K; // per token
         const double t_x = 2 * link_time(hw, intra, bm * r * c->hidden * hw->payload_bytes);
         const double stage = t_x + t_e;
         // Rows from one attention GPU to one MoE GPU per micro-batch: beyond the
@@ -255,7 +256,8 @@ void janus_plan_eval(const janus_config *c, const janus_hw *hw, const janus_work
             if (!c->layer_moe[l]) continue;
             fm += K * expert_flops;
             const int Mx = mono ? G : M;
-            const double r = (hw->ranks_share_gpu > 0 || intra) && hw->intra_sums > 0 ? janus_rows_per_token(E, K, Mx) : K;
+            const double r = (hw->ranks_share_gpu > 0 || intra ? hw->intra_sums : hw->inter_sums) > 0
+                                 ? janus_rows_per_token(E, K, Mx) : K;
             // to the other ranks only, monolithic on their own GPUs (one GPU's ranks: every row, as decode)
             xb += r * c->hidden * hw->payload_bytes * (mono && hw->ranks_share_gpu <= 0 ? (double)(G - 1) / G : 1.0);
         }

@@ -51,8 +51,10 @@ typedef struct {
     // holding one of its experts and one weighted sum back (CUDA IPC, the GPU
     // default; janus_rows_per_token); 0: a row per (token, expert) pair each
     // way (host MPI: the CPU backend; also --transport nccl,
-    // JANUS_XCHG_DEDUP=0 or JANUS_XCHG_SUMS=0). Across nodes: a row per pair.
-    double intra_sums;
+    // JANUS_XCHG_DEDUP=0 or JANUS_XCHG_SUMS=0). inter_sums: the same across
+    // nodes (1: --transport cuda-mpi on a CUDA-aware MPI; 0, every preset:
+    // host-staged MPI or NCCL, a row per pair).
+    double intra_sums, inter_sums;
     // Share of peak FLOP/s (flops) prompt steps reach: prefill is priced by
     // its FLOPs (0.35: one H200 prefilling Qwen3-30B-A3B's 512-token prompts
     // in 16384-token steps, docs/plan.md).
@@ -64,7 +66,7 @@ const janus_hw *janus_hw_preset(const char *name);
 // A calibration file: JSON with any of the janus_hw fields by name (hbm_Bps,
 // eff, flops, mem_bytes, intra_Bps, intra_alpha_s, inter_Bps, inter_alpha_s,
 // layer_overhead_s, gpus_per_node, act_bytes, overlap_max_bytes, ranks_share_gpu,
-// shared_handoff_s, shared_attn_handoff_s, payload_bytes, intra_sums, prefill_eff) over the
+// shared_handoff_s, shared_attn_handoff_s, payload_bytes, intra_sums, inter_sums, prefill_eff) over the
 // preset named by "base" (default h100); other keys are ignored. `janus bench
 // decode --calibration FILE` writes one for CPUs (plan/calib.h).
 int janus_hw_load(const char *path, janus_hw *hw, janus_err *e);
