@@ -68,6 +68,7 @@ struct janus_cmpi {
     int32_t *d_tok, *d_ent;      // device copies of h_tok, h_ent
     int32_t *h_mark, *h_rowof, *h_mof; // [max_tokens], [rows_attn], [rows_attn]
     int *first, *n_tok;          // [M] token rows per MoE rank in this micro-batch's send buffer
+    int64_t *reg;                // [M] this rank's region in each MoE rank's receive layout
     int32_t *d_iin, *d_hin;      // [n_mb, rows_moe], [n_mb, rows_moe, 2K] MoE: index, headers in
     float **d_otab;              // [n_mb] device array: d_out of each micro-batch (jk_xchg_return_sums)
     int32_t *d_inv;              // [rows_moe] MoE scratch
@@ -126,6 +127,7 @@ void janus_cudampi_init(janus_xchg *x, int max_tokens, void *stream, bool manage
             c->h_mark = xmalloc(4 * (size_t)max_tokens), c->h_rowof = xmalloc(4 * ra), c->h_mof = xmalloc(4 * ra);
             for (int t = 0; t < max_tokens; t++) c->h_mark[t] = -1;
             c->first = xcalloc(c->M, sizeof(int)), c->n_tok = xcalloc(c->M, sizeof(int));
+            c->reg = xcalloc(c->M, sizeof(int64_t));
         }
         c->n_req_a = xcalloc(c->n_mb, sizeof(int));
         idx = c->rows_attn;
@@ -180,7 +182,7 @@ static void cmpi_free(janus_xchg *x) {
     MPI_Comm_free(&c->c_idx);
     MPI_Comm_free(&c->c_hdr);
     free(c->req_a), free(c->n_req_a), free(c->req_m), free(c->n_req_m), free(c->st_in), free(c->ntok_in);
-    free(c->h_mark), free(c->h_rowof), free(c->h_mof), free(c->first), free(c->n_tok);
+    free(c->h_mark), free(c->h_rowof), free(c->h_mof), free(c->first), free(c->n_tok), free(c->reg);
     free(c);
 }
 
@@ -203,11 +205,12 @@ static void post_summed(janus_xchg *x, int l, int i, const float *d_rows, const 
     struct janus_cmpi *c = x->dev_state;
     janus_xmb_attn *a = &x->xa[i];
     const int M = c->M, K = c->K, P = a->off[M], T = P / K, W = 2 + 2 * K;
-    if (!d_w) janus_die(NULL, "internal: CUDA-aware MPI exchange: outputs summed without router weights");
+    if (P > 0 && !d_w) janus_die(NULL, "internal: CUDA-aware MPI exchange: outputs summed without router weights");
     int32_t *tok = c->h_tok, *src = c->h_src, *mark = c->h_mark, *rowof = c->h_rowof, *mof = c->h_mof;
     int n = 0;
+    int64_t *reg = c->reg; // this rank's region in each MoE rank's receive layout
     for (int m = 0; m < M; m++) {
-        const int64_t base = off_in_moe(x, i, x->attn_idx, m);
+        const int64_t base = reg[m] = off_in_moe(x, i, x->attn_idx, m);
         const int r0 = a->off[m], r1 = r0 + a->cnt[m];
         c->first[m] = n;
         for (int r = r0; r < r1; r++) mark[a->pair[r] / K] = 0, rowof[a->pair[r]] = r, mof[a->pair[r]] = m;
@@ -242,7 +245,7 @@ static void post_summed(janus_xchg *x, int l, int i, const float *d_rows, const 
             int j1 = j0;
             while (j1 < K && mof[t * K + ord[j1]] == m) j1++;
             const int lead_q = t * K + ord[j0];
-            const int64_t base = off_in_moe(x, i, x->attn_idx, m);
+            const int64_t base = reg[m];
             const int rank = (int)(src[rowof[lead_q]] - base); // the token's rank among m's token rows
             int32_t *e = ent + (size_t)ne++ * W;
             e[0] = i, e[1] = c->first[m] + rank; // into d_hsend[i], m's token rows first[m] ..
@@ -347,8 +350,14 @@ static void cmpi_serve(janus_xchg *x, int l, int i, const int32_t *perm, const i
     for (int a = 0, k = 0; a < c->A; a++) {
         ntok[a] = 0;
         if (!q->cnt[a]) continue;
-        if (c->sums) MPI_Get_count(&c->st_in[k], c->row, &ntok[a]);
-        else ntok[a] = q->cnt[a];
+        if (c->sums) {
+            MPI_Get_count(&c->st_in[k], c->row, &ntok[a]);
+            if (ntok[a] < 1 || ntok[a] > q->cnt[a])
+                janus_die(NULL, "internal: CUDA-aware MPI exchange: %d token rows from attention rank %d for %d pairs",
+                          ntok[a], a, q->cnt[a]);
+        } else {
+            ntok[a] = q->cnt[a];
+        }
         k += c->sums ? 3 : 1;
     }
     const double t1 = janus_now_s();
