@@ -186,14 +186,6 @@ static void cmpi_free(janus_xchg *x) {
     free(c);
 }
 
-// Rows attention rank a sends MoE rank m in micro-batch i: where a's region
-// starts in m's receive layout (the sum over a' < a of their rows for m).
-static int64_t off_in_moe(const janus_xchg *x, int i, int a, int m) {
-    const int64_t *ram = x->rows_am + (size_t)i * x->n_attn * x->n_moe;
-    int64_t o = 0;
-    for (int b = 0; b < a; b++) o += ram[(size_t)b * x->n_moe + m];
-    return o;
-}
 
 // Summed payload, attention side: per MoE rank the distinct tokens of this
 // rank's pairs there (token order) gathered into d_send, each pair's token row
@@ -204,66 +196,18 @@ static int64_t off_in_moe(const janus_xchg *x, int i, int a, int m) {
 static void post_summed(janus_xchg *x, int l, int i, const float *d_rows, const int32_t *ids, const float *d_w) {
     struct janus_cmpi *c = x->dev_state;
     janus_xmb_attn *a = &x->xa[i];
-    const int M = c->M, K = c->K, P = a->off[M], T = P / K, W = 2 + 2 * K;
+    const int M = c->M, K = c->K, P = a->off[M], W = 2 + 2 * K;
     if (P > 0 && !d_w) janus_die(NULL, "internal: CUDA-aware MPI exchange: outputs summed without router weights");
-    int32_t *tok = c->h_tok, *src = c->h_src, *mark = c->h_mark, *rowof = c->h_rowof, *mof = c->h_mof;
-    int n = 0;
-    int64_t *reg = c->reg; // this rank's region in each MoE rank's receive layout
-    for (int m = 0; m < M; m++) {
-        const int64_t base = reg[m] = off_in_moe(x, i, x->attn_idx, m);
-        const int r0 = a->off[m], r1 = r0 + a->cnt[m];
-        c->first[m] = n;
-        for (int r = r0; r < r1; r++) mark[a->pair[r] / K] = 0, rowof[a->pair[r]] = r, mof[a->pair[r]] = m;
-        int tmin = T, tmax = -1;
-        for (int r = r0; r < r1; r++) {
-            const int t = a->pair[r] / K;
-            tmin = t < tmin ? t : tmin, tmax = t > tmax ? t : tmax;
-        }
-        for (int t = tmin; t <= tmax; t++)
-            if (mark[t] == 0) mark[t] = n - c->first[m] + 1, tok[n++] = t; // 1 + its rank
-        c->n_tok[m] = n - c->first[m];
-        for (int r = r0; r < r1; r++) src[r] = (int32_t)(base + mark[a->pair[r] / K] - 1);
-        for (int r = r0; r < r1; r++) mark[a->pair[r] / K] = -1;
+    janus_xchg_rows1 d = {.tok = c->h_tok, .src = c->h_src, .first = c->first, .n_tok = c->n_tok, .reg = c->reg,
+                          .mark = c->h_mark, .rowof = c->h_rowof, .mof = c->h_mof, .lead = c->h_lead, .rank = c->h_slot,
+                          .ent = c->h_ent};
+    const int n = janus_xchg_rows_once(x, i, ids, &d), ne = d.n_ent;
+    int32_t *tok = c->h_tok, *src = c->h_src, *ent = c->h_ent;
+    for (int e = 0; e < ne; e++) { // {m, rank} -> {micro-batch i's header buffer, m's token rows first[m] + rank}
+        int32_t *en = ent + (size_t)e * W;
+        en[1] += c->first[en[0]], en[0] = i;
     }
-    // Headers, leads and sum rows, per (token, MoE rank).
-    int32_t *ent = c->h_ent;
-    int ne = 0;
-    for (int t = 0; t < T; t++) {
-        int ord[JK_XCHG_SUM_MAX_K]; // the token's pairs by (MoE rank, expert, slot)
-        for (int j = 0; j < K; j++) {
-            const int q = t * K + j;
-            int k = j;
-            while (k > 0) {
-                const int o = t * K + ord[k - 1];
-                if (mof[o] < mof[q] || (mof[o] == mof[q] && ids[o] <= ids[q])) break;
-                ord[k] = ord[k - 1], k--;
-            }
-            ord[k] = j;
-        }
-        for (int j0 = 0; j0 < K;) {
-            const int m = mof[t * K + ord[j0]];
-            int j1 = j0;
-            while (j1 < K && mof[t * K + ord[j1]] == m) j1++;
-            const int lead_q = t * K + ord[j0];
-            const int64_t base = reg[m];
-            const int rank = (int)(src[rowof[lead_q]] - base); // the token's rank among m's token rows
-            int32_t *e = ent + (size_t)ne++ * W;
-            e[0] = i, e[1] = c->first[m] + rank; // into d_hsend[i], m's token rows first[m] ..
-            for (int u = 0; u < K; u++) {
-                if (j0 + u < j1) {
-                    const int q = t * K + ord[j0 + u];
-                    e[2 + u] = (int32_t)(base + rowof[q] - a->off[m]), e[2 + K + u] = q;
-                } else {
-                    e[2 + u] = e[2 + K + u] = -1;
-                }
-            }
-            for (int u = j0; u < j1; u++) {
-                const int q = t * K + ord[u];
-                c->h_lead[q] = u == j0, c->h_slot[q] = a->off[m] + rank;
-            }
-            j0 = j1;
-        }
-    }
+    for (int q = 0; q < P; q++) c->h_slot[q] += a->off[c->h_mof[q]]; // rank -> the sum's row: m's region of d_ret
     const size_t ra = c->rows_attn, K2 = 2 * (size_t)K;
     float *send = c->d_send + (size_t)i * ra * c->H, *ret = c->d_ret + (size_t)i * ra * c->H;
     int32_t *isend = c->d_isend + (size_t)i * ra, *hsend = c->d_hsend + (size_t)i * ra * K2;

@@ -384,6 +384,84 @@ void janus_xchg_relay_back(janus_xchg *x, int l, int i) {
     if (x->path == XPATH_HIER) janus_hier_gateway_back(x, l, i);
 }
 
+int64_t janus_xchg_off_in_moe(const janus_xchg *x, int i, int a, int m) {
+    const int64_t *ram = x->rows_am + (size_t)i * x->n_attn * x->n_moe;
+    int64_t o = 0;
+    for (int b = 0; b < a; b++) o += ram[(size_t)b * x->n_moe + m];
+    return o;
+}
+
+int64_t janus_xchg_off_in_attn(const janus_xchg *x, int i, int a, int m) {
+    const int64_t *ram = x->rows_am + (size_t)i * x->n_attn * x->n_moe;
+    int64_t o = 0;
+    for (int q = 0; q < m; q++) o += ram[(size_t)a * x->n_moe + q];
+    return o;
+}
+
+int janus_xchg_rows_once(const janus_xchg *x, int i, const int32_t *ids, janus_xchg_rows1 *d) {
+    const janus_xmb_attn *a = &x->xa[i];
+    const int M = x->n_moe, K = x->k, P = a->off[M], T = P / K;
+    int n = 0;
+    for (int m = 0; m < M; m++) {
+        const int64_t base = d->reg[m] = janus_xchg_off_in_moe(x, i, x->attn_idx, m);
+        const int r0 = a->off[m], r1 = r0 + a->cnt[m];
+        int tmin = T, tmax = -1;
+        for (int r = r0; r < r1; r++) {
+            const int t = a->pair[r] / K;
+            d->mark[t] = 0, tmin = t < tmin ? t : tmin, tmax = t > tmax ? t : tmax;
+        }
+        d->first[m] = n;
+        for (int t = tmin; t <= tmax; t++)
+            if (d->mark[t] == 0) d->mark[t] = n - d->first[m] + 1, d->tok[n++] = t; // 1 + its rank
+        d->n_tok[m] = n - d->first[m];
+        for (int r = r0; r < r1; r++) d->src[r] = (int32_t)(base + d->mark[a->pair[r] / K] - 1);
+        for (int r = r0; r < r1; r++) d->mark[a->pair[r] / K] = -1;
+    }
+    d->n_ent = 0;
+    if (!ids) return n;
+    for (int m = 0; m < M; m++)
+        for (int r = a->off[m]; r < a->off[m + 1]; r++) d->rowof[a->pair[r]] = r, d->mof[a->pair[r]] = m;
+    const int W = 2 + 2 * K;
+    for (int t = 0; t < T; t++) {
+        int ord[64]; // the token's pairs by (MoE rank, expert, slot); k <= 64 (the sums take k <= 16)
+        if (K > 64) janus_die(NULL, "internal: rows once per (token, MoE rank) with top-%d", K);
+        for (int j = 0; j < K; j++) {
+            const int q = t * K + j;
+            int k = j;
+            while (k > 0) {
+                const int o = t * K + ord[k - 1];
+                if (d->mof[o] < d->mof[q] || (d->mof[o] == d->mof[q] && ids[o] <= ids[q])) break;
+                ord[k] = ord[k - 1], k--;
+            }
+            ord[k] = j;
+        }
+        for (int j0 = 0; j0 < K;) {
+            const int m = d->mof[t * K + ord[j0]];
+            int j1 = j0;
+            while (j1 < K && d->mof[t * K + ord[j1]] == m) j1++;
+            const int64_t base = d->reg[m];
+            const int rank = (int)(d->src[d->rowof[t * K + ord[j0]]] - base);
+            int32_t *e = d->ent + (size_t)d->n_ent++ * W;
+            e[0] = m, e[1] = rank;
+            for (int u = 0; u < K; u++) {
+                if (j0 + u < j1) {
+                    const int q = t * K + ord[j0 + u];
+                    e[2 + u] = (int32_t)(base + d->rowof[q] - a->off[m]), e[2 + K + u] = q;
+                } else {
+                    e[2 + u] = e[2 + K + u] = -1;
+                }
+            }
+            for (int u = j0; u < j1; u++) {
+                const int q = t * K + ord[u];
+                d->lead[q] = u == j0;
+                if (d->rank) d->rank[q] = rank;
+            }
+            j0 = j1;
+        }
+    }
+    return n;
+}
+
 void janus_xchg_finish_layer(janus_xchg *x) {
     if (x->dev) x->dev->finish_layer(x);
     if (x->moe_idx >= 0)

@@ -170,4 +170,35 @@ void janus_xchg_free_device(janus_xchg *x);
 // Every rank: wait for every send of the layer (before buffers are reused).
 void janus_xchg_finish_layer(janus_xchg *x);
 
+// Micro-batch i's rows from attention rank a to MoE rank m: where a's region
+// starts in m's receive layout (the rows of attention ranks before a), and
+// where m's rows start in a's return layout (the rows of MoE ranks before m).
+int64_t janus_xchg_off_in_moe(const janus_xchg *x, int i, int a, int m);
+int64_t janus_xchg_off_in_attn(const janus_xchg *x, int i, int a, int m);
+
+// Rows once per (token, MoE rank), host-built (the device transports'
+// host-routed steps, and every step of --transport cuda-mpi): for this
+// attention rank's micro-batch i (routed: x->xa[i].pair, off, cnt), per MoE
+// rank m the distinct tokens of its pairs there in token order, tok[first[m]
+// .. first[m] + n_tok[m]), and for each send row r its token's row in m's
+// receive layout, src[r] = reg[m] (this rank's region there) + the token's
+// rank. With ids [T, k] (outputs summed on the MoE ranks) also, per (token,
+// MoE rank) with pairs, in token then MoE rank order, an entry of 2 + 2k
+// int32 in ent: {m, the token's rank, its pairs' receive rows in (expert id,
+// slot) order then -1, their pair indices then -1} (the order the combine
+// sums in; comm/ipc.c and comm/cudampi.c address the entries), lead[q] = 1
+// for each entry's first pair, rank[q] (if non-NULL) = q's token's rank at its MoE rank,
+// rowof[q] = q's send row, mof[q] its MoE rank, n_ent the entries. mark
+// [tokens]: scratch, -1 everywhere on entry and on return. Returns the
+// tokens listed.
+typedef struct {
+    int32_t *tok, *src;           // [pairs]
+    int *first, *n_tok;           // [M]
+    int64_t *reg;                 // [M]
+    int32_t *mark;                // [tokens]
+    int32_t *rowof, *mof, *lead, *rank, *ent; // with ids: [pairs] each, ent [pairs, 2 + 2k]
+    int n_ent;
+} janus_xchg_rows1;
+int janus_xchg_rows_once(const janus_xchg *x, int i, const int32_t *ids, janus_xchg_rows1 *d);
+
 #endif

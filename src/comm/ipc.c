@@ -74,8 +74,8 @@ struct janus_ipc {
     // ... and on host-routed steps (prompt-sized), the headers, leads and
     // return rows built on the host (sums_init):
     int32_t *h_ent, *d_ent;     // [rows_attn, 2 + 2k] pinned / device: jk_xchg_put_headers' entries
-    int32_t *h_lead, *h_slot;   // [rows_attn] pinned: each pair's lead flag and return row
-    int32_t *h_rowof, *h_mof;   // [rows_attn]: each pair's send row and MoE rank
+    int32_t *h_lead, *h_rowof;  // [rows_attn] pinned: each pair's lead flag, its send row (= its output's return row)
+    int32_t *h_mof;             // [rows_attn]: each pair's MoE rank
     int32_t *h_oa, *h_or;       // [rows_moe] pinned, MoE side: each grouped row's attention rank, return row
     int32_t *h_ra;              // [rows_moe] MoE side: each receive row's attention rank
     int64_t *h_reg;             // [max(A, M)]: a region offset per peer
@@ -187,12 +187,6 @@ static void sched_gpu_init(janus_xchg *x, struct janus_ipc *c) {
             for (int m = 0; m < M; m++) h_idx[m] = index_part(x, c, h_in[m]);
             c->d_peer_idx = janus_cuda_alloc(sizeof(int32_t *) * M);
             CK(cudaMemcpy(c->d_peer_idx, h_idx, sizeof(int32_t *) * M, cudaMemcpyHostToDevice));
-            if (c->sums) {
-                for (int m = 0; m < M; m++) h_idx[m] = header_part(x, c, h_in[m]);
-                c->d_peer_hdr = janus_cuda_alloc(sizeof(int32_t *) * M);
-                CK(cudaMemcpy(c->d_peer_hdr, h_idx, sizeof(int32_t *) * M, cudaMemcpyHostToDevice));
-                c->d_lead = janus_cuda_alloc(4 * rows_attn * x->n_mb);
-            }
             free(h_idx);
             const int T = (int)(rows_attn / x->k);
             c->d_tok_dst = janus_cuda_alloc(4 * (size_t)T * M);
@@ -206,7 +200,6 @@ static void sched_gpu_init(janus_xchg *x, struct janus_ipc *c) {
         c->d_lseg = janus_cuda_alloc(4 * (size_t)(E + 1));
         c->d_perm = janus_cuda_alloc(4 * rows_moe), c->d_out_a = janus_cuda_alloc(4 * rows_moe);
         c->d_out_row = janus_cuda_alloc(4 * rows_moe);
-        if (c->sums) c->d_inv = janus_cuda_alloc(4 * rows_moe);
         float **h_ret = xcalloc(A, sizeof(float *));
         for (int a = 0; a < A; a++) h_ret[a] = c->peer_ret[x->attn_world[a]];
         c->d_peer_ret = janus_cuda_alloc(sizeof(float *) * A);
@@ -215,32 +208,30 @@ static void sched_gpu_init(janus_xchg *x, struct janus_ipc *c) {
     }
 }
 
-// Outputs summed on the MoE ranks, host-routed steps too: what the device
-// path (sched_gpu_init) left unallocated, and the host-built tables' staging.
+// Outputs summed on the MoE ranks (both routings): the headers' pointer
+// table, leads and scratch, the return tables the device routing shares
+// (where sched_gpu_init did not allocate them), the host tables' staging.
 static void sums_init(janus_xchg *x, struct janus_ipc *c) {
     if (!c->sums) return;
     const int M = x->n_moe, A = x->n_attn, K = x->k;
     const size_t rows_attn = c->rows_attn, rows_moe = c->rows_moe;
     if (x->attn_idx >= 0) {
-        if (!c->d_peer_hdr) {
-            int32_t **h = xcalloc(M, sizeof(int32_t *));
-            for (int m = 0; m < M; m++) h[m] = header_part(x, c, c->peer_in[x->moe_world[m]]);
-            c->d_peer_hdr = janus_cuda_alloc(sizeof(int32_t *) * M);
-            CK(cudaMemcpy(c->d_peer_hdr, h, sizeof(int32_t *) * M, cudaMemcpyHostToDevice));
-            free(h);
-        }
-        if (!c->d_lead) c->d_lead = janus_cuda_alloc(4 * rows_attn * x->n_mb);
+        int32_t **h = xcalloc(M, sizeof(int32_t *));
+        for (int m = 0; m < M; m++) h[m] = header_part(x, c, c->peer_in[x->moe_world[m]]);
+        c->d_peer_hdr = janus_cuda_alloc(sizeof(int32_t *) * M);
+        CK(cudaMemcpy(c->d_peer_hdr, h, sizeof(int32_t *) * M, cudaMemcpyHostToDevice));
+        free(h);
+        c->d_lead = janus_cuda_alloc(4 * rows_attn * x->n_mb);
         if (!c->d_ret_row) c->d_ret_row = janus_cuda_alloc(4 * rows_attn * x->n_mb);
         const size_t ent = (2 + 2 * (size_t)K) * rows_attn * 4;
         CK(cudaMallocHost((void **)&c->h_ent, ent));
         c->d_ent = janus_cuda_alloc(ent);
         CK(cudaMallocHost((void **)&c->h_lead, 4 * rows_attn));
-        CK(cudaMallocHost((void **)&c->h_slot, 4 * rows_attn));
-        c->h_rowof = xmalloc(4 * rows_attn), c->h_mof = xmalloc(4 * rows_attn);
+        CK(cudaMallocHost((void **)&c->h_rowof, 4 * rows_attn));
+        c->h_mof = xmalloc(4 * rows_attn);
     }
-    c->h_reg = xmalloc(sizeof(int64_t) * (size_t)(A > M ? A : M));
     if (x->moe_idx >= 0) {
-        if (!c->d_inv) c->d_inv = janus_cuda_alloc(4 * rows_moe);
+        c->d_inv = janus_cuda_alloc(4 * rows_moe);
         if (!c->d_out_a) c->d_out_a = janus_cuda_alloc(4 * rows_moe);
         if (!c->d_out_row) c->d_out_row = janus_cuda_alloc(4 * rows_moe);
         if (!c->d_peer_ret) {
@@ -267,10 +258,10 @@ static void sched_gpu_free(janus_xchg *x, struct janus_ipc *c) {
                  c->d_peer_idx, c->d_tok_dst, c->d_dd_ws, c->d_rows_out, c->d_peer_hdr, c->d_lead, c->d_inv, c->d_ent};
     for (size_t b = 0; b < sizeof d / sizeof d[0]; b++)
         if (d[b]) cudaFree(d[b]);
-    void *hp[] = {c->h_ent, c->h_lead, c->h_slot, c->h_oa, c->h_or};
+    void *hp[] = {c->h_ent, c->h_lead, c->h_rowof, c->h_oa, c->h_or};
     for (size_t b = 0; b < sizeof hp / sizeof hp[0]; b++)
         if (hp[b]) cudaFreeHost(hp[b]);
-    free(c->h_rowof), free(c->h_mof), free(c->h_ra), free(c->h_reg);
+    free(c->h_mof), free(c->h_ra), free(c->h_reg);
     if (c->h_stage) cudaFreeHost(c->h_stage);
     if (c->h_served) cudaFreeHost(c->h_served);
 }
@@ -306,6 +297,7 @@ void janus_ipc_init(janus_xchg *x, int max_tokens, void *stream) {
         me.has_in = 1;
         if (c->rows_moe > idx) idx = c->rows_moe;
     }
+    c->h_reg = xmalloc(sizeof(int64_t) * (size_t)(x->n_attn > x->n_moe ? x->n_attn : x->n_moe));
     c->d_idx = janus_cuda_alloc(idx * 4), c->d_idx2 = janus_cuda_alloc(idx * 4);
     CK(cudaMallocHost((void **)&c->h_idx, idx * 4));
     CK(cudaMallocHost((void **)&c->h_idx2, idx * 4));
@@ -391,57 +383,30 @@ static void post_signal(janus_xchg *x, int to, int tag) {
     MPI_Isend(NULL, 0, MPI_BYTE, to, tag, x->world, &c->req[c->n_req++]);
 }
 
-// Rows attention rank a sends MoE rank m in micro-batch i: the offset of a's
-// rows in m's buffer (sum over a' < a) and of m's rows in a's (sum over m' < m).
-static int64_t off_in_moe(const janus_xchg *x, int i, int a, int m) {
-    const int64_t *ram = x->rows_am + (size_t)i * x->n_attn * x->n_moe;
-    int64_t o = 0;
-    for (int b = 0; b < a; b++) o += ram[(size_t)b * x->n_moe + m];
-    return o;
-}
-static int64_t off_in_attn(const janus_xchg *x, int i, int a, int m) {
-    const int64_t *ram = x->rows_am + (size_t)i * x->n_attn * x->n_moe;
-    int64_t o = 0;
-    for (int q = 0; q < m; q++) o += ram[(size_t)a * x->n_moe + q];
-    return o;
-}
 
 // Host-routed steps (prompt-sized), rows once per (token, MoE rank), as the
 // decode path's jk_xchg_dedup: for MoE rank m the distinct tokens of this
 // rank's rows there, in token order, from the start of its region of m's
 // receive buffer; the region's index part gets, per row (pair), the row of
 // its token. h_idx: the tokens to gather, by MoE rank; h_idx2: the indices.
-static void post_sum_headers(janus_xchg *x, int i, const int32_t *ids, const float *d_w);
+static void post_sum_headers(janus_xchg *x, int i, const janus_xchg_rows1 *d, const float *d_w);
 static void post_rows_dedup(janus_xchg *x, int l, int i, const float *d_rows, const int32_t *ids, const float *d_w) {
     struct janus_ipc *c = x->dev_state;
     janus_xmb_attn *a = &x->xa[i];
-    const int M = x->n_moe, K = x->k, T = (int)(c->rows_attn / K);
+    const int M = x->n_moe;
     const size_t row = (size_t)c->H * sizeof(float);
-    int32_t *tok = c->h_idx, *src = c->h_idx2, *mark = c->h_tokrow;
+    int32_t *tok = c->h_idx, *src = c->h_idx2;
     int *first = c->h_first, *n_tok = first + M;
-    int n = 0;
-    for (int m = 0; m < M; m++) {
-        const int64_t base = off_in_moe(x, i, x->attn_idx, m); // this rank's region there
-        const int r0 = a->off[m], r1 = r0 + a->cnt[m];
-        int tmin = T, tmax = -1;
-        for (int r = r0; r < r1; r++) {
-            const int t = a->pair[r] / K;
-            mark[t] = 0, tmin = t < tmin ? t : tmin, tmax = t > tmax ? t : tmax;
-        }
-        first[m] = n;
-        for (int t = tmin; t <= tmax; t++)
-            if (mark[t] == 0) mark[t] = n - first[m] + 1, tok[n++] = t; // 1 + its rank
-        n_tok[m] = n - first[m];
-        for (int r = r0; r < r1; r++) src[r] = (int32_t)(base + mark[a->pair[r] / K] - 1);
-        for (int r = r0; r < r1; r++) mark[a->pair[r] / K] = -1;
-    }
+    janus_xchg_rows1 d = {.tok = tok, .src = src, .first = first, .n_tok = n_tok, .reg = c->h_reg, .mark = c->h_tokrow,
+                          .rowof = c->h_rowof, .mof = c->h_mof, .lead = c->h_lead, .ent = c->h_ent};
+    const int n = janus_xchg_rows_once(x, i, c->sums ? ids : NULL, &d);
     CK(cudaMemcpyAsync(c->d_idx, tok, sizeof(int32_t) * n, cudaMemcpyHostToDevice, c->st));
     CK(cudaMemcpyAsync(c->d_idx2, src, sizeof(int32_t) * a->off[M], cudaMemcpyHostToDevice, c->st));
     CK(jk_gather_rows(c->d_send, d_rows, c->d_idx, 1, n, c->H, c->st));
     for (int m = 0; m < M; m++) {
         if (!a->cnt[m]) continue;
         const int w = x->moe_world[m];
-        const size_t at = (size_t)i * c->rows_moe + off_in_moe(x, i, x->attn_idx, m);
+        const size_t at = (size_t)i * c->rows_moe + d.reg[m];
         CK(cudaMemcpyAsync(c->peer_in[w] + at * c->H, c->d_send + (size_t)first[m] * c->H, n_tok[m] * row,
                            cudaMemcpyDefault, c->st));
         CK(cudaMemcpyAsync(index_part(x, c, c->peer_in[w]) + at, c->d_idx2 + a->off[m], sizeof(int32_t) * a->cnt[m],
@@ -449,70 +414,30 @@ static void post_rows_dedup(janus_xchg *x, int l, int i, const float *d_rows, co
         x->t.rows_sent += a->cnt[m];
         x->t.bytes_sent += (int64_t)n_tok[m] * row;
     }
-    if (c->sums) post_sum_headers(x, i, ids, d_w);
+    if (c->sums) post_sum_headers(x, i, &d, d_w);
     c->pairs_host += a->off[M], c->out_host += n, c->back_host += c->sums ? n : a->off[M];
     CK(cudaStreamSynchronize(c->st)); // the rows are there before the signal says so (and tok, src reusable)
     for (int m = 0; m < M; m++)
         if (a->cnt[m]) post_signal(x, x->moe_world[m], janus_xchg_tag(x, l, i, 0));
 }
 
-// Outputs summed on the MoE ranks, host-routed steps: per (token, MoE rank)
-// with pairs there, the header of its token row (jk_xchg_put_headers: the
-// pairs' receive rows in ascending (expert, slot), their weights); each
-// pair's lead flag and return row (the return layout mirrors the send
-// layout: a pair's output comes back to its send row) for the combine. After
-// post_rows_dedup's tables (h_idx2: each send row's token row there).
-static void post_sum_headers(janus_xchg *x, int i, const int32_t *ids, const float *d_w) {
+// Outputs summed on the MoE ranks, host-routed steps: the headers of
+// janus_xchg_rows_once's entries at each token row of each MoE rank's header
+// part (jk_xchg_put_headers: their pairs' weights from the GPU), each pair's
+// lead flag, and the row its sum comes back to: the return layout mirrors
+// the send layout, so a lead's sum lands at its send row.
+static void post_sum_headers(janus_xchg *x, int i, const janus_xchg_rows1 *d, const float *d_w) {
     struct janus_ipc *c = x->dev_state;
-    janus_xmb_attn *a = &x->xa[i];
-    const int M = x->n_moe, K = x->k, P = a->off[M], T = P / K, W = 2 + 2 * K;
-    if (!d_w) janus_die(NULL, "internal: CUDA IPC exchange: outputs summed without router weights");
-    int32_t *rowof = c->h_rowof, *mof = c->h_mof, *ent = c->h_ent;
-    int64_t *reg = c->h_reg; // this rank's region in each MoE rank's buffer
-    for (int m = 0; m < M; m++) {
-        reg[m] = off_in_moe(x, i, x->attn_idx, m);
-        for (int r = a->off[m]; r < a->off[m + 1]; r++) rowof[a->pair[r]] = r, mof[a->pair[r]] = m;
+    const int P = x->xa[i].off[x->n_moe], W = 2 + 2 * x->k;
+    if (P > 0 && !d_w) janus_die(NULL, "internal: CUDA IPC exchange: outputs summed without router weights");
+    for (int e = 0; e < d->n_ent; e++) { // {m, rank} -> {m, the token row in m's header part}
+        int32_t *en = d->ent + (size_t)e * W;
+        en[1] = (int32_t)((size_t)i * c->rows_moe + d->reg[en[0]] + en[1]);
     }
-    int n = 0;
-    for (int t = 0; t < T; t++) {
-        int ord[JK_XCHG_SUM_MAX_K]; // the token's pairs by (MoE rank, expert, slot)
-        for (int j = 0; j < K; j++) {
-            int k = j;
-            const int q = t * K + j;
-            while (k > 0) {
-                const int o = t * K + ord[k - 1];
-                if (mof[o] < mof[q] || (mof[o] == mof[q] && ids[o] <= ids[q])) break;
-                ord[k] = ord[k - 1], k--;
-            }
-            ord[k] = j;
-        }
-        for (int j0 = 0; j0 < K;) {
-            const int m = mof[t * K + ord[j0]];
-            int j1 = j0;
-            while (j1 < K && mof[t * K + ord[j1]] == m) j1++;
-            int32_t *e = ent + (size_t)n++ * W;
-            const int lead_q = t * K + ord[j0];
-            const int64_t base = reg[m]; // this rank's region in m's buffer
-            e[0] = m, e[1] = (int32_t)((size_t)i * c->rows_moe + c->h_idx2[rowof[lead_q]]); // its token row there
-            for (int u = 0; u < K; u++) {
-                if (j0 + u < j1) {
-                    const int q = t * K + ord[j0 + u];
-                    e[2 + u] = (int32_t)(base + rowof[q] - a->off[m]), e[2 + K + u] = q;
-                } else {
-                    e[2 + u] = e[2 + K + u] = -1;
-                }
-            }
-            for (int u = j0; u < j1; u++) {
-                const int q = t * K + ord[u];
-                c->h_lead[q] = u == j0, c->h_slot[q] = rowof[q];
-            }
-            j0 = j1;
-        }
-    }
-    CK(cudaMemcpyAsync(c->d_ent, ent, sizeof(int32_t) * W * (size_t)n, cudaMemcpyHostToDevice, c->st));
-    CK(jk_xchg_put_headers(c->d_peer_hdr, c->d_ent, d_w, n, K, c->st));
-    CK(cudaMemcpyAsync(c->d_lead + c->rows_attn * i, c->h_lead, sizeof(int32_t) * P, cudaMemcpyHostToDevice, c->st));
-    CK(cudaMemcpyAsync(c->d_ret_row + c->rows_attn * i, c->h_slot, sizeof(int32_t) * P, cudaMemcpyHostToDevice, c->st));
+    CK(cudaMemcpyAsync(c->d_ent, d->ent, sizeof(int32_t) * W * (size_t)d->n_ent, cudaMemcpyHostToDevice, c->st));
+    CK(jk_xchg_put_headers(c->d_peer_hdr, c->d_ent, d_w, d->n_ent, x->k, c->st));
+    CK(cudaMemcpyAsync(c->d_lead + c->rows_attn * i, d->lead, sizeof(int32_t) * P, cudaMemcpyHostToDevice, c->st));
+    CK(cudaMemcpyAsync(c->d_ret_row + c->rows_attn * i, d->rowof, sizeof(int32_t) * P, cudaMemcpyHostToDevice, c->st));
 }
 
 static void ipc_post_rows(janus_xchg *x, int l, int i, const float *d_rows, const int32_t *ids, const float *d_w) {
@@ -533,7 +458,7 @@ static void ipc_post_rows(janus_xchg *x, int l, int i, const float *d_rows, cons
     for (int m = 0; m < M; m++) {
         if (!a->cnt[m]) continue;
         const int w = x->moe_world[m];
-        float *dst = c->peer_in[w] + ((size_t)i * c->rows_moe + off_in_moe(x, i, x->attn_idx, m)) * c->H;
+        float *dst = c->peer_in[w] + ((size_t)i * c->rows_moe + janus_xchg_off_in_moe(x, i, x->attn_idx, m)) * c->H;
         CK(cudaMemcpyAsync(dst, c->d_send + (size_t)a->off[m] * c->H, a->cnt[m] * row, cudaMemcpyDefault, c->st));
         x->t.rows_sent += a->cnt[m];
         x->t.bytes_sent += (int64_t)a->cnt[m] * row;
@@ -566,7 +491,7 @@ static void ipc_serve(janus_xchg *x, int l, int i, const int32_t *perm, const in
         int64_t *reg = c->h_reg; // this rank's rows in each attention rank's return buffer
         int32_t *ra = c->h_ra;   // the attention rank of each receive row
         for (int a = 0; a < A; a++) {
-            reg[a] = off_in_attn(x, i, a, x->moe_idx);
+            reg[a] = janus_xchg_off_in_attn(x, i, a, x->moe_idx);
             for (int r = q->off[a]; r < q->off[a + 1]; r++) ra[r] = a;
         }
         for (int g = 0; g < R; g++) {
@@ -600,7 +525,7 @@ static void ipc_serve(janus_xchg *x, int l, int i, const int32_t *perm, const in
     for (int a = 0; a < A; a++) {
         if (!q->cnt[a]) continue;
         const int w = x->attn_world[a];
-        float *dst = c->peer_ret[w] + ((size_t)i * c->rows_attn + off_in_attn(x, i, a, x->moe_idx)) * c->H;
+        float *dst = c->peer_ret[w] + ((size_t)i * c->rows_attn + janus_xchg_off_in_attn(x, i, a, x->moe_idx)) * c->H;
         CK(cudaMemcpyAsync(dst, c->d_out + (size_t)q->off[a] * c->H, q->cnt[a] * row, cudaMemcpyDefault, c->st));
     }
     CK(cudaStreamSynchronize(c->st));
