@@ -35,7 +35,10 @@ host-routed run (whose sums are built from the host's tables); the layouts in SU
 ranks) run their exact and same-file checks with JANUS_XCHG_SUMS=0 and once
 more with the default, checked as reshaped, and that default run must equal
 its host-routed run (JANUS_XCHG_SCHED=host: the sums' headers built on the
-host) bit for bit.
+host) bit for bit. The host-staged payload (--transport mpi) sends rows once
+per (token, MoE rank) and sums on the MoE ranks' hosts the same way: 1+1
+host-staged is exact, 1+2 host-staged is in SUMS_OFF, and every host-staged
+run's payload line must say what it moved.
 
 Where the machine has at least as many GPUs as a layout has ranks, the
 layouts in NCCL_EXACT and NCCL_RESHAPED run too, one GPU per rank with the
@@ -66,6 +69,7 @@ from golden import mpirun_prefix  # noqa: E402
 
 EXACT = [
     ("1+1", 2, ["--attn-ranks", "1", "--moe-ranks", "1"]),
+    ("1+1 host-staged", 2, ["--attn-ranks", "1", "--moe-ranks", "1", "--transport", "mpi"]),
     ("1+2 host-staged", 3, ["--attn-ranks", "1", "--moe-ranks", "2", "--transport", "mpi"]),
     ("1+2", 3, ["--attn-ranks", "1", "--moe-ranks", "2"]),
     ("1+3 replicas 2", 4, ["--attn-ranks", "1", "--moe-ranks", "3", "--expert-replicas", "2"]),
@@ -118,7 +122,7 @@ CMPI = [
 # is cut at the MoE ranks, so these
 # layouts' exact and same-file checks run with JANUS_XCHG_SUMS=0, and a
 # default run is checked as a reshaped layout.
-SUMS_OFF = ["1+2", "1+3 replicas 2", "2+2 replicas 2 m2"]
+SUMS_OFF = ["1+2", "1+3 replicas 2", "2+2 replicas 2 m2", "1+2 host-staged"]
 
 
 def gpus_visible():
@@ -134,7 +138,7 @@ def gpus_visible():
     return n
 
 
-def run(janus, fixture, np_, extra, tmp, name, sched=None, dedup=None, sums=None, env_extra=None):
+def run(janus, fixture, np_, extra, tmp, name, sched=None, dedup=None, sums=None, env_extra=None, log=False):
     """Results of one layout, or None and the error, and what its log says;
     sched: JANUS_XCHG_SCHED for the run (then it logs: info["gpu"] the
     (layer, micro-batch)s routed on the GPUs, info["summed"] whether its
@@ -155,7 +159,7 @@ def run(janus, fixture, np_, extra, tmp, name, sched=None, dedup=None, sums=None
         env["JANUS_XCHG_SUMS"] = str(sums)
     env.update(env_extra or {})
     cmd = mpirun_prefix(np_) + [janus, "generate", "--model", fixture, "--requests", os.path.join(tmp, "req.h5"),
-                                "--out", out, "--backend", "cuda"] + ([] if sched or env_extra else ["--quiet"]) + extra
+                                "--out", out, "--backend", "cuda"] + ([] if sched or env_extra or log else ["--quiet"]) + extra
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     if p.returncode != 0:
         return None, f"janus exited {p.returncode}: {p.stderr.strip()[-1500:]}", {}
@@ -257,8 +261,14 @@ def main():
                         continue
                     same = name in SCHED_SAME
                     sums = 0 if name in SUMS_OFF else None
-                    res, err, info = run(janus, fx, np_, extra, tmp, name, "gpu" if same else None, sums=sums)
+                    staged = "mpi" in extra or "hierarchical" in extra # the host-staged payload
+                    res, err, info = run(janus, fx, np_, extra, tmp, name, "gpu" if same else None, sums=sums, log=staged)
                     errs = [err] if err else compare(base, res, reqs, exact)
+                    if staged and not err:
+                        if "host MPI exchange:" not in info["log"]:
+                            errs.append("the log gives no host MPI payload line")
+                        one = "--moe-ranks" in extra and extra[extra.index("--moe-ranks") + 1] == "1"
+                        errs += payload_errs(info, top_k if one else None, "dedup" if sums == 0 else "sums")
                     where = (f"{np_} ranks, one per GPU" if "nccl" in extra
                              else f"{np_} ranks on {min(np_, n_gpus)} GPU{'s' if min(np_, n_gpus) > 1 else ''}")
                     ok = tally(f"{os.path.basename(fx)} {name} ({where})", errs)

@@ -11,9 +11,22 @@ single-rank one: tokens and finish reasons exact, logprobs within 1e-4,
 /stats/expert_counts equal. The single-rank run itself is checked against
 transformers' greedy tokens (expected.json), so the baseline is not assumed.
 Also checks that the result attributes record the layout.
+
+The host payload (comm/exchange.c): by default rows go out once per (token,
+MoE rank) and the outputs come back summed on the MoE ranks. PAYLOAD runs
+each mode (default, JANUS_XCHG_SUMS=0, JANUS_XCHG_DEDUP=0) on a few layouts
+and checks the rank-0 payload line of the log: pairs P, rows out R, rows back
+B, rows of pair indices and weights S (1+1: R = B = P / k; summed: B = R <=
+P; SUMS=0: B = P; DEDUP=0: R = B = P, S = 0). Where the sum cannot change the
+arithmetic (one MoE rank; a row per pair back) the logprobs must equal the
+single-rank ones bit for bit; a summed run on several MoE ranks adds each
+rank's part of a token's sum in another order (top-k > 2), so it gets the
+same tolerance as the layouts above (meson adds a top-k 4 fixture for
+that: with top-k 2 both orders are the same sum).
 """
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -45,6 +58,30 @@ LAYOUTS = [
                                                "--exchange", "hierarchical", "--expert-replicas", "2"]),
 ]
 
+# (label, np, args, env, exact, relation of (P, R, B, S, k))
+PAYLOAD = [
+    ("1+1 summed", 2, ["--attn-ranks", "1", "--moe-ranks", "1"], {}, True,
+     lambda P, R, B, S, k: R == B == P // k and S > 0),
+    ("1+2 summed", 3, ["--attn-ranks", "1", "--moe-ranks", "2"], {}, False,
+     lambda P, R, B, S, k: B == R and P // k <= R <= P and S > 0),
+    ("1+2 JANUS_XCHG_SUMS=0", 3, ["--attn-ranks", "1", "--moe-ranks", "2"], {"JANUS_XCHG_SUMS": "0"}, True,
+     lambda P, R, B, S, k: B == P and P // k <= R <= P and S > 0),
+    ("1+2 JANUS_XCHG_DEDUP=0", 3, ["--attn-ranks", "1", "--moe-ranks", "2"], {"JANUS_XCHG_DEDUP": "0"}, True,
+     lambda P, R, B, S, k: R == B == P and S == 0),
+    ("2+2 replicas 2 m2 summed", 4, ["--attn-ranks", "2", "--moe-ranks", "2", "--expert-replicas", "2",
+                                     "--micro-batches", "2"], {}, False,
+     lambda P, R, B, S, k: B == R and P // k <= R <= P and S > 0),
+    ("2+2 hierarchical node 2 summed", 4, ["--attn-ranks", "2", "--moe-ranks", "2", "--exchange", "hierarchical",
+                                           "--node-size", "2"], {}, False,
+     lambda P, R, B, S, k: B == R and P // k <= R <= P and S > 0),
+    ("3+3 hierarchical node 2 replicas 2 JANUS_XCHG_SUMS=0", 6,
+     ["--attn-ranks", "3", "--moe-ranks", "3", "--node-size", "2", "--exchange", "hierarchical",
+      "--expert-replicas", "2"], {"JANUS_XCHG_SUMS": "0"}, True,
+     lambda P, R, B, S, k: B == P and R <= P and S > 0),
+]
+PAYLOAD_RE = re.compile(r"host MPI exchange: (\d+) \(token, expert\) pairs went out as (\d+) rows and came back as "
+                        r"(\d+) rows .*?; (\d+) rows of pair indices and weights")
+
 passed = failed = 0
 
 
@@ -58,12 +95,34 @@ def check(cond, what):
         print("FAIL", what, flush=True)
 
 
-def run(janus, model, req, out, np_, extra):
-    cmd = mpirun_prefix(np_) + [janus, "generate", "--model", model, "--requests", req, "--out", out, "--quiet"] + extra
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+def run(janus, model, req, out, np_, extra, env=None, log=False):
+    cmd = mpirun_prefix(np_) + [janus, "generate", "--model", model, "--requests", req, "--out", out] + \
+        ([] if log else ["--quiet"]) + extra
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=dict(os.environ, **(env or {})))
     if p.returncode:
         return None, p.stderr[-1500:]
-    return janus_h5.read_results(out), ""
+    return janus_h5.read_results(out), p.stderr
+
+
+def payload(janus, name, fx, req, tmp, base, k):
+    for label, np_, extra, env, exact, rel in PAYLOAD:
+        res, err = run(janus, fx, req, os.path.join(tmp, "p.h5"), np_, extra, env, log=True)
+        if res is None:
+            check(False, f"{name}: payload {label}: janus failed: {err}")
+            continue
+        v = PAYLOAD_RE.search(err)
+        if not v:
+            check(False, f"{name}: payload {label}: no payload line in the log")
+            continue
+        P, R, B, S = (int(g) for g in v.groups())
+        check(P > 0 and rel(P, R, B, S, k), f"{name}: payload {label}: {P} pairs, {R} rows out (+{S}), {B} back")
+        why = same(res, base)
+        if exact:
+            d = max([float(np.max(np.abs(x - y))) for x, y in zip(res["logprobs"], base["logprobs"]) if len(x)] or [0.0])
+            if d != 0.0:
+                why.append(f"logprobs differ by {d:.2e}, not bit for bit")
+        check(not why, f"{name}: payload {label}: result equals the single-rank one"
+              + (" bit for bit" if exact else "") + (": " + "; ".join(why[:3]) if why else ""))
 
 
 def same(a, b):
@@ -100,6 +159,8 @@ def main():
                 continue
             check(all([int(t) for t in x] == r["tokens"] for x, r in zip(base["tokens"], exp)),
                   f"{name}: single-rank baseline equals transformers' greedy tokens")
+            k = json.load(open(os.path.join(fx, "config.json")))["num_experts_per_tok"]
+            payload(janus, name, fx, req, tmp, base, k)
             for label, np_, extra in LAYOUTS:
                 extra = [os.path.join(tmp, "base.h5") if x == "@BASE" else x for x in extra]
                 res, err = run(janus, fx, req, os.path.join(tmp, "o.h5"), np_, extra)

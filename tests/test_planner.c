@@ -230,20 +230,22 @@ int main(int argc, char **argv) {
             janus_plan d = {.attn = 1, .moe = 1, .batch = 256, .micro = 1};
             janus_plan_eval(&q, &pp, &w, &d);
             const double want = 2 * (pp.intra_alpha_s + 256.0 * q.top_k * q.hidden * pp.payload_bytes / pp.intra_Bps);
-            check(fabs(d.t_xchg_s - want) < 1e-12 && janus_hw_preset("cpu")->intra_sums == 0 &&
+            check(fabs(d.t_xchg_s - want) < 1e-12 && janus_hw_preset("cpu")->intra_sums == 1 &&
                       janus_hw_preset("h100")->intra_sums == 1 && janus_hw_preset("h200")->intra_sums == 1,
-                  "intra_sums 0 prices a row per (token, expert) pair (the cpu preset); the GPU presets sum");
-            // Across nodes (one GPU per node): a row per pair unless inter_sums (a CUDA-aware MPI).
+                  "intra_sums 0 prices a row per (token, expert) pair (NCCL); every preset sums");
+            // Across nodes (one GPU per node): a row per pair with inter_sums 0 (NCCL).
             janus_hw xn = *janus_hw_preset("h200");
             xn.gpus_per_node = 1;
             janus_plan e0 = {.attn = 1, .moe = 1, .batch = 256, .micro = 1}, e1 = e0;
+            xn.inter_sums = 0;
             janus_plan_eval(&q, &xn, &w, &e0);
             xn.inter_sums = 1;
             janus_plan_eval(&q, &xn, &w, &e1);
             const double w0 = 2 * (xn.inter_alpha_s + 256.0 * q.top_k * q.hidden * xn.payload_bytes / xn.inter_Bps);
             const double w1 = 2 * (xn.inter_alpha_s + 256.0 * q.hidden * xn.payload_bytes / xn.inter_Bps);
-            check(fabs(e0.t_xchg_s - w0) < 1e-12 && fabs(e1.t_xchg_s - w1) < 1e-12 && janus_hw_preset("h100")->inter_sums == 0,
-                  "across nodes a row per pair (presets), one per token each way with inter_sums (1+1)");
+            check(fabs(e0.t_xchg_s - w0) < 1e-12 && fabs(e1.t_xchg_s - w1) < 1e-12 && janus_hw_preset("h100")->inter_sums == 1 &&
+                      janus_hw_preset("cpu")->inter_sums == 1,
+                  "across nodes a row per pair with inter_sums 0, one per token each way with it (1+1; every preset)");
         }
         // janus_rows_per_token against draws of k distinct experts of E over M ranks.
         uint64_t z = 99;

@@ -35,9 +35,9 @@ def check(cond, what):
         print("FAIL", what)
 
 
-def run(janus, req, out, np_=0, extra=()):
+def run(janus, req, out, np_=0, extra=(), env=None):
     cmd = mpirun_prefix(np_) + [janus, "generate", "--model", MODEL, "--requests", req, "--out", out, "--quiet", *extra]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=dict(os.environ, **(env or {})))
     if p.returncode:
         print(p.stderr)
         raise SystemExit(f"janus failed: {' '.join(cmd)}")
@@ -59,14 +59,20 @@ def main():
                                 top_k=[[0, 5, 40][i % 3] for i in range(n)],
                                 top_p=[[1.0, 0.9, 0.6][i % 3] for i in range(n)],
                                 seed=[1000 + i for i in range(n)])
-        layouts = [(0, ()), (2, ("--max-batch", "3", "--max-step-tokens", "16")),
-                   (3, ("--block-size", "4", "--max-batch", "2", "--max-step-tokens", "5"))]
-        res = [run(janus, req, os.path.join(tmp, f"o{i}.h5"), np_, ex) for i, (np_, ex) in enumerate(layouts)]
+        # Several ranks sum a token's expert outputs per MoE rank first (the
+        # exchange's default), another order than one rank's: logprobs within
+        # 1e-4 (the layouts' contract) and the same tokens; with a row per
+        # pair back (JANUS_XCHG_SUMS=0) every bit is the same.
+        layouts = [(0, (), {}, 0), (2, ("--max-batch", "3", "--max-step-tokens", "16"), {}, 1e-4),
+                   (3, ("--block-size", "4", "--max-batch", "2", "--max-step-tokens", "5"), {}, 1e-4),
+                   (3, ("--block-size", "4", "--max-batch", "2", "--max-step-tokens", "5"), {"JANUS_XCHG_SUMS": "0"}, 0)]
+        res = [run(janus, req, os.path.join(tmp, f"o{i}.h5"), np_, ex, env) for i, (np_, ex, env, _) in enumerate(layouts)]
         base = res[0]
-        for (np_, ex), r in zip(layouts[1:], res[1:]):
+        for (np_, ex, env, tol), r in zip(layouts[1:], res[1:]):
             same_tok = all(np.array_equal(a, b) for a, b in zip(base["tokens"], r["tokens"]))
-            same_lp = all(np.allclose(a, b, atol=1e-6, rtol=0) for a, b in zip(base["logprobs"], r["logprobs"]))
-            check(same_tok and same_lp, f"sampled results equal under np={np_} {' '.join(ex)}")
+            same_lp = all(np.allclose(a, b, atol=tol, rtol=0) for a, b in zip(base["logprobs"], r["logprobs"]))
+            how = " ".join([f"{k}={v}" for k, v in env.items()] + list(ex))
+            check(same_tok and same_lp, f"sampled results equal under np={np_} {how}" + (" bit for bit" if tol == 0 else ""))
         # 2. The sampler is exercised: greedy on the same prompts differs somewhere.
         req_g = os.path.join(tmp, "greedy.h5")
         janus_h5.write_requests(req_g, prompts, [len(t) for t in base["tokens"]])

@@ -14,9 +14,18 @@ void janus_xchg_free_device(janus_xchg *x) {
 
 #define TAG_SPAN 16000 // tags (l * n_mb + i) mod TAG_SPAN, x2 for rows / outputs
 
-// One activation row (H floats): message counts are rows, so a message of
-// more than 2^31 / H rows does not overflow the int count of MPI.
+// One activation row (H floats, moved as 4H bytes: the host payload's rows of
+// pair indices and weights are int32 and float bits): message counts are
+// rows, so a message of more than 2^31 / H rows does not overflow the int
+// count of MPI.
 static MPI_Datatype g_row = MPI_DATATYPE_NULL;
+
+// The outputs summed on the MoE ranks take top-k up to this (the GPU
+// combine's bound, JK_XCHG_SUM_MAX_K).
+#define HOST_SUM_MAX_K 16
+
+// Rows of (token row, router weight) that go with c pairs (host dedup).
+static int64_t side_rows(int64_t c, int H) { return c ? (2 * c + H - 1) / H : 0; }
 
 int janus_xchg_tag(const janus_xchg *x, int l, int i, int out) {
     return 2 * ((l * x->n_mb + i) % TAG_SPAN) + out;
@@ -47,7 +56,7 @@ void janus_xchg_init(janus_xchg *x, MPI_Comm world, int n_attn, int n_moe, bool 
     x->n_mb = n_mb;
     x->model = m;
     if (g_row != MPI_DATATYPE_NULL) MPI_Type_free(&g_row);
-    MPI_Type_contiguous(x->H, MPI_FLOAT, &g_row);
+    MPI_Type_contiguous(4 * x->H, MPI_BYTE, &g_row);
     MPI_Type_commit(&g_row);
     int S = 0;
     for (int l = 0; l < c->n_layers; l++)
@@ -63,6 +72,27 @@ void janus_xchg_init(janus_xchg *x, MPI_Comm world, int n_attn, int n_moe, bool 
     x->act = xcalloc(n_moe, sizeof(int32_t));
     x->seg = xcalloc((size_t)n_attn * S, sizeof(int64_t));
     x->rows_am = xcalloc((size_t)n_mb * n_attn * n_moe, sizeof(int64_t));
+    x->tok_am = xcalloc((size_t)n_mb * n_attn * n_moe, sizeof(int64_t));
+    x->fwd_am = xcalloc((size_t)n_mb * n_attn * n_moe, sizeof(int64_t));
+    x->back_am = xcalloc((size_t)n_mb * n_attn * n_moe, sizeof(int64_t));
+    x->dd_send = xcalloc(x->E + n_moe, sizeof(int32_t));
+    x->dd_all = xcalloc((size_t)x->size * (x->E + n_moe), sizeof(int32_t));
+    x->hd_first = xcalloc(n_moe, sizeof(int)), x->hd_ntok = xcalloc(n_moe, sizeof(int));
+    x->hd_reg = xcalloc(n_moe, sizeof(int64_t));
+    x->unrep = xcalloc(c->n_layers, sizeof(bool));
+    for (int l = 0; l < c->n_layers; l++) {
+        x->unrep[l] = c->layer_moe[l];
+        for (int e = 0; e < x->E && x->unrep[l]; e++) x->unrep[l] = place[l].rep_off[e + 1] - place[l].rep_off[e] == 1;
+    }
+    // The host payload's rows once per (token, MoE rank) and summed outputs:
+    // the same switches as the device transports'; every rank agrees.
+    const char *dd = getenv("JANUS_XCHG_DEDUP"), *su = getenv("JANUS_XCHG_SUMS");
+    if (dd && strcmp(dd, "0") && strcmp(dd, "1")) janus_die_all(NULL, "JANUS_XCHG_DEDUP=%s: expected 0 or 1", dd);
+    if (su && strcmp(su, "0") && strcmp(su, "1")) janus_die_all(NULL, "JANUS_XCHG_SUMS=%s: expected 0 or 1", su);
+    int hf[2] = {!dd || dd[0] == '1', 0};
+    hf[1] = hf[0] && (!su || su[0] == '1') && x->k <= HOST_SUM_MAX_K && x->H % 4 == 0;
+    MPI_Allreduce(MPI_IN_PLACE, hf, 2, MPI_INT, MPI_MIN, world);
+    x->host_dedup = hf[0], x->host_sums = hf[1];
     if (path == XPATH_HIER) janus_hier_init(x);
     x->e_start = xcalloc(x->E + 1, sizeof(int));
     x->e_fill = xcalloc(x->E + 1, sizeof(int));
@@ -85,6 +115,8 @@ void janus_xchg_init(janus_xchg *x, MPI_Comm world, int n_attn, int n_moe, bool 
         for (int i = 0; i < n_mb; i++) {
             x->xa[i].cnt = xcalloc(n_moe, sizeof(int));
             x->xa[i].off = xcalloc(n_moe + 1, sizeof(int));
+            x->xa[i].foff = xcalloc(n_moe + 1, sizeof(int));
+            x->xa[i].boff = xcalloc(n_moe + 1, sizeof(int));
             x->xa[i].req = xcalloc(2 * n_moe + 2 * nn, sizeof(MPI_Request));
         }
     }
@@ -93,6 +125,8 @@ void janus_xchg_init(janus_xchg *x, MPI_Comm world, int n_attn, int n_moe, bool 
         for (int i = 0; i < n_mb; i++) {
             x->xm[i].cnt = xcalloc(n_attn, sizeof(int));
             x->xm[i].off = xcalloc(n_attn + 1, sizeof(int));
+            x->xm[i].foff = xcalloc(n_attn + 1, sizeof(int));
+            x->xm[i].boff = xcalloc(n_attn + 1, sizeof(int));
             x->xm[i].req = xcalloc(2 * n_attn + 2 * nn, sizeof(MPI_Request));
         }
         int inter = c->moe_inter;
@@ -102,15 +136,31 @@ void janus_xchg_init(janus_xchg *x, MPI_Comm world, int n_attn, int n_moe, bool 
 
 void janus_xchg_free(janus_xchg *x) {
     janus_xchg_free_device(x);
+    if (x->attn_idx >= 0 && x->t.h_pairs) { // this attention rank's host payload (the log: rank 0's)
+        const janus_xchg_times *t = &x->t;
+        janus_log("host MPI exchange: rows sent %s; outputs back %s",
+                  x->host_dedup ? "once per (token, MoE rank)" : "once per (token, expert) pair (JANUS_XCHG_DEDUP=0)",
+                  x->host_sums ? "once per (token, MoE rank), summed there"
+                               : x->host_dedup ? "once per pair (JANUS_XCHG_SUMS=0)" : "once per pair");
+        janus_log("host MPI exchange: %lld (token, expert) pairs went out as %lld rows and came back as %lld rows "
+                  "(rank 0; %.2f and %.2f pairs per row; %lld rows of pair indices and weights went with them)",
+                  (long long)t->h_pairs, (long long)t->h_rows_out, (long long)t->h_rows_back,
+                  t->h_rows_out ? (double)t->h_pairs / t->h_rows_out : 0.0,
+                  t->h_rows_back ? (double)t->h_pairs / t->h_rows_back : 0.0, (long long)t->h_side_out);
+        janus_vlog("rank %d: %lld pairs, %lld rows out (+%lld), %lld rows back", x->rank, (long long)t->h_pairs,
+                   (long long)t->h_rows_out, (long long)t->h_side_out, (long long)t->h_rows_back);
+    }
     if (x->xa)
         for (int i = 0; i < x->n_mb; i++) {
             janus_xmb_attn *a = &x->xa[i];
             free(a->send), free(a->recv), free(a->pair), free(a->cnt), free(a->off), free(a->req);
+            free(a->foff), free(a->boff), free(a->slot), free(a->lead);
         }
     if (x->xm) {
         for (int i = 0; i < x->n_mb; i++) {
             janus_xmb_moe *q = &x->xm[i];
             free(q->in), free(q->out), free(q->xs), free(q->ys), free(q->perm), free(q->cnt), free(q->off), free(q->req);
+            free(q->inv), free(q->foff), free(q->boff);
         }
         janus_ffn_scratch_free(&x->ffn);
     }
@@ -119,6 +169,8 @@ void janus_xchg_free(janus_xchg *x) {
     free(x->tok), free(x->act), free(x->seg), free(x->rows_am);
     free(x->e_start), free(x->e_fill), free(x->m_fill), free(x->a_cur), free(x->order), free(x->my_slot), free(x->seg32);
     free(x->sched_on_gpu);
+    free(x->tok_am), free(x->fwd_am), free(x->back_am), free(x->dd_send), free(x->dd_all), free(x->unrep);
+    free(x->hd_first), free(x->hd_ntok), free(x->hd_reg), free(x->hd_tok), free(x->hd_src), free(x->hd_mark), free(x->hd_seen);
     janus_hier_free(x);
     if (g_row != MPI_DATATYPE_NULL) MPI_Type_free(&g_row);
     for (int l = 0; l < x->n_layers; l++)
@@ -148,6 +200,55 @@ static void route(janus_xchg *x, const janus_placement *p, int i) {
     memset(ram, 0, sizeof(int64_t) * (size_t)A * x->n_moe);
     for (int a = 0; a < A; a++)
         for (int s = 0; s < S; s++) ram[(size_t)a * x->n_moe + p->rep_rank[s]] += x->seg[(size_t)a * S + s];
+    const size_t n = (size_t)A * x->n_moe; // the host payload: a row per pair each way, unless host_tables says
+    memcpy(x->fwd_am + (size_t)i * n, ram, sizeof(int64_t) * n);
+    memcpy(x->back_am + (size_t)i * n, ram, sizeof(int64_t) * n);
+}
+
+static bool host_dedup_on(const janus_xchg *x) { return x->host_dedup && !x->dev; }
+
+// o = y w (first) or o += y w: janus_combine's own operations, so one MoE
+// rank's sum equals the combine's bits.
+static void sum_into(float *o, const float *y, float w, int H, bool first) {
+    if (first)
+        for (int d = 0; d < H; d++) o[d] = y[d] * w;
+    else
+        for (int d = 0; d < H; d++) o[d] += y[d] * w;
+}
+
+// Host payload, rows once per (token, MoE rank): tok (the distinct tokens
+// attention rank a sends MoE rank m, known to every rank) gives the rows of
+// micro-batch i both ways: a's token rows and their (token row, weight) rows
+// out, the summed outputs (or a row per pair) back.
+static void host_tables(janus_xchg *x, int i, const int64_t *tok) {
+    const int A = x->n_attn, M = x->n_moe;
+    const size_t base = (size_t)i * A * M;
+    for (int a = 0; a < A; a++)
+        for (int m = 0; m < M; m++) {
+            const size_t o = base + (size_t)a * M + m;
+            const int64_t pairs = x->rows_am[o], t = tok[(size_t)a * M + m];
+            if (t > pairs || (pairs && !t))
+                janus_die(NULL, "internal: %lld distinct tokens for %lld pairs (attention %d -> MoE %d)", (long long)t,
+                          (long long)pairs, a, m);
+            x->tok_am[o] = t;
+            x->fwd_am[o] = t + side_rows(pairs, x->H);
+            x->back_am[o] = x->host_sums ? t : pairs;
+        }
+}
+
+// Scratch of janus_xchg_rows_once for P pairs of T tokens.
+static janus_xchg_rows1 hd_scratch(janus_xchg *x, int P, int T) {
+    if (P > x->hd_cap) {
+        x->hd_cap = P;
+        x->hd_tok = xrealloc(x->hd_tok, sizeof(int32_t) * P), x->hd_src = xrealloc(x->hd_src, sizeof(int32_t) * P);
+    }
+    if (T > x->hd_tcap) {
+        x->hd_mark = xrealloc(x->hd_mark, sizeof(int32_t) * T);
+        for (int t = x->hd_tcap; t < T; t++) x->hd_mark[t] = -1;
+        x->hd_tcap = T;
+    }
+    return (janus_xchg_rows1){.tok = x->hd_tok, .src = x->hd_src, .first = x->hd_first, .n_tok = x->hd_ntok,
+                              .reg = x->hd_reg, .mark = x->hd_mark};
 }
 
 // Does the pair (a world rank, another) use the direct path?
@@ -157,14 +258,12 @@ static bool direct(const janus_xchg *x, int w1, int w2) {
 
 // Host row buffers (H floats a row) and index arrays for `rows` rows; H == 0:
 // indices only (a device transport keeps the rows on the GPU).
-static void ensure_attn(janus_xmb_attn *a, int rows, int H) {
+static void ensure_attn(janus_xmb_attn *a, int rows) {
     if (rows <= a->cap) return;
     int cap = rows < 64 ? 64 : rows;
-    if (H) {
-        a->send = xrealloc(a->send, sizeof(float) * (size_t)cap * H);
-        a->recv = xrealloc(a->recv, sizeof(float) * (size_t)cap * H);
-    }
     a->pair = xrealloc(a->pair, sizeof(int32_t) * cap);
+    a->slot = xrealloc(a->slot, sizeof(int32_t) * cap);
+    a->lead = xrealloc(a->lead, sizeof(int32_t) * cap);
     a->cap = cap;
 }
 
@@ -172,15 +271,22 @@ static void ensure_moe(janus_xmb_moe *q, int rows, int H) {
     if (rows <= q->cap) return;
     int cap = rows < 64 ? 64 : rows + rows / 2;
     if (H) {
-        q->in = xrealloc(q->in, sizeof(float) * (size_t)cap * H);
-        q->out = xrealloc(q->out, sizeof(float) * (size_t)cap * H);
         q->xs = xrealloc(q->xs, sizeof(float) * (size_t)cap * H);
         q->ys = xrealloc(q->ys, sizeof(float) * (size_t)cap * H);
     }
     q->perm = xrealloc(q->perm, sizeof(int32_t) * cap);
+    q->inv = xrealloc(q->inv, sizeof(int32_t) * cap);
     q->cap = cap;
 }
 
+// A host row buffer of at least `rows` rows of H floats.
+static void ensure_rows(float **b, size_t *cap, size_t rows, int H) {
+    if (rows <= *cap) return;
+    *cap = rows < 64 ? 64 : rows + rows / 2;
+    *b = xrealloc(*b, sizeof(float) * *cap * H);
+}
+
+static void layout_rows(janus_xchg *x, int l, int i, const int32_t *ids, int T);
 static void post_rows(janus_xchg *x, int l, int i, const float *xrows, const int32_t *ids, const float *w, int T);
 
 void janus_xchg_dispatch(janus_xchg *x, int l, int i, const float *xrows, const int32_t *ids, const float *w, int T) {
@@ -191,7 +297,26 @@ void janus_xchg_dispatch(janus_xchg *x, int l, int i, const float *xrows, const 
     memset(x->hs_send, 0, sizeof(int32_t) * E);
     if (x->attn_idx >= 0)
         for (int q = 0; q < T * K; q++) x->hs_send[ids[q]]++;
-    MPI_Allgather(x->hs_send, E, MPI_INT32_T, x->hs_all, E, MPI_INT32_T, x->world);
+    const bool hd = host_dedup_on(x);
+    const int M = x->n_moe, EM = E + M;
+    if (hd && x->unrep[l]) {
+        // One replica per expert: the distinct tokens this rank sends each MoE
+        // rank are known now and ride on the handshake.
+        memcpy(x->dd_send, x->hs_send, sizeof(int32_t) * E);
+        int32_t *dd = x->dd_send + E;
+        memset(dd, 0, sizeof(int32_t) * M);
+        for (int t = 0; t < T && x->attn_idx >= 0; t++)
+            for (int j = 0; j < K; j++) {
+                const int m = p->rep_rank[p->rep_off[ids[t * K + j]]];
+                int seen = 0;
+                for (int u = 0; u < j && !seen; u++) seen = p->rep_rank[p->rep_off[ids[t * K + u]]] == m;
+                dd[m] += !seen;
+            }
+        MPI_Allgather(x->dd_send, EM, MPI_INT32_T, x->dd_all, EM, MPI_INT32_T, x->world);
+        for (int r = 0; r < x->size; r++) memcpy(x->hs_all + (size_t)r * E, x->dd_all + (size_t)r * EM, sizeof(int32_t) * E);
+    } else {
+        MPI_Allgather(x->hs_send, E, MPI_INT32_T, x->hs_all, E, MPI_INT32_T, x->world);
+    }
     double t1 = janus_now_s();
     int64_t pairs = 0;
     for (int e = 0; e < E; e++) {
@@ -212,6 +337,31 @@ void janus_xchg_dispatch(janus_xchg *x, int l, int i, const float *xrows, const 
     }
     janus_sched(p, x->n_tok, x->share, x->act, x->tok, &x->ws[l]);
     route(x, p, i);
+    if (x->attn_idx >= 0) layout_rows(x, l, i, ids, T);
+    if (hd) {
+        // This rank's distinct tokens per MoE rank (its token lists, below);
+        // with replicas they are known only now, so one more allgather.
+        if (x->attn_idx >= 0) {
+            janus_xchg_rows1 d = hd_scratch(x, T * K, T);
+            janus_xchg_rows_once(x, i, NULL, &d);
+            for (int m = 0; m < M; m++)
+                if (x->unrep[l] && x->hd_ntok[m] != x->dd_send[E + m])
+                    janus_die(NULL, "internal: MoE rank %d gets %d token rows, the handshake said %d", m, x->hd_ntok[m],
+                              x->dd_send[E + m]);
+        }
+        int64_t *tok = x->tok_am + (size_t)i * x->n_attn * M; // [A, M]
+        if (x->unrep[l]) {
+            for (int a = 0; a < x->n_attn; a++)
+                for (int m = 0; m < M; m++) tok[(size_t)a * M + m] = x->dd_all[(size_t)x->attn_world[a] * EM + E + m];
+        } else {
+            int32_t *mine = x->dd_send + E;
+            for (int m = 0; m < M; m++) mine[m] = x->attn_idx >= 0 ? x->hd_ntok[m] : 0;
+            MPI_Allgather(mine, M, MPI_INT32_T, x->dd_all, M, MPI_INT32_T, x->world);
+            for (int a = 0; a < x->n_attn; a++)
+                for (int m = 0; m < M; m++) tok[(size_t)a * M + m] = x->dd_all[(size_t)x->attn_world[a] * M + m];
+        }
+        host_tables(x, i, tok);
+    }
     double t2 = janus_now_s();
     x->t.handshake_s += t1 - t0;
     x->t.sched_s += t2 - t1;
@@ -223,9 +373,10 @@ void janus_xchg_dispatch(janus_xchg *x, int l, int i, const float *xrows, const 
     x->t.send_s += janus_now_s() - t2;
 }
 
-// Phase 2 (attention side): rows to each MoE rank, expert order then token order.
-static void post_rows(janus_xchg *x, int l, int i, const float *xrows, const int32_t *ids, const float *w, int T) {
-    const int E = x->E, K = x->k, H = x->H, M = x->n_moe;
+// Phase 2 (attention side): this rank's pairs to each MoE rank, expert order
+// then token order (a->pair, a->cnt, a->off).
+static void layout_rows(janus_xchg *x, int l, int i, const int32_t *ids, int T) {
+    const int E = x->E, K = x->k, M = x->n_moe;
     const janus_placement *p = &x->place[l];
     const int S = p->rep_off[E];
     janus_xmb_attn *a = &x->xa[i];
@@ -234,7 +385,7 @@ static void post_rows(janus_xchg *x, int l, int i, const float *xrows, const int
     for (int s = 0; s < S; s++) a->cnt[p->rep_rank[s]] += (int)x->seg[(size_t)ai * S + s];
     a->off[0] = 0;
     for (int m = 0; m < M; m++) a->off[m + 1] = a->off[m] + a->cnt[m];
-    ensure_attn(a, T * K, janus_xchg_on_device(x) ? 0 : H);
+    ensure_attn(a, T * K);
     // Counting sort of this rank's pairs by expert (stable).
     if (T * K > x->order_cap) {
         x->order_cap = T * K;
@@ -252,26 +403,73 @@ static void post_rows(janus_xchg *x, int l, int i, const float *xrows, const int
         int at = start[e];
         for (int s = p->rep_off[e]; s < p->rep_off[e + 1]; s++) {
             int n = (int)x->seg[(size_t)ai * S + s], m = p->rep_rank[s];
-            for (int r = 0; r < n; r++, at++) {
-                int row = fill[m]++;
-                a->pair[row] = order[at];
-                if (!janus_xchg_on_device(x)) memcpy(a->send + (size_t)row * H, xrows + (size_t)(order[at] / K) * H, sizeof(float) * H);
-            }
+            for (int r = 0; r < n; r++, at++) a->pair[fill[m]++] = order[at];
         }
     }
+}
+
+// Then the rows leave: on a device transport by its post_rows; on the host
+// either a row per pair, or (host dedup: janus_xchg_rows_once ran in
+// dispatch) per MoE rank m the token rows then the pairs' (token row, router
+// weight) as int32 and float bits, ceil(2 pairs / H) rows.
+static void post_rows(janus_xchg *x, int l, int i, const float *xrows, const int32_t *ids, const float *w, int T) {
+    const int K = x->k, H = x->H, M = x->n_moe, ai = x->attn_idx;
+    janus_xmb_attn *a = &x->xa[i];
     a->n_req = 0;
+    a->summed = false;
     if (x->dev) {
         x->dev->post_rows(x, l, i, xrows, ids, w);
         return;
     }
+    const size_t base = ((size_t)i * x->n_attn + ai) * M;
+    a->foff[0] = a->boff[0] = 0;
+    for (int m = 0; m < M; m++) {
+        a->foff[m + 1] = a->foff[m] + (int)x->fwd_am[base + m];
+        a->boff[m + 1] = a->boff[m] + (int)x->back_am[base + m];
+    }
+    ensure_rows(&a->send, &a->cap_send, a->foff[M], H);
+    ensure_rows(&a->recv, &a->cap_recv, a->boff[M], H);
+    if (host_dedup_on(x)) {
+        if (x->host_sums && T && !w) janus_die(NULL, "internal: outputs summed on the MoE ranks need the router's weights");
+        for (int m = 0; m < M; m++) {
+            const int nt = x->hd_ntok[m], f = x->hd_first[m];
+            float *dst = a->send + (size_t)a->foff[m] * H;
+            for (int j = 0; j < nt; j++) memcpy(dst + (size_t)j * H, xrows + (size_t)x->hd_tok[f + j] * H, sizeof(float) * H);
+            int32_t *side = (int32_t *)(dst + (size_t)nt * H);
+            const int r0 = a->off[m], n = a->cnt[m];
+            for (int r = 0; r < n; r++) {
+                const int q = a->pair[r0 + r], t = (int)(x->hd_src[r0 + r] - x->hd_reg[m]);
+                side[2 * r] = t;
+                const float wq = w ? w[q] : 0.f;
+                memcpy(&side[2 * r + 1], &wq, 4);
+                if (x->host_sums) { // the sum's row and whether this pair (the token's first there) reads it
+                    a->slot[q] = a->boff[m] + t;
+                    a->lead[q] = x->hd_mark[q / K] != m;
+                    x->hd_mark[q / K] = m;
+                }
+            }
+            for (int r = 0; r < n; r++) x->hd_mark[a->pair[r0 + r] / K] = -1;
+            const int64_t pad = (int64_t)(a->foff[m + 1] - a->foff[m] - nt) * H - 2 * n; // the last row's tail
+            if (pad > 0) memset(side + 2 * n, 0, sizeof(int32_t) * pad);
+            x->t.h_side_out += a->foff[m + 1] - a->foff[m] - nt;
+            x->t.h_rows_out += nt;
+        }
+        a->summed = x->host_sums;
+    } else {
+        for (int r = 0; r < a->off[M]; r++)
+            memcpy(a->send + (size_t)r * H, xrows + (size_t)(a->pair[r] / K) * H, sizeof(float) * H);
+        x->t.h_rows_out += a->off[M];
+    }
+    x->t.h_pairs += a->off[M];
+    x->t.h_rows_back += a->boff[M];
     for (int m = 0; m < M; m++) {
         if (!a->cnt[m] || !direct(x, x->rank, x->moe_world[m])) continue;
-        MPI_Irecv(a->recv + (size_t)a->off[m] * H, a->cnt[m], g_row, x->moe_world[m], janus_xchg_tag(x, l, i, 1),
-                  x->world, &a->req[a->n_req++]);
-        MPI_Isend(a->send + (size_t)a->off[m] * H, a->cnt[m], g_row, x->moe_world[m], janus_xchg_tag(x, l, i, 0),
-                  x->world, &a->req[a->n_req++]);
-        x->t.rows_sent += a->cnt[m];
-        x->t.bytes_sent += (int64_t)a->cnt[m] * H * 4;
+        MPI_Irecv(a->recv + (size_t)a->boff[m] * H, a->boff[m + 1] - a->boff[m], g_row, x->moe_world[m],
+                  janus_xchg_tag(x, l, i, 1), x->world, &a->req[a->n_req++]);
+        MPI_Isend(a->send + (size_t)a->foff[m] * H, a->foff[m + 1] - a->foff[m], g_row, x->moe_world[m],
+                  janus_xchg_tag(x, l, i, 0), x->world, &a->req[a->n_req++]);
+        x->t.rows_sent += a->foff[m + 1] - a->foff[m];
+        x->t.bytes_sent += (int64_t)(a->foff[m + 1] - a->foff[m]) * H * 4;
     }
     if (x->path == XPATH_HIER) janus_hier_attn_post(x, l, i);
 }
@@ -298,16 +496,30 @@ void janus_xchg_serve(janus_xchg *x, int l, int i) {
         q->off[a + 1] = q->off[a] + q->cnt[a];
     }
     int R = q->off[A];
-    ensure_moe(q, R, janus_xchg_on_device(x) ? 0 : H);
+    const bool host = !janus_xchg_on_device(x), hd = host_dedup_on(x);
+    ensure_moe(q, R, host ? H : 0);
+    q->foff[0] = q->boff[0] = 0;
+    for (int a = 0; a < A; a++) {
+        const size_t o = ((size_t)i * A + a) * x->n_moe + mi;
+        q->foff[a + 1] = q->foff[a] + (int)x->fwd_am[o];
+        q->boff[a + 1] = q->boff[a] + (int)x->back_am[o];
+    }
+    if (host) {
+        ensure_rows(&q->in, &q->cap_in, q->foff[A], H);
+        ensure_rows(&q->out, &q->cap_out, q->boff[A], H);
+    }
     q->n_req = 0;
-    for (int a = 0; a < A && !janus_xchg_on_device(x); a++)
+    for (int a = 0; a < A && host; a++)
         if (q->cnt[a] && direct(x, x->rank, x->attn_world[a]))
-            MPI_Irecv(q->in + (size_t)q->off[a] * H, q->cnt[a], g_row, x->attn_world[a], janus_xchg_tag(x, l, i, 0),
-                      x->world, &q->req[q->n_req++]);
+            MPI_Irecv(q->in + (size_t)q->foff[a] * H, q->foff[a + 1] - q->foff[a], g_row, x->attn_world[a],
+                      janus_xchg_tag(x, l, i, 0), x->world, &q->req[q->n_req++]);
     if (x->path == XPATH_HIER) janus_hier_moe_post_recv(x, l, i);
-    if (!janus_xchg_on_device(x)) MPI_Waitall(q->n_req, q->req, MPI_STATUSES_IGNORE);
+    if (host) MPI_Waitall(q->n_req, q->req, MPI_STATUSES_IGNORE);
     double t1 = janus_now_s();
     // Group rows by expert: for e ascending, for a ascending, a's rows of e.
+    // Host dedup: a's region holds its token rows, then per pair (token row,
+    // weight).
+    const int64_t *tok = x->tok_am + (size_t)i * A * x->n_moe;
     int *cur = x->a_cur;
     memcpy(cur, q->off, sizeof(int) * (A + 1));
     int g = 0;
@@ -318,9 +530,15 @@ void janus_xchg_serve(janus_xchg *x, int l, int i) {
         if (my_slot[e] >= 0)
             for (int a = 0; a < A; a++) {
                 int n = (int)x->seg[(size_t)a * S + my_slot[e]];
+                const float *reg = host ? q->in + (size_t)q->foff[a] * H : NULL;
+                const int32_t *side = hd ? (const int32_t *)(reg + (size_t)tok[(size_t)a * x->n_moe + mi] * H) : NULL;
                 for (int r = 0; r < n; r++) {
-                    q->perm[g] = cur[a] + r;
-                    if (!janus_xchg_on_device(x)) memcpy(q->xs + (size_t)g * H, q->in + (size_t)(cur[a] + r) * H, sizeof(float) * H);
+                    const int prow = cur[a] + r;
+                    q->perm[g] = prow;
+                    if (host) {
+                        const float *src = hd ? reg + (size_t)side[2 * (prow - q->off[a])] * H : q->in + (size_t)prow * H;
+                        memcpy(q->xs + (size_t)g * H, src, sizeof(float) * H);
+                    }
                     g++;
                 }
                 cur[a] += n;
@@ -345,12 +563,33 @@ void janus_xchg_serve(janus_xchg *x, int l, int i) {
                              &x->ffn);
         }
     }
-    for (int r = 0; r < g; r++) memcpy(q->out + (size_t)q->perm[r] * H, q->ys + (size_t)r * H, sizeof(float) * H);
+    if (hd && x->host_sums) {
+        // One row per (attention rank, token): its pairs' outputs times their
+        // weights, summed in the pair layout's order (ascending expert id),
+        // each product and sum rounded on its own as janus_combine does.
+        for (int r = 0; r < g; r++) q->inv[q->perm[r]] = r;
+        for (int a = 0; a < A; a++) {
+            const int nt = (int)tok[(size_t)a * x->n_moe + mi];
+            const int32_t *side = (const int32_t *)(q->in + ((size_t)q->foff[a] + nt) * H);
+            float *o = q->out + (size_t)q->boff[a] * H;
+            if (nt > x->hd_seen_cap) x->hd_seen_cap = nt, x->hd_seen = xrealloc(x->hd_seen, nt);
+            memset(x->hd_seen, 0, nt);
+            for (int p = 0; p < q->cnt[a]; p++) {
+                const int t = side[2 * p];
+                float wq;
+                memcpy(&wq, &side[2 * p + 1], 4);
+                sum_into(o + (size_t)t * H, q->ys + (size_t)q->inv[q->off[a] + p] * H, wq, H, !x->hd_seen[t]);
+                x->hd_seen[t] = 1;
+            }
+        }
+    } else {
+        for (int r = 0; r < g; r++) memcpy(q->out + (size_t)q->perm[r] * H, q->ys + (size_t)r * H, sizeof(float) * H);
+    }
     q->n_req = 0;
     for (int a = 0; a < A; a++)
         if (q->cnt[a] && direct(x, x->rank, x->attn_world[a]))
-            MPI_Isend(q->out + (size_t)q->off[a] * H, q->cnt[a], g_row, x->attn_world[a], janus_xchg_tag(x, l, i, 1),
-                      x->world, &q->req[q->n_req++]);
+            MPI_Isend(q->out + (size_t)q->boff[a] * H, q->boff[a + 1] - q->boff[a], g_row, x->attn_world[a],
+                      janus_xchg_tag(x, l, i, 1), x->world, &q->req[q->n_req++]);
     if (x->path == XPATH_HIER) janus_hier_moe_send(x, l, i);
     x->t.rows_served += R;
     double t2 = janus_now_s();
@@ -371,13 +610,25 @@ void janus_xchg_collect(janus_xchg *x, int i, float *y) {
     MPI_Waitall(a->n_req, a->req, MPI_STATUSES_IGNORE);
     a->n_req = 0;
     const int H = x->H, R = a->off[x->n_moe];
-    for (int r = 0; r < R; r++) memcpy(y + (size_t)a->pair[r] * H, a->recv + (size_t)r * H, sizeof(float) * H);
+    if (!a->summed) // a row per pair came back (boff == off)
+        for (int r = 0; r < R; r++) memcpy(y + (size_t)a->pair[r] * H, a->recv + (size_t)r * H, sizeof(float) * H);
     x->t.wait_s += janus_now_s() - t0;
 }
 
 bool janus_xchg_sums(const janus_xchg *x, int i, const float **y, const int32_t **slot, const int32_t **lead) {
-    if (x->attn_idx < 0 || !x->dev || !x->dev->sums) return false;
+    if (x->attn_idx < 0) return false;
+    if (!x->dev) {
+        const janus_xmb_attn *a = &x->xa[i];
+        if (!a->summed) return false;
+        *y = a->recv, *slot = a->slot, *lead = a->lead;
+        return true;
+    }
+    if (!x->dev->sums) return false;
     return x->dev->sums(x, i, y, slot, lead);
+}
+
+int64_t janus_xchg_host_rows_back(const janus_xchg *x, int i) {
+    return x->attn_idx >= 0 && !x->dev ? x->xa[i].boff[x->n_moe] : 0;
 }
 
 void janus_xchg_relay_back(janus_xchg *x, int l, int i) {

@@ -28,14 +28,22 @@ typedef struct {
     double handshake_s, sched_s, send_s, wait_s, experts_s, serve_wait_s;
     int64_t rows_sent, rows_served, bytes_sent; // bytes_sent: of host-known payloads (not the deduplicated GPU path's)
     int64_t routed_gpu, routed_host; // (layer, micro-batch)s scheduled and routed on the GPU / on the host
+    // the host-staged payload (no device transport), this attention rank's:
+    // (token, expert) pairs, token rows out, rows of pair indices and weights
+    // that went with them, rows back
+    int64_t h_pairs, h_rows_out, h_side_out, h_rows_back;
 } janus_xchg_times;
 
 // One micro-batch's exchange state on an attention rank.
 typedef struct {
-    int cap;            // rows capacity
-    float *send, *recv; // [cap, H]: rows out (layout [m][rows]), outputs back (same layout)
-    int32_t *pair;      // [cap] pair index of each row in that layout
-    int *cnt, *off;     // [M] rows per MoE rank and offsets
+    int cap;            // pairs capacity (pair, slot, lead)
+    float *send, *recv; // host payload: rows out [foff[M], H] and back [boff[M], H] (layout [m][rows])
+    size_t cap_send, cap_recv; // their capacity in rows
+    int32_t *pair;      // [cap] pair index of each row in the pair layout ([m][expert][token])
+    int *cnt, *off;     // [M] pairs per MoE rank and offsets
+    int *foff, *boff;   // [M+1] host payload: where MoE rank m's rows start out and back
+    int32_t *slot, *lead; // [cap] outputs summed on the MoE ranks (host payload): each pair's row in recv, lead
+    bool summed;        // this micro-batch's outputs came back summed (host payload)
     MPI_Request *req;   // [2M]
     int n_req;
     int tag_ret;        // tag of this micro-batch's outputs (set by dispatch)
@@ -43,11 +51,14 @@ typedef struct {
 
 // One micro-batch's exchange state on a MoE rank.
 typedef struct {
-    int cap;
-    float *in, *out;    // [cap, H]: rows from every attention rank (layout [a][e][rows]) and outputs
-    float *xs, *ys;     // [cap, H]: the same rows grouped by expert
-    int32_t *perm;      // [cap] grouped position -> row in the [a] layout
-    int *cnt, *off;     // [A]
+    int cap;            // pairs capacity
+    float *in, *out;    // host payload: rows in [foff[A], H] and outputs [boff[A], H] (layout [a][rows])
+    size_t cap_in, cap_out;
+    float *xs, *ys;     // [cap, H]: the pairs' rows grouped by expert
+    int32_t *perm;      // [cap] grouped position -> pair row in the [a][e][rows] layout
+    int32_t *inv;       // [cap] its inverse (outputs summed here)
+    int *cnt, *off;     // [A] pairs per attention rank and offsets
+    int *foff, *boff;   // [A+1] host payload: where attention rank a's rows start in and out
     MPI_Request *req;   // [2A]
     int n_req;
 } janus_xmb_moe;
@@ -67,7 +78,21 @@ typedef struct {
     int64_t *n_tok, *share, *tok;// [E], [max slots], [M]
     int32_t *act;                // [M]
     int64_t *seg;                // [A, S]: rows attention rank a sends to replica slot s
-    int64_t *rows_am;            // [n_mb, A, M]: rows attention rank a sends to MoE rank m
+    int64_t *rows_am;            // [n_mb, A, M]: pairs attention rank a sends to MoE rank m
+    // The host payload (no device transport): rows once per (token, MoE rank)
+    // (JANUS_XCHG_DEDUP, then each (a, m) message is the token rows and
+    // ceil(2 * pairs / H) rows of (token row, router weight) per pair) and the
+    // outputs summed on the MoE ranks (JANUS_XCHG_SUMS); every rank agrees.
+    bool host_dedup, host_sums;
+    bool *unrep;                 // [n_layers] every expert of the layer has one replica
+    int32_t *dd_send, *dd_all;   // [E + M], [size, E + M]: the handshake with distinct tokens per MoE rank
+    int64_t *tok_am;             // [n_mb, A, M]: distinct tokens a sends to m (host dedup)
+    int64_t *fwd_am, *back_am;   // [n_mb, A, M]: host payload rows a -> m and m -> a (the hierarchical path's too)
+    int32_t *hd_tok, *hd_src, *hd_mark; // scratch of janus_xchg_rows_once (host dedup): [pairs], [pairs], [tokens]
+    int *hd_first, *hd_ntok;     // [M]
+    int64_t *hd_reg;             // [M]
+    uint8_t *hd_seen;            // [tokens] MoE side: a token's first pair
+    int hd_cap, hd_tcap, hd_seen_cap;
     struct janus_hier *hier;     // hierarchical path state (comm/hier.c), NULL when direct
     // scratch sized once (order grows with the largest micro-batch seen)
     int *e_start, *e_fill, *m_fill, *a_cur; // [E+1], [E+1], [M], [A+1]
@@ -156,7 +181,11 @@ void janus_xchg_collect(janus_xchg *x, int i, float *y);
 // each pair's row in *y, *lead [T*k] 1 for the one pair per (token, MoE rank)
 // whose row holds that sum (jk_combine_add's lead); collect then left its y
 // alone. False: y holds every pair's output.
+// The host payload (no device transport) gives host pointers, the device
+// transports device pointers.
 bool janus_xchg_sums(const janus_xchg *x, int i, const float **y, const int32_t **slot, const int32_t **lead);
+// Host payload, after collect: the rows janus_xchg_sums's *y holds.
+int64_t janus_xchg_host_rows_back(const janus_xchg *x, int i);
 // Every rank, after all dispatch/serve calls of a layer: the hierarchical
 // path's gateways relay (l, i)'s outputs back to their nodes.
 void janus_xchg_relay_back(janus_xchg *x, int l, int i);

@@ -49,20 +49,21 @@ static void m_range(const janus_xchg *x, int N, int *m0, int *m1) {
         }
 }
 
-// Rows attention rank a sends MoE rank m in micro-batch i (of the layer under way).
-static int64_t Rm(const janus_xchg *x, int i, int a, int m) {
-    return x->rows_am[((size_t)i * x->n_attn + a) * x->n_moe + m];
+// Host payload rows between attention rank a and MoE rank m in micro-batch i
+// (of the layer under way): tab = x->fwd_am (rows out) or x->back_am (back).
+static int64_t Rm(const janus_xchg *x, const int64_t *tab, int i, int a, int m) {
+    return tab[((size_t)i * x->n_attn + a) * x->n_moe + m];
 }
-#define R(x, a, m) Rm(x, i, a, m)
+#define R(x, a, m) Rm(x, tab, i, a, m)
 
-// Rows from attention ranks [a0,a1) to MoE ranks [m0,m1) in micro-batch i.
-static int64_t block_rows_i(const janus_xchg *x, int i, int a0, int a1, int m0, int m1) {
+// Rows between attention ranks [a0,a1) and MoE ranks [m0,m1) in micro-batch i.
+static int64_t block_rows_i(const janus_xchg *x, const int64_t *tab, int i, int a0, int a1, int m0, int m1) {
     int64_t s = 0;
     for (int a = a0; a < a1; a++)
-        for (int m = m0; m < m1; m++) s += Rm(x, i, a, m);
+        for (int m = m0; m < m1; m++) s += Rm(x, tab, i, a, m);
     return s;
 }
-#define block_rows(x, a0, a1, m0, m1) block_rows_i(x, i, a0, a1, m0, m1)
+#define block_rows(x, a0, a1, m0, m1) block_rows_i(x, tab, i, a0, a1, m0, m1)
 
 static float *ensure(struct janus_hier *h, int i, int b, size_t rows, int H) {
     hier_mb *mb = &h->mb[i];
@@ -86,7 +87,7 @@ static int tag(const janus_xchg *x, int l, int i) { return (l * x->n_mb + i) % 3
 void janus_hier_init(janus_xchg *x) {
     struct janus_hier *h = xcalloc(1, sizeof *h);
     for (int c = 0; c < NCOMM; c++) MPI_Comm_dup(x->world, &h->c[c]);
-    MPI_Type_contiguous(x->H, MPI_FLOAT, &h->row);
+    MPI_Type_contiguous(4 * x->H, MPI_BYTE, &h->row); // as exchange.c's rows
     MPI_Type_commit(&h->row);
     h->n_nodes = (x->size + x->node_size - 1) / x->node_size;
     h->mb = xcalloc(x->n_mb, sizeof(hier_mb));
@@ -118,15 +119,17 @@ void janus_hier_attn_post(janus_xchg *x, int l, int i) {
         if (N == Nme) continue;
         int m0, m1;
         m_range(x, N, &m0, &m1);
-        int n = a->off[m1] - a->off[m0];
-        if (m1 <= m0 || n == 0) continue;
-        MPI_Irecv(a->recv + (size_t)a->off[m0] * H, n, h->row, gw, tag(x, l, i), h->c[B3], &a->req[a->n_req++]);
-        MPI_Isend(a->send + (size_t)a->off[m0] * H, n, h->row, gw, tag(x, l, i), h->c[F1], &a->req[a->n_req++]);
+        if (m1 <= m0 || a->off[m1] == a->off[m0]) continue;
+        MPI_Irecv(a->recv + (size_t)a->boff[m0] * H, a->boff[m1] - a->boff[m0], h->row, gw, tag(x, l, i), h->c[B3],
+                  &a->req[a->n_req++]);
+        MPI_Isend(a->send + (size_t)a->foff[m0] * H, a->foff[m1] - a->foff[m0], h->row, gw, tag(x, l, i), h->c[F1],
+                  &a->req[a->n_req++]);
     }
 }
 
 void janus_hier_gateway_forward(janus_xchg *x, int l, int i) {
     struct janus_hier *h = x->hier;
+    const int64_t *tab = x->fwd_am;
     const int me = x->rank, Ng = node_of(x, me), H = x->H, T = tag(x, l, i), NN = h->n_nodes;
     if (gateway(x, Ng) != me) return;
     int la0, la1, lm0, lm1;
@@ -207,6 +210,7 @@ void janus_hier_gateway_forward(janus_xchg *x, int l, int i) {
 
 void janus_hier_moe_post_recv(janus_xchg *x, int l, int i) {
     struct janus_hier *h = x->hier;
+    const int64_t *tab = x->fwd_am;
     janus_xmb_moe *q = &x->xm[i];
     const int me = x->rank, Nm = node_of(x, me), H = x->H, mi = x->moe_idx;
     for (int Ns = 0; Ns < h->n_nodes; Ns++) {
@@ -215,13 +219,14 @@ void janus_hier_moe_post_recv(janus_xchg *x, int l, int i) {
         if (Ns == Nm || a1 <= a0) continue;
         int64_t n = block_rows(x, a0, a1, mi, mi + 1);
         if (n)
-            MPI_Irecv(q->in + (size_t)q->off[a0] * H, (int)n, h->row, gateway(x, Nm), tag(x, l, i), h->c[F3],
+            MPI_Irecv(q->in + (size_t)q->foff[a0] * H, (int)n, h->row, gateway(x, Nm), tag(x, l, i), h->c[F3],
                       &q->req[q->n_req++]);
     }
 }
 
 void janus_hier_moe_send(janus_xchg *x, int l, int i) {
     struct janus_hier *h = x->hier;
+    const int64_t *tab = x->back_am;
     janus_xmb_moe *q = &x->xm[i];
     const int me = x->rank, Nm = node_of(x, me), H = x->H, mi = x->moe_idx;
     for (int Ns = 0; Ns < h->n_nodes; Ns++) {
@@ -230,13 +235,14 @@ void janus_hier_moe_send(janus_xchg *x, int l, int i) {
         if (Ns == Nm || a1 <= a0) continue;
         int64_t n = block_rows(x, a0, a1, mi, mi + 1);
         if (n)
-            MPI_Isend(q->out + (size_t)q->off[a0] * H, (int)n, h->row, gateway(x, Nm), tag(x, l, i), h->c[B1],
+            MPI_Isend(q->out + (size_t)q->boff[a0] * H, (int)n, h->row, gateway(x, Nm), tag(x, l, i), h->c[B1],
                       &q->req[q->n_req++]);
     }
 }
 
 void janus_hier_gateway_back(janus_xchg *x, int l, int i) {
     struct janus_hier *h = x->hier;
+    const int64_t *tab = x->back_am;
     const int me = x->rank, Ng = node_of(x, me), H = x->H, T = tag(x, l, i), NN = h->n_nodes;
     if (gateway(x, Ng) != me) return;
     int la0, la1, lm0, lm1;

@@ -120,10 +120,15 @@ static void route_tokens(janus_engine *en, const janus_layer *L, int l, int T, j
 }
 
 // x += combine(y) (+ sigmoid-gated shared expert).
-static void combine_block(janus_engine *en, const janus_layer *L, int T, janus_mb_bufs *mb) {
+static void combine_block(janus_engine *en, const janus_layer *L, int T, janus_mb_bufs *mb, int i) {
     const janus_config *c = &en->m->cfg;
     const int H = c->hidden, K = c->top_k;
-    janus_combine(mb->moe, mb->y, mb->topi, mb->topw, T, K, H);
+    const float *ys;
+    const int32_t *slot, *lead;
+    if (en->xc && janus_xchg_sums(en->xc, i, &ys, &slot, &lead)) // outputs summed per (token, MoE rank)
+        janus_combine_sums(mb->moe, ys, slot, lead, mb->topi, T, K, H);
+    else
+        janus_combine(mb->moe, mb->y, mb->topi, mb->topw, T, K, H);
     if (L->sh_gate.p) {
         janus_swiglu_ffn(mb->sh, mb->h, T, &L->sh_gate, &L->sh_up, &L->sh_down, &en->ffn);
         cpu_linear(mb->shg, mb->h, &L->sh_expert_gate, NULL, T);
@@ -192,7 +197,7 @@ void janus_step(janus_engine *en, const janus_batch *b, float *const *logits) {
             }
             double t2 = janus_now_s();
             if (en->xc) {
-                janus_xchg_dispatch(en->xc, l, i, mb ? mb->h : NULL, mb ? mb->topi : NULL, NULL, T);
+                janus_xchg_dispatch(en->xc, l, i, mb ? mb->h : NULL, mb ? mb->topi : NULL, mb ? mb->topw : NULL, T);
                 janus_xchg_serve(en->xc, l, i);
             } else {
                 janus_experts_local(L, H, mb->h, mb->topi, T, K, mb->y, en->xs, en->ys, en->order, &en->ffn);
@@ -205,7 +210,7 @@ void janus_step(janus_engine *en, const janus_batch *b, float *const *logits) {
             double t0 = janus_now_s();
             if (en->xc) janus_xchg_collect(en->xc, i, en->mb[i].y);
             double t1 = janus_now_s();
-            combine_block(en, L, b[i].T, &en->mb[i]);
+            combine_block(en, L, b[i].T, &en->mb[i], i);
             en->times.experts_s += t1 - t0;
             en->times.combine_s += janus_now_s() - t1;
         }

@@ -84,6 +84,8 @@ struct janus_gpu {
     int last_T, last_maxb, n_captures;
     void *blas_ws;                      // cuBLAS workspace (no allocation inside a graph capture)
     int32_t *h_topi, *h_order, *h_slot, *h_seg;
+    float *h_topw;                      // the router's weights, host (host-staged payload summed on the MoE ranks)
+    int32_t *d_hslot, *d_hlead;         // [max_tokens * K] its sums' slots and leads on the device
     int *fill;
     int32_t *lseg;   // [E+1] local segment offsets
     int xs_rows;     // rows xs/ys/act hold
@@ -412,6 +414,8 @@ janus_gpu *janus_gpu_init_opts(const janus_model *m, const janus_gpu_opts *o) {
         // identity slots: the exchange returns outputs in pair order
         for (size_t p = 0; p < T * K; p++) g->h_slot[p] = (int32_t)p;
         g->ident = janus_cuda_alloc(4 * T * K);
+        g->h_topw = xmalloc(4 * T * K);
+        g->d_hslot = janus_cuda_alloc(4 * T * K), g->d_hlead = janus_cuda_alloc(4 * T * K);
         CK(cudaMemcpy(g->ident, g->h_slot, 4 * T * K, cudaMemcpyHostToDevice));
         CK(cudaMallocHost((void **)&g->h_rows, 4 * (T ? T : 1) * H));
         CK(cudaMallocHost((void **)&g->h_y, 4 * (T ? T : 1) * K * H));
@@ -502,6 +506,7 @@ void janus_gpu_free(janus_gpu *g) {
     free(g->mb);
     for (int l = 0; l < g->m->cfg.n_layers; l++) free(g->L[l].loc);
     free(g->h_topi), free(g->h_order), free(g->h_slot), free(g->h_seg), free(g->fill), free(g->lseg), free(g->L);
+    free(g->h_topw);
     if (g->h_rows) cudaFreeHost(g->h_rows);
     if (g->h_y) cudaFreeHost(g->h_y);
     if (g->h_counts) cudaFreeHost(g->h_counts);
@@ -972,8 +977,10 @@ void janus_gpu_step(janus_gpu *g, janus_engine *en, const janus_batch *b, float 
             double ta = janus_now_s();
             if (T) {
                 mb_attention(g, l, i);
-                if (!janus_xchg_on_device(xc)) // host-staged payload: the rows go through host memory
+                if (!janus_xchg_on_device(xc)) { // host-staged payload: the rows (and weights) go through host memory
                     CK(cudaMemcpyAsync(g->h_rows, M->h, 4 * (size_t)T * H, cudaMemcpyDeviceToHost, st));
+                    CK(cudaMemcpyAsync(g->h_topw, M->topw, 4 * (size_t)T * K, cudaMemcpyDeviceToHost, st));
+                }
                 CK(cudaMemcpyAsync(g->h_topi, M->topi, 4 * (size_t)T * K, cudaMemcpyDeviceToHost, st));
                 CK(cudaStreamSynchronize(st));
                 int64_t *cnt = en->expert_counts + (size_t)l * E;
@@ -982,7 +989,7 @@ void janus_gpu_step(janus_gpu *g, janus_engine *en, const janus_batch *b, float 
             double tb = janus_now_s();
             en->times.attn_s += tb - ta;
             janus_xchg_dispatch(xc, l, i, janus_xchg_on_device(xc) ? M->h : g->h_rows, g->h_topi,
-                                janus_xchg_on_device(xc) ? M->topw : NULL, T);
+                                janus_xchg_on_device(xc) ? M->topw : g->h_topw, T);
             janus_xchg_serve(xc, l, i); // monolithic ranks serve their experts too
             en->times.experts_s += janus_now_s() - tb;
         }
@@ -993,10 +1000,23 @@ void janus_gpu_step(janus_gpu *g, janus_engine *en, const janus_batch *b, float 
             janus_xchg_collect(xc, i, janus_xchg_on_device(xc) ? g->ys : g->h_y);
             double tb = janus_now_s();
             if (M->T) {
-                if (!janus_xchg_on_device(xc)) CK(cudaMemcpyAsync(g->ys, g->h_y, 4 * (size_t)M->T * K * H, cudaMemcpyHostToDevice, st));
                 const float *y = g->ys;
                 const int32_t *slot = g->ident, *lead = NULL;
-                janus_xchg_sums(xc, i, &y, &slot, &lead); // outputs summed per (token, MoE rank): read in place
+                if (janus_xchg_on_device(xc)) {
+                    janus_xchg_sums(xc, i, &y, &slot, &lead); // outputs summed per (token, MoE rank): read in place
+                } else {
+                    const float *hy;
+                    const int32_t *hs, *hl;
+                    if (janus_xchg_sums(xc, i, &hy, &hs, &hl)) { // host payload summed on the MoE ranks
+                        const size_t B = (size_t)janus_xchg_host_rows_back(xc, i), P = (size_t)M->T * K;
+                        CK(cudaMemcpyAsync(g->ys, hy, 4 * B * H, cudaMemcpyHostToDevice, st));
+                        CK(cudaMemcpyAsync(g->d_hslot, hs, 4 * P, cudaMemcpyHostToDevice, st));
+                        CK(cudaMemcpyAsync(g->d_hlead, hl, 4 * P, cudaMemcpyHostToDevice, st));
+                        slot = g->d_hslot, lead = g->d_hlead;
+                    } else {
+                        CK(cudaMemcpyAsync(g->ys, g->h_y, 4 * (size_t)M->T * K * H, cudaMemcpyHostToDevice, st));
+                    }
+                }
                 mb_combine(g, l, i, y, slot, lead, NULL);
                 if (!janus_xchg_on_device(xc)) CK(cudaStreamSynchronize(st)); // h_y is reused by the next micro-batch
             }

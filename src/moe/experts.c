@@ -91,3 +91,26 @@ void janus_combine(float *out, const float *y, const int32_t *ids, const float *
         }
     }
 }
+
+void janus_combine_sums(float *out, const float *y, const int32_t *slot, const int32_t *lead, const int32_t *ids, int T,
+                        int k, int H) {
+    for (int t = 0; t < T; t++) {
+        float *o = out + (size_t)t * H;
+        const int32_t *id = ids + (size_t)t * k;
+        int done = 0, last = -1;
+        for (;;) {
+            int j = -1;
+            for (int q = 0; q < k; q++)
+                if (lead[(size_t)t * k + q] && id[q] > last && (j < 0 || id[q] < id[j])) j = q;
+            if (j < 0) break;
+            const float *yj = y + (size_t)slot[(size_t)t * k + j] * H;
+            if (done == 0)
+                memcpy(o, yj, sizeof(float) * H);
+            else
+                for (int d = 0; d < H; d++) o[d] += yj[d];
+            last = id[j];
+            done++;
+        }
+        if (!done) memset(o, 0, sizeof(float) * H);
+    }
+}

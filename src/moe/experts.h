@@ -55,5 +55,12 @@ static inline int janus_ffn_variant_rows(int64_t pairs, int64_t tokens, int E, i
 }
 
 void janus_combine(float *out, const float *y, const int32_t *ids, const float *w, int T, int k, int H);
+// The combine of outputs summed on the MoE ranks (comm/exchange.h,
+// janus_xchg_sums): out[t] = the rows y[slot[q]] of token t's pairs q with
+// lead[q] = 1 (one per MoE rank, each already its pairs' weighted sum), added
+// in ascending expert id of those pairs. With one MoE rank it is that rank's
+// sum, bit for bit.
+void janus_combine_sums(float *out, const float *y, const int32_t *slot, const int32_t *lead, const int32_t *ids, int T,
+                        int k, int H);
 
 #endif

@@ -7,11 +7,11 @@
 //            + expert FLOPs / peak + overhead, with the A b' k routed pairs
 //            spread over the MoE GPUs by the activation scheduler
 //   t_xchg = 2 (alpha + b' r H payload_bytes / link bandwidth)   (there and back)
-//            r rows per token: on one node with hw->intra_sums (CUDA IPC), or
-//            across nodes with hw->inter_sums (a CUDA-aware MPI), a token's row
-//            goes once to each MoE GPU holding one of its k experts and one
-//            sum comes back (janus_rows_per_token); else (host MPI, NCCL)
-//            r = k, a row per pair
+//            r rows per token: on one node with hw->intra_sums, across nodes
+//            with hw->inter_sums (CUDA IPC, host MPI, CUDA-aware MPI), a
+//            token's row goes once to each MoE rank holding one of its k
+//            experts and one sum comes back (janus_rows_per_token); else
+//            (NCCL, JANUS_XCHG_DEDUP=0 / JANUS_XCHG_SUMS=0) r = k, a row per pair
 // Disaggregated, ping-pong over m micro-batches:
 //   T_layer = m max(t_attn, t_xchg + t_moe) + min(t_attn, t_xchg + t_moe)
 // or, where one message exceeds hw->overlap_max_bytes (host MPI moves it only
@@ -41,10 +41,11 @@ static const janus_hw PRESETS[] = {
     //        activation bytes, overlap limit (CPU: Open MPI's shared-memory eager limit, 4 KiB),
     //        ranks share one GPU (0: one GPU per rank) and its per-layer switch times,
     //        exchange payload bytes per element (f32 rows), rows once per (token, MoE rank) within a node
+    //        and across nodes (every transport but NCCL)
     //        and the share of peak FLOP/s prompt steps reach (one H200, Qwen3-30B-A3B, docs/plan.md)
-    {"h100", 3.35e12, 0.80, 989e12, 80e9, 450e9, 5e-6, 50e9, 10e-6, 20e-6, 8, 2, 0, 0, 0, 0, 4, 1, 0, 0.35},
-    {"h200", 4.80e12, 0.80, 989e12, 141e9, 450e9, 5e-6, 50e9, 10e-6, 20e-6, 8, 2, 0, 0, 0, 0, 4, 1, 0, 0.35},
-    {"cpu", 30e9, 0.10, 100e9, 24e9, 10e9, 2e-6, 10e9, 20e-6, 50e-6, 2, 4, 4096, 0, 0, 0, 4, 0, 0, 0.35},
+    {"h100", 3.35e12, 0.80, 989e12, 80e9, 450e9, 5e-6, 50e9, 10e-6, 20e-6, 8, 2, 0, 0, 0, 0, 4, 1, 1, 0.35},
+    {"h200", 4.80e12, 0.80, 989e12, 141e9, 450e9, 5e-6, 50e9, 10e-6, 20e-6, 8, 2, 0, 0, 0, 0, 4, 1, 1, 0.35},
+    {"cpu", 30e9, 0.10, 100e9, 24e9, 10e9, 2e-6, 10e9, 20e-6, 50e-6, 2, 4, 4096, 0, 0, 0, 4, 1, 1, 0.35},
 };
 
 const janus_hw *janus_hw_preset(const char *name) {

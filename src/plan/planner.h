@@ -47,13 +47,12 @@ typedef struct {
     // transport (4); act_bytes stays the KV cache's and the activations'
     // element inside a GPU.
     double payload_bytes;
-    // 1: within a node the exchange moves a token's row once per MoE rank
-    // holding one of its experts and one weighted sum back (CUDA IPC, the GPU
-    // default; janus_rows_per_token); 0: a row per (token, expert) pair each
-    // way (host MPI: the CPU backend; also --transport nccl,
-    // JANUS_XCHG_DEDUP=0 or JANUS_XCHG_SUMS=0). inter_sums: the same across
-    // nodes (1: --transport cuda-mpi on a CUDA-aware MPI; 0, every preset:
-    // host-staged MPI or NCCL, a row per pair).
+    // 1 (every preset): within a node the exchange moves a token's row once
+    // per MoE rank holding one of its experts and one weighted sum back (CUDA
+    // IPC, host MPI; janus_rows_per_token); 0: a row per (token, expert) pair
+    // each way (--transport nccl, JANUS_XCHG_DEDUP=0 or JANUS_XCHG_SUMS=0).
+    // inter_sums: the same across nodes (1, every preset: host-staged MPI or
+    // --transport cuda-mpi; 0: NCCL).
     double intra_sums, inter_sums;
     // Share of peak FLOP/s (flops) prompt steps reach: prefill is priced by
     // its FLOPs (0.35: one H200 prefilling Qwen3-30B-A3B's 512-token prompts
