@@ -256,8 +256,8 @@ static bool direct(const janus_xchg *x, int w1, int w2) {
     return x->path == XPATH_DIRECT || !janus_hier_remote(x, w1, w2);
 }
 
-// Host row buffers (H floats a row) and index arrays for `rows` rows; H == 0:
-// indices only (a device transport keeps the rows on the GPU).
+// Index arrays of `rows` pairs: the pair layout and (host payload summed)
+// each pair's row back and lead; the row buffers are ensure_rows'.
 static void ensure_attn(janus_xmb_attn *a, int rows) {
     if (rows <= a->cap) return;
     int cap = rows < 64 ? 64 : rows;

@@ -5,12 +5,18 @@
 // ([E] int32; MoE-only ranks contribute zeros) to one MPI_Allgather on the
 // world; from the [A, E] matrix every rank runs the same activation scheduler
 // (sched/) and so knows, with no further message, which replica serves which
-// rows. Phase 2, the payload: attention rank a sends to MoE rank m its rows
-// for the experts m serves (expert order, then token order), MoE rank m runs
-// each expert once over the rows of all attention ranks and sends the outputs
-// back in the same order. Rows move through a transport: host MPI
-// nonblocking point-to-point here; NCCL / CUDA-aware MPI plug in with the GPU
-// backend. Paths: direct (every attention rank to every MoE rank) or
+// rows. The host payload (rows once per (token, MoE rank)) also needs each
+// attention rank's distinct tokens per MoE rank: they ride on that allgather
+// ([E + M]) where every expert of the layer has one replica, and take one more
+// allgather of [M] after the schedule otherwise (host_tables in exchange.c).
+// Phase 2, the payload: attention rank a sends to MoE rank m its pairs for
+// the experts m serves (expert order, then token order) — by default each
+// token's row once with the pairs' (token row, weight) — MoE rank m runs each
+// expert once over the rows of all attention ranks and sends back, per token,
+// the weighted sum of its outputs there (JANUS_XCHG_SUMS=0: each pair's
+// output, in the pair order). Rows move through a transport: host MPI
+// nonblocking point-to-point here; CUDA IPC, NCCL and CUDA-aware MPI plug in
+// with the GPU backend. Paths: direct (every attention rank to every MoE rank) or
 // hierarchical (rows for another node gathered on one rank of the sender's
 // node, sent once per node pair, scattered on the receiver's node).
 #ifndef JANUS_COMM_EXCHANGE_H
@@ -26,7 +32,8 @@ typedef enum { XPATH_DIRECT = 0, XPATH_HIER = 1 } janus_xpath;
 // Per-phase seconds (summed over steps), for the result file and the planner.
 typedef struct {
     double handshake_s, sched_s, send_s, wait_s, experts_s, serve_wait_s;
-    int64_t rows_sent, rows_served, bytes_sent; // bytes_sent: of host-known payloads (not the deduplicated GPU path's)
+    int64_t rows_sent, rows_served, bytes_sent; // rows_sent, bytes_sent: the host payload's (side rows included) and
+                                                // the device transports' host-known ones (not GPU-routed steps')
     int64_t routed_gpu, routed_host; // (layer, micro-batch)s scheduled and routed on the GPU / on the host
     // the host-staged payload (no device transport), this attention rank's:
     // (token, expert) pairs, token rows out, rows of pair indices and weights
@@ -44,7 +51,7 @@ typedef struct {
     int *foff, *boff;   // [M+1] host payload: where MoE rank m's rows start out and back
     int32_t *slot, *lead; // [cap] outputs summed on the MoE ranks (host payload): each pair's row in recv, lead
     bool summed;        // this micro-batch's outputs came back summed (host payload)
-    MPI_Request *req;   // [2M]
+    MPI_Request *req;   // [2M + 2 nodes]
     int n_req;
     int tag_ret;        // tag of this micro-batch's outputs (set by dispatch)
 } janus_xmb_attn;
@@ -59,7 +66,7 @@ typedef struct {
     int32_t *inv;       // [cap] its inverse (outputs summed here)
     int *cnt, *off;     // [A] pairs per attention rank and offsets
     int *foff, *boff;   // [A+1] host payload: where attention rank a's rows start in and out
-    MPI_Request *req;   // [2A]
+    MPI_Request *req;   // [2A + 2 nodes]
     int n_req;
 } janus_xmb_moe;
 
@@ -166,8 +173,9 @@ void janus_xchg_free(janus_xchg *x);
 // Phase 1 + the start of phase 2 for micro-batch i of layer l. On attention
 // ranks: x [T, H] rows, ids [T, k] routing (host), w [T, k] the router's
 // weights where the rows are (device rows: device weights; required where
-// the transport sums the outputs, CUDA IPC by default; NULL only on ranks
-// without tokens or transports that return a row per pair). Every rank calls
+// the outputs are summed on the MoE ranks: CUDA IPC, cuda-mpi and the host
+// payload by default, JANUS_XCHG_SUMS; NULL only on ranks without tokens or
+// where a row per pair comes back). Every rank calls
 // it, in the same (l, i) order.
 void janus_xchg_dispatch(janus_xchg *x, int l, int i, const float *xrows, const int32_t *ids, const float *w, int T);
 // MoE ranks: receive this (l, i)'s rows, run the experts, start sending outputs.
@@ -206,7 +214,8 @@ int64_t janus_xchg_off_in_moe(const janus_xchg *x, int i, int a, int m);
 int64_t janus_xchg_off_in_attn(const janus_xchg *x, int i, int a, int m);
 
 // Rows once per (token, MoE rank), host-built (the device transports'
-// host-routed steps, and every step of --transport cuda-mpi): for this
+// host-routed steps, every step of --transport cuda-mpi and of the host
+// payload): for this
 // attention rank's micro-batch i (routed: x->xa[i].pair, off, cnt), per MoE
 // rank m the distinct tokens of its pairs there in token order, tok[first[m]
 // .. first[m] + n_tok[m]), and for each send row r its token's row in m's

@@ -22,7 +22,7 @@ struct janus_hier {
     hier_mb *mb;       // [n_mb]
     MPI_Request *req;  // the gateway's sends in flight until the layer ends
     int n_req, cap_req;
-    MPI_Datatype row;  // H floats: counts are rows (no int overflow of rows * H)
+    MPI_Datatype row;  // 4H bytes (H floats, or a side row's int32 / float bits): counts are rows (no int overflow)
 };
 
 static int node_of(const janus_xchg *x, int w) { return w / x->node_size; }

@@ -3,7 +3,9 @@
 // node go (1) to the sender node's gateway (its lowest world rank), (2) once
 // per node pair between gateways, (3) from the receiver node's gateway to each
 // MoE rank; outputs return the same way. Every rank computes every message
-// size from the handshake counts, so no sizes are sent.
+// size from the handshake (x->fwd_am / x->back_am: the pair counts, and with
+// rows once per (token, MoE rank) the distinct-token counts gathered with
+// it), so no size travels with the rows.
 #ifndef JANUS_COMM_HIER_H
 #define JANUS_COMM_HIER_H
 
