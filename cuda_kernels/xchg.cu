@@ -416,3 +416,24 @@ extern "C" int jk_xchg_gather_rows_via(float *dst, const float *src, const int32
     gather_rows_kernel<<<n_max, ROW_THREADS, 0, (cudaStream_t)stream>>>(dst, src, src_row, idx, n, H);
     return (int)cudaGetLastError();
 }
+
+// out[o] = sum over j in [off[o], off[o+1]) of y[gi[j]] * w[j], in j order,
+// each product and sum rounded on its own (janus_combine's and combine4's
+// operations). A block per output row; every row has at least one term.
+__global__ void sum_rows_kernel(float *out, const float *y, const int32_t *off, const int32_t *gi, const float *w,
+                                int H) {
+    const int o = blockIdx.x, j0 = off[o], j1 = off[o + 1];
+    for (int d = threadIdx.x; d < H; d += blockDim.x) {
+        float acc = __fmul_rn(y[(size_t)gi[j0] * H + d], w[j0]);
+        for (int j = j0 + 1; j < j1; j++) acc = __fadd_rn(acc, __fmul_rn(y[(size_t)gi[j] * H + d], w[j]));
+        out[(size_t)o * H + d] = acc;
+    }
+}
+
+extern "C" int jk_xchg_sum_rows(float *out, const float *y, const int32_t *off, const int32_t *gi, const float *w,
+                                int n_out, int H, void *stream) {
+    if (n_out <= 0) return 0;
+    if (H <= 0) return (int)cudaErrorInvalidValue;
+    sum_rows_kernel<<<n_out, ROW_THREADS, 0, (cudaStream_t)stream>>>(out, y, off, gi, w, H);
+    return (int)cudaGetLastError();
+}

@@ -113,6 +113,13 @@ int jk_xchg_return_sums(float *const *peer, size_t base, const float *y, const i
 // MoE side of it: dst[g] = src[src_row[idx[g]]] for g < *n (n_max bounds it; n NULL: g < n_max).
 int jk_xchg_gather_rows_via(float *dst, const float *src, const int32_t *src_row, const int32_t *idx, const int32_t *n,
                             int n_max, int H, void *stream);
+// The host payload's sums on a MoE rank's GPU: out[o] ([n_out, H]) = the
+// sum over j in [off[o], off[o+1]) of y[gi[j]] * w[j] in j order, each
+// product and sum rounded on its own (as janus_combine and combine4: one MoE
+// rank's sum is the combine's, bit for bit); off [n_out + 1], every range
+// non-empty.
+int jk_xchg_sum_rows(float *out, const float *y, const int32_t *off, const int32_t *gi, const float *w, int n_out, int H,
+                     void *stream);
 
 #ifdef __cplusplus
 }

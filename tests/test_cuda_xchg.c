@@ -16,7 +16,10 @@
 // combined from those sums (jk_combine_add with lead) against jk_combine_add
 // over every pair's output: the same bits for tokens whose pairs all went to
 // one MoE rank, within 1e-6 of the row's magnitude otherwise, and both within
-// 1e-5 of the sum on the host. Exits 77 (meson: skipped) when no GPU is present.
+// 1e-5 of the sum on the host. (4) jk_xchg_sum_rows (the host payload's sums
+// on a MoE rank's GPU) on random ranges of 1..16 terms: bit for bit the host's
+// y * w, then += y * w (exchange.c's sum_into, janus_combine's operations;
+// C11 contracts no multiply-add). Exits 77 (meson: skipped) when no GPU is present.
 // Usage: test_cuda_xchg [random instances, default 400] [seed]
 #include <cuda_runtime_api.h>
 #include <math.h>
@@ -469,6 +472,43 @@ done:
     return fails == fails0;
 }
 
+// (4): n_out rows of 1..16 terms each over R outputs of width H.
+static int sum_rows_case(int it) {
+    char what[64];
+    snprintf(what, sizeof what, "sum_rows case %d", it);
+    const int H = 1 + rnd(300), n_out = 1 + rnd(200);
+    int32_t *off = malloc(4 * (size_t)(n_out + 1));
+    off[0] = 0;
+    for (int o = 0; o < n_out; o++) off[o + 1] = off[o] + 1 + rnd(16);
+    const int J = off[n_out], R = J + rnd(50);
+    int32_t *gi = malloc(4 * (size_t)J);
+    float *w = malloc(4 * (size_t)J), *y = malloc(4 * (size_t)R * H), *ref = malloc(4 * (size_t)n_out * H),
+          *got = malloc(4 * (size_t)n_out * H);
+    for (int j = 0; j < J; j++) gi[j] = rnd(R), w[j] = (float)(next64() % 2000001) / 1e6f - 1.0f;
+    for (size_t v = 0; v < (size_t)R * H; v++) y[v] = (float)((int64_t)(next64() % 4000001) - 2000000) / 3e5f;
+    for (int o = 0; o < n_out; o++)
+        for (int j = off[o]; j < off[o + 1]; j++)
+            for (int d = 0; d < H; d++) {
+                float *r = &ref[(size_t)o * H + d];
+                const float v = y[(size_t)gi[j] * H + d] * w[j];
+                if (j == off[o]) *r = v;
+                else *r += v;
+            }
+    int32_t *d_off = dup_to_dev(off, 4 * (size_t)(n_out + 1)), *d_gi = dup_to_dev(gi, 4 * (size_t)J);
+    float *d_w = dup_to_dev(w, 4 * (size_t)J), *d_y = dup_to_dev(y, 4 * (size_t)R * H), *d_out = dmalloc(4 * (size_t)n_out * H);
+    CK(cudaMemset(d_out, 0xff, 4 * (size_t)n_out * H));
+    CK(jk_xchg_sum_rows(d_out, d_y, d_off, d_gi, d_w, n_out, H, NULL));
+    CK(cudaDeviceSynchronize());
+    to_host(got, d_out, 4 * (size_t)n_out * H);
+    int ok = 0;
+    EXPECT(!memcmp(got, ref, 4 * (size_t)n_out * H), "H %d, %d rows of %d terms: not the host's bits", H, n_out, J);
+    ok = 1;
+done:
+    cudaFree(d_off), cudaFree(d_gi), cudaFree(d_w), cudaFree(d_y), cudaFree(d_out);
+    free(off), free(gi), free(w), free(y), free(ref), free(got);
+    return ok;
+}
+
 int main(int argc, char **argv) {
     int ndev = 0;
     if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
@@ -480,5 +520,8 @@ int main(int argc, char **argv) {
     int passed = 0;
     for (int it = 0; it < n; it++) passed += instance(it);
     printf("%d of %d instances: device routing equals the host's and the exchange delivers every pair\n", passed, n);
-    return passed == n ? 0 : 1;
+    int sums = 0;
+    for (int it = 0; it < 100; it++) sums += sum_rows_case(it);
+    printf("%d of 100 sum_rows cases: the host's bits\n", sums);
+    return passed == n && sums == 100 ? 0 : 1;
 }

@@ -618,7 +618,7 @@ int cmd_generate(int argc, char **argv) {
         gpu_h = janus_gpu_init_opts(&m, &go);
         if (is_attn) en.gpu = gpu_h;
         if (xcp && is_moe) xc.experts_fn = janus_gpu_serve_experts, xc.experts_dev_fn = janus_gpu_serve_experts_dev,
-                           xc.experts_ctx = gpu_h;
+                           xc.experts_sums_fn = janus_gpu_serve_experts_sums, xc.experts_ctx = gpu_h;
         int dev = -1;
         cudaGetDevice(&dev);
         // The payload: CUDA IPC where every rank is on this node and the path

@@ -79,6 +79,8 @@ void janus_xchg_init(janus_xchg *x, MPI_Comm world, int n_attn, int n_moe, bool 
     x->dd_all = xcalloc((size_t)x->size * (x->E + n_moe), sizeof(int32_t));
     x->hd_first = xcalloc(n_moe, sizeof(int)), x->hd_ntok = xcalloc(n_moe, sizeof(int));
     x->hd_reg = xcalloc(n_moe, sizeof(int64_t));
+    x->hs_tok0 = xcalloc(n_attn, sizeof(int32_t)), x->hs_ntok = xcalloc(n_attn, sizeof(int32_t));
+    x->hs_pb = xcalloc(n_attn, sizeof(int32_t));
     x->unrep = xcalloc(c->n_layers, sizeof(bool));
     for (int l = 0; l < c->n_layers; l++) {
         x->unrep[l] = c->layer_moe[l];
@@ -171,6 +173,7 @@ void janus_xchg_free(janus_xchg *x) {
     free(x->sched_on_gpu);
     free(x->tok_am), free(x->fwd_am), free(x->back_am), free(x->dd_send), free(x->dd_all), free(x->unrep);
     free(x->hd_first), free(x->hd_ntok), free(x->hd_reg), free(x->hd_tok), free(x->hd_src), free(x->hd_mark), free(x->hd_seen);
+    free(x->hs_tok0), free(x->hs_ntok), free(x->hs_pb), free(x->hs_srow), free(x->hs_off), free(x->hs_gi), free(x->hs_w);
     janus_hier_free(x);
     if (g_row != MPI_DATATYPE_NULL) MPI_Type_free(&g_row);
     for (int l = 0; l < x->n_layers; l++)
@@ -520,6 +523,20 @@ void janus_xchg_serve(janus_xchg *x, int l, int i) {
     // Host dedup: a's region holds its token rows, then per pair (token row,
     // weight).
     const int64_t *tok = x->tok_am + (size_t)i * A * x->n_moe;
+    // Summed by the expert hook (the GPU's): the token rows go up as they
+    // came, each grouped row named by its packed token row.
+    const bool gsum = hd && x->host_sums && x->experts_sums_fn;
+    if (gsum) {
+        if (R > x->hs_cap) {
+            x->hs_cap = R;
+            x->hs_srow = xrealloc(x->hs_srow, sizeof(int32_t) * R), x->hs_gi = xrealloc(x->hs_gi, sizeof(int32_t) * R);
+            x->hs_off = xrealloc(x->hs_off, sizeof(int32_t) * (R + 1)), x->hs_w = xrealloc(x->hs_w, sizeof(float) * R);
+        }
+        for (int a = 0, pb = 0; a < A; a++) {
+            x->hs_tok0[a] = q->foff[a], x->hs_ntok[a] = (int32_t)tok[(size_t)a * x->n_moe + mi];
+            x->hs_pb[a] = pb, pb += x->hs_ntok[a];
+        }
+    }
     int *cur = x->a_cur;
     memcpy(cur, q->off, sizeof(int) * (A + 1));
     int g = 0;
@@ -535,7 +552,9 @@ void janus_xchg_serve(janus_xchg *x, int l, int i) {
                 for (int r = 0; r < n; r++) {
                     const int prow = cur[a] + r;
                     q->perm[g] = prow;
-                    if (host) {
+                    if (gsum) {
+                        x->hs_srow[g] = x->hs_pb[a] + side[2 * (prow - q->off[a])];
+                    } else if (host) {
                         const float *src = hd ? reg + (size_t)side[2 * (prow - q->off[a])] * H : q->in + (size_t)prow * H;
                         memcpy(q->xs + (size_t)g * H, src, sizeof(float) * H);
                     }
@@ -552,7 +571,31 @@ void janus_xchg_serve(janus_xchg *x, int l, int i) {
         x->dev->serve(x, l, i, q->perm, seg, g, (int)maxr);
         return;
     }
-    if (x->experts_fn) {
+    if (gsum) {
+        // Per output row (boff[a] + token) its pairs in a's pair order
+        // (ascending expert id): the grouped row and the weight.
+        const int n_out = q->boff[A];
+        int32_t *off = x->hs_off;
+        memset(off, 0, sizeof(int32_t) * (n_out + 1));
+        for (int r = 0; r < g; r++) q->inv[q->perm[r]] = r;
+        for (int a = 0; a < A; a++) {
+            const int32_t *side = (const int32_t *)(q->in + ((size_t)q->foff[a] + x->hs_ntok[a]) * H);
+            for (int p = 0; p < q->cnt[a]; p++) off[q->boff[a] + side[2 * p] + 1]++;
+        }
+        for (int o = 0; o < n_out; o++) off[o + 1] += off[o];
+        for (int a = 0; a < A; a++) {
+            const int32_t *side = (const int32_t *)(q->in + ((size_t)q->foff[a] + x->hs_ntok[a]) * H);
+            for (int p = 0; p < q->cnt[a]; p++) {
+                const int j = off[q->boff[a] + side[2 * p]]++; // off[o] runs to off[o + 1]'s start
+                x->hs_gi[j] = q->inv[q->off[a] + p];
+                memcpy(&x->hs_w[j], &side[2 * p + 1], 4);
+            }
+        }
+        for (int o = n_out; o > 0; o--) off[o] = off[o - 1]; // back to each range's start
+        off[0] = 0;
+        x->experts_sums_fn(x->experts_ctx, l, seg, (int)maxr, q->in, x->hs_tok0, x->hs_ntok, A, x->hs_srow, g, off,
+                           x->hs_gi, x->hs_w, n_out, q->out);
+    } else if (x->experts_fn) {
         x->experts_fn(x->experts_ctx, l, seg, (int)maxr, q->xs, q->ys, g);
     } else {
         for (int e = 0; e < E; e++) {
@@ -563,7 +606,9 @@ void janus_xchg_serve(janus_xchg *x, int l, int i) {
                              &x->ffn);
         }
     }
-    if (hd && x->host_sums) {
+    if (gsum) {
+        // summed by the hook
+    } else if (hd && x->host_sums) {
         // One row per (attention rank, token): its pairs' outputs times their
         // weights, summed in the pair layout's order (ascending expert id),
         // each product and sum rounded on its own as janus_combine does.

@@ -99,6 +99,10 @@ typedef struct {
     int *hd_first, *hd_ntok;     // [M]
     int64_t *hd_reg;             // [M]
     uint8_t *hd_seen;            // [tokens] MoE side: a token's first pair
+    int32_t *hs_tok0, *hs_ntok, *hs_pb; // [A] MoE side, experts_sums_fn: each region's token rows, its first packed
+    int32_t *hs_srow, *hs_off, *hs_gi; // [pairs], [pairs + 1], [pairs]
+    float *hs_w;                 // [pairs]
+    int hs_cap;
     int hd_cap, hd_tcap, hd_seen_cap;
     struct janus_hier *hier;     // hierarchical path state (comm/hier.c), NULL when direct
     // scratch sized once (order grows with the largest micro-batch seen)
@@ -118,6 +122,15 @@ typedef struct {
     // (layer, micro-batch). The GPU backend sets janus_gpu_serve_experts.
     void (*experts_fn)(void *ctx, int l, const int32_t *seg, int max_rows, const float *xs, float *ys, int R);
     void *experts_ctx;
+    // The host payload summed here (optional; the GPU backend sets
+    // janus_gpu_serve_experts_sums): instead of experts_fn and the host's
+    // sums, the token rows of each attention rank's region of `in` (region r:
+    // rows tok0[r] .. + n_tok[r]) packed in region order, grouped row g = packed
+    // row src_row[g], and out [n_out, H] = per output row o the sum over j in
+    // off[o] .. off[o+1] of grouped output gi[j] times w[j], in j order.
+    void (*experts_sums_fn)(void *ctx, int l, const int32_t *seg, int max_rows, const float *in, const int32_t *tok0,
+                            const int32_t *n_tok, int n_reg, const int32_t *src_row, int R, const int32_t *off,
+                            const int32_t *gi, const float *w, int n_out, float *out);
     // The same on device rows (CUDA IPC transport): d_xs, d_ys device [R, H].
     void (*experts_dev_fn)(void *ctx, int l, const int32_t *seg, int max_rows, const float *d_xs, float *d_ys, int R);
     int32_t *seg32;              // [E+1] scratch for experts_fn

@@ -17,6 +17,7 @@
 #include "moe_ffn.h"
 #include "moe_prefill.h"
 #include "sample_gpu.h"
+#include "xchg.h"
 #include <stddef.h>
 
 _Static_assert(sizeof(janus_row_sampling) == sizeof(jk_sample_params) &&
@@ -74,6 +75,8 @@ struct janus_gpu {
     gpu_mb *mb;      // [n_mb]
     float *q, *k, *v, *att, *rlog, *xs, *ys, *act, *moe, *sh, *shg, *logits;
     int32_t *order, *slot, *seg, *ident;
+    int32_t *d_srow, *d_soff, *d_sgi; // [xs_rows (+1)]: the host payload's sums on this MoE GPU
+    float *d_sw;
     float *qkv;                         // [max_tokens, nq + 2 kv_dim] the fused projection's output
     bool fused_qkv;                     // bias, q/k norm, RoPE and the KV store in one kernel
     unsigned long long *d_counts, *h_counts; // [n_layers, E] pairs per expert grouped on the device this step
@@ -367,6 +370,10 @@ janus_gpu *janus_gpu_init_opts(const janus_model *m, const janus_gpu_opts *o) {
     if (o->experts && (size_t)o->max_expert_rows > xr) xr = o->max_expert_rows;
     g->xs_rows = (int)xr;
     g->xs = janus_cuda_alloc(4 * xr * H), g->ys = janus_cuda_alloc(4 * xr * H);
+    if (o->experts && o->max_expert_rows > 0) { // a MoE rank: janus_gpu_serve_experts_sums's tables
+        g->d_srow = janus_cuda_alloc(4 * xr), g->d_soff = janus_cuda_alloc(4 * (xr + 1));
+        g->d_sgi = janus_cuda_alloc(4 * xr), g->d_sw = janus_cuda_alloc(4 * xr);
+    }
     g->act = janus_cuda_alloc(4 * (xr > T ? xr : T) * inter);
     if (A) {
         float *inv = xmalloc(sizeof(float) * c->head_dim / 2);
@@ -924,6 +931,35 @@ void janus_gpu_serve_experts(void *gpu, int l, const int32_t *seg, int max_rows,
     CK(cudaMemcpyAsync(g->xs, xs, 4 * (size_t)R * H, cudaMemcpyHostToDevice, g->st));
     run_experts(g, l, seg, max_rows, g->xs, NULL, g->ys);
     CK(cudaMemcpyAsync(ys, g->ys, 4 * (size_t)R * H, cudaMemcpyDeviceToHost, g->st));
+    CK(cudaStreamSynchronize(g->st));
+}
+
+void janus_gpu_serve_experts_sums(void *gpu, int l, const int32_t *seg, int max_rows, const float *in, const int32_t *tok0,
+                                  const int32_t *n_tok, int n_reg, const int32_t *src_row, int R, const int32_t *off,
+                                  const int32_t *gi, const float *w, int n_out, float *out) {
+    janus_gpu *g = gpu;
+    const int H = g->m->cfg.hidden;
+    if (R <= 0) return;
+    if (R > g->xs_rows || !g->d_srow)
+        janus_die(NULL, "internal: %d expert rows exceed the GPU's %d (max_expert_rows)", R, g->xs_rows);
+    // The token rows up (ys is free until the experts run), each grouped
+    // row gathered from them into xs, the experts, their sums into xs, down.
+    size_t at = 0;
+    for (int r = 0; r < n_reg; r++) {
+        if (n_tok[r])
+            CK(cudaMemcpyAsync(g->ys + at * H, in + (size_t)tok0[r] * H, 4 * (size_t)n_tok[r] * H, cudaMemcpyHostToDevice,
+                               g->st));
+        at += (size_t)n_tok[r];
+    }
+    if (at > (size_t)R || n_out > R) janus_die(NULL, "internal: %zu token rows, %d sums for %d pairs", at, n_out, R);
+    CK(cudaMemcpyAsync(g->d_srow, src_row, 4 * (size_t)R, cudaMemcpyHostToDevice, g->st));
+    CK(cudaMemcpyAsync(g->d_soff, off, 4 * (size_t)(n_out + 1), cudaMemcpyHostToDevice, g->st));
+    CK(cudaMemcpyAsync(g->d_sgi, gi, 4 * (size_t)R, cudaMemcpyHostToDevice, g->st));
+    CK(cudaMemcpyAsync(g->d_sw, w, 4 * (size_t)R, cudaMemcpyHostToDevice, g->st));
+    CK(jk_xchg_gather_rows_via(g->xs, g->ys, NULL, g->d_srow, NULL, R, H, g->st));
+    run_experts(g, l, seg, max_rows, g->xs, NULL, g->ys);
+    CK(jk_xchg_sum_rows(g->xs, g->ys, g->d_soff, g->d_sgi, g->d_sw, n_out, H, g->st));
+    CK(cudaMemcpyAsync(out, g->xs, 4 * (size_t)n_out * H, cudaMemcpyDeviceToHost, g->st));
     CK(cudaStreamSynchronize(g->st));
 }
 

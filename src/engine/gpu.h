@@ -55,6 +55,16 @@ void janus_gpu_step(janus_gpu *g, janus_engine *en, const janus_batch *b, float 
 // expert has this layer job-wide (picks the kernel variant, so results do not
 // depend on how rows were split among ranks). ys [R, H] out.
 void janus_gpu_serve_experts(void *gpu, int l, const int32_t *seg, int max_rows, const float *xs, float *ys, int R);
+// The host payload summed on the MoE ranks (comm/exchange.h,
+// experts_sums_fn): the token rows of n_reg regions of in (host; region r:
+// rows tok0[r] .. tok0[r] + n_tok[r]) go up packed in region order, grouped
+// row g is packed token row src_row[g] (R pairs, grouped by expert as seg
+// says), and out (host [n_out, H]) gets out[o] = the sum over j in off[o] ..
+// off[o+1] of the outputs of grouped rows gi[j] times w[j], in j order, as
+// the host's sums would (bit for bit).
+void janus_gpu_serve_experts_sums(void *gpu, int l, const int32_t *seg, int max_rows, const float *in, const int32_t *tok0,
+                                  const int32_t *n_tok, int n_reg, const int32_t *src_row, int R, const int32_t *off,
+                                  const int32_t *gi, const float *w, int n_out, float *out);
 // The same with rows and outputs on the device (CUDA IPC transport).
 void janus_gpu_serve_experts_dev(void *gpu, int l, const int32_t *seg, int max_rows, const float *d_xs, float *d_ys,
                                  int R);
