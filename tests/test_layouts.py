@@ -17,7 +17,9 @@ MoE rank) and the outputs come back summed on the MoE ranks. PAYLOAD runs
 each mode (default, JANUS_XCHG_SUMS=0, JANUS_XCHG_DEDUP=0) on a few layouts
 and checks the rank-0 payload line of the log: pairs P, rows out R, rows back
 B, rows of pair indices and weights S (1+1: R = B = P / k; summed: B = R <=
-P; SUMS=0: B = P; DEDUP=0: R = B = P, S = 0). Where the sum cannot change the
+P; SUMS=0: B = P; DEDUP=0: R = B = P, S = 0), two of them with the MoE
+ranks' sums through the expert hook the GPU backend uses
+(JANUS_XCHG_SUMS_HOOK=cpu: its tables, the CPU's experts). Where the sum cannot change the
 arithmetic (one MoE rank; a row per pair back) the logprobs must equal the
 single-rank ones bit for bit, and at top-k 2 in every run (a token's two
 outputs add in one order whoever sums them); a summed run on several MoE
@@ -80,6 +82,17 @@ PAYLOAD = [
     ("2+2 hierarchical node 2 summed", 4, ["--attn-ranks", "2", "--moe-ranks", "2", "--exchange", "hierarchical",
                                            "--node-size", "2"], {}, False,
      lambda P, R, B, S, k: B == R and P // k <= R < P and S > 0),
+    # The GPU's expert hook's tables (token rows packed, each pair's row
+    # gathered, the sums' CSR) through the CPU experts (JANUS_XCHG_SUMS_HOOK=
+    # cpu, a test hook); 1-token steps on 4 MoE ranks leave ranks without
+    # pairs on their first steps.
+    ("1+1 summed through the experts hook", 2, ["--attn-ranks", "1", "--moe-ranks", "1"],
+     {"JANUS_XCHG_SUMS_HOOK": "cpu"}, True, lambda P, R, B, S, k: R == B == P // k and S > 0),
+    ("1+4 summed through the experts hook, 1-token steps", 5,
+     ["--attn-ranks", "1", "--moe-ranks", "4", "--max-step-tokens", "1"], {"JANUS_XCHG_SUMS_HOOK": "cpu"}, False,
+     lambda P, R, B, S, k: B == R and P // k <= R <= P and S > 0),
+    # (payload() also runs one 1-token prompt through the hook on 4 MoE
+    # ranks: at top-k < 4 some MoE rank has no pairs on its very first step.)
     ("3+3 hierarchical node 2 replicas 2 JANUS_XCHG_SUMS=0", 6,
      ["--attn-ranks", "3", "--moe-ranks", "3", "--node-size", "2", "--exchange", "hierarchical",
       "--expert-replicas", "2"], {"JANUS_XCHG_SUMS": "0"}, True,
@@ -111,6 +124,14 @@ def run(janus, model, req, out, np_, extra, env=None, log=False):
 
 
 def payload(janus, name, fx, req, tmp, base, k):
+    one = os.path.join(tmp, "one.h5")
+    janus_h5.write_requests(one, [janus_h5.read_requests(req)["prompts"][0][:1]], [4])
+    b1, err = run(janus, fx, one, os.path.join(tmp, "one_base.h5"), 0, [])
+    r1, err1 = run(janus, fx, one, os.path.join(tmp, "one_hook.h5"), 5, ["--attn-ranks", "1", "--moe-ranks", "4"],
+                   {"JANUS_XCHG_SUMS_HOOK": "cpu"})
+    why = [f"janus failed: {(err if b1 is None else err1)[-300:]}"] if b1 is None or r1 is None else same(r1, b1)
+    check(not why, f"{name}: payload 1+4 through the experts hook, one 1-token prompt (MoE ranks without pairs "
+          "on the first step): result equals the single-rank one" + (": " + "; ".join(why[:3]) if why else ""))
     for label, np_, extra, env, exact, rel in PAYLOAD:
         res, err = run(janus, fx, req, os.path.join(tmp, "p.h5"), np_, extra, env, log=True)
         if res is None:

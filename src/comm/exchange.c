@@ -31,6 +31,10 @@ int janus_xchg_tag(const janus_xchg *x, int l, int i, int out) {
     return 2 * ((l * x->n_mb + i) % TAG_SPAN) + out;
 }
 
+static void cpu_sums_hook(void *ctx, int l, const int32_t *seg, int max_rows, const float *in, const int32_t *tok0,
+                          const int32_t *n_tok, int n_reg, const int32_t *src_row, int R, const int32_t *off,
+                          const int32_t *gi, const float *w, int n_out, float *out);
+
 void janus_xchg_init(janus_xchg *x, MPI_Comm world, int n_attn, int n_moe, bool monolithic, const janus_config *c,
                      janus_placement *place, int n_mb, janus_xpath path, int node_size, const janus_model *m) {
     memset(x, 0, sizeof *x);
@@ -95,6 +99,9 @@ void janus_xchg_init(janus_xchg *x, MPI_Comm world, int n_attn, int n_moe, bool 
     hf[1] = hf[0] && (!su || su[0] == '1') && x->k <= HOST_SUM_MAX_K && x->H % 4 == 0;
     MPI_Allreduce(MPI_IN_PLACE, hf, 2, MPI_INT, MPI_MIN, world);
     x->host_dedup = hf[0], x->host_sums = hf[1];
+    const char *hk = getenv("JANUS_XCHG_SUMS_HOOK"); // tests: the CPU experts through the GPU's hook's tables
+    if (hk && strcmp(hk, "cpu")) janus_die_all(NULL, "JANUS_XCHG_SUMS_HOOK=%s: expected cpu (a test hook)", hk);
+    if (hk) x->experts_sums_fn = cpu_sums_hook, x->experts_ctx = x;
     if (path == XPATH_HIER) janus_hier_init(x);
     x->e_start = xcalloc(x->E + 1, sizeof(int));
     x->e_fill = xcalloc(x->E + 1, sizeof(int));
@@ -217,6 +224,37 @@ static void sum_into(float *o, const float *y, float w, int H, bool first) {
         for (int d = 0; d < H; d++) o[d] = y[d] * w;
     else
         for (int d = 0; d < H; d++) o[d] += y[d] * w;
+}
+
+// JANUS_XCHG_SUMS_HOOK=cpu (tests): the CPU backend's experts through
+// experts_sums_fn, step for step as janus_gpu_serve_experts_sums does it
+// (pack the token rows, gather each grouped row, the experts, the sums), so
+// the tables serve builds for that hook run in CI.
+static void cpu_sums_hook(void *ctx, int l, const int32_t *seg, int max_rows, const float *in, const int32_t *tok0,
+                          const int32_t *n_tok, int n_reg, const int32_t *src_row, int R, const int32_t *off,
+                          const int32_t *gi, const float *w, int n_out, float *out) {
+    janus_xchg *x = ctx;
+    const int H = x->H;
+    (void)max_rows;
+    if (R <= 0) return;
+    size_t np = 0;
+    for (int r = 0; r < n_reg; r++) np += (size_t)n_tok[r];
+    float *pk = xmalloc(sizeof(float) * np * H), *xs = xmalloc(sizeof(float) * (size_t)R * H),
+          *ys = xmalloc(sizeof(float) * (size_t)R * H);
+    for (int r = 0, at = 0; r < n_reg; at += n_tok[r++])
+        memcpy(pk + (size_t)at * H, in + (size_t)tok0[r] * H, sizeof(float) * (size_t)n_tok[r] * H);
+    for (int g = 0; g < R; g++) {
+        if (src_row[g] < 0 || (size_t)src_row[g] >= np) janus_die(NULL, "internal: packed token row %d of %zu", src_row[g], np);
+        memcpy(xs + (size_t)g * H, pk + (size_t)src_row[g] * H, sizeof(float) * H);
+    }
+    const janus_layer *L = &x->model->layers[l];
+    for (int e = 0; e < x->E; e++)
+        if (seg[e + 1] > seg[e])
+            janus_swiglu_ffn(ys + (size_t)seg[e] * H, xs + (size_t)seg[e] * H, seg[e + 1] - seg[e], &L->gate[e], &L->up[e],
+                             &L->down[e], &x->ffn);
+    for (int o = 0; o < n_out; o++)
+        for (int j = off[o]; j < off[o + 1]; j++) sum_into(out + (size_t)o * H, ys + (size_t)gi[j] * H, w[j], H, j == off[o]);
+    free(pk), free(xs), free(ys);
 }
 
 // Host payload, rows once per (token, MoE rank): tok (the distinct tokens
@@ -571,7 +609,9 @@ void janus_xchg_serve(janus_xchg *x, int l, int i) {
         x->dev->serve(x, l, i, q->perm, seg, g, (int)maxr);
         return;
     }
-    if (gsum) {
+    if (gsum && g == 0) {
+        // no pairs here: no sums (n_out = 0)
+    } else if (gsum) {
         // Per output row (boff[a] + token) its pairs in a's pair order
         // (ascending expert id): the grouped row and the weight.
         const int n_out = q->boff[A];

@@ -940,8 +940,11 @@ void janus_gpu_serve_experts_sums(void *gpu, int l, const int32_t *seg, int max_
     janus_gpu *g = gpu;
     const int H = g->m->cfg.hidden;
     if (R <= 0) return;
-    if (R > g->xs_rows || !g->d_srow)
-        janus_die(NULL, "internal: %d expert rows exceed the GPU's %d (max_expert_rows)", R, g->xs_rows);
+    if (!g->d_srow) janus_die(NULL, "internal: the host payload's sums on a GPU without an expert role");
+    if (R > g->xs_rows) janus_die(NULL, "internal: %d expert rows exceed the GPU's %d (max_expert_rows)", R, g->xs_rows);
+    size_t packed = 0;
+    for (int r = 0; r < n_reg; r++) packed += (size_t)n_tok[r];
+    if (packed > (size_t)R || n_out > R) janus_die(NULL, "internal: %zu token rows, %d sums for %d pairs", packed, n_out, R);
     // The token rows up (ys is free until the experts run), each grouped
     // row gathered from them into xs, the experts, their sums into xs, down.
     size_t at = 0;
@@ -951,7 +954,6 @@ void janus_gpu_serve_experts_sums(void *gpu, int l, const int32_t *seg, int max_
                                g->st));
         at += (size_t)n_tok[r];
     }
-    if (at > (size_t)R || n_out > R) janus_die(NULL, "internal: %zu token rows, %d sums for %d pairs", at, n_out, R);
     CK(cudaMemcpyAsync(g->d_srow, src_row, 4 * (size_t)R, cudaMemcpyHostToDevice, g->st));
     CK(cudaMemcpyAsync(g->d_soff, off, 4 * (size_t)(n_out + 1), cudaMemcpyHostToDevice, g->st));
     CK(cudaMemcpyAsync(g->d_sgi, gi, 4 * (size_t)R, cudaMemcpyHostToDevice, g->st));
