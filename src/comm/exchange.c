@@ -538,7 +538,11 @@ void janus_xchg_serve(janus_xchg *x, int l, int i) {
     }
     int R = q->off[A];
     const bool host = !janus_xchg_on_device(x), hd = host_dedup_on(x);
-    ensure_moe(q, R, host ? H : 0);
+    // Summed by the expert hook (the GPU's): the token rows go up as they
+    // came, each grouped row named by its packed token row; no host rows
+    // per pair (the same for the whole run).
+    const bool gsum = hd && x->host_sums && x->experts_sums_fn;
+    ensure_moe(q, R, host && !gsum ? H : 0);
     q->foff[0] = q->boff[0] = 0;
     for (int a = 0; a < A; a++) {
         const size_t o = ((size_t)i * A + a) * x->n_moe + mi;
@@ -561,9 +565,6 @@ void janus_xchg_serve(janus_xchg *x, int l, int i) {
     // Host dedup: a's region holds its token rows, then per pair (token row,
     // weight).
     const int64_t *tok = x->tok_am + (size_t)i * A * x->n_moe;
-    // Summed by the expert hook (the GPU's): the token rows go up as they
-    // came, each grouped row named by its packed token row.
-    const bool gsum = hd && x->host_sums && x->experts_sums_fn;
     if (gsum) {
         if (R > x->hs_cap) {
             x->hs_cap = R;
